@@ -18,6 +18,19 @@
 //! - [`fastcgi`]: FastCGI 1.0 records, the client (ferry → php-fpm) and responder roles.
 //! - [`form`]: JSON message bodies encoded as PHP's `http_build_query` would.
 
+// Peer input reaches every function below: none may panic on it. Tests may.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo
+    )
+)]
+
 pub mod amqp;
 pub mod fastcgi;
 pub mod form;
