@@ -50,7 +50,9 @@ fn decode_all(buf: &[u8], assembler: &mut ContentAssembler) -> (u64, usize) {
     let mut pos = 0;
     let mut tags = 0u64;
     let mut body_bytes = 0usize;
-    while let Ok(Status::Complete(frame, used)) = decode_frame(buf.get(pos..).unwrap_or_default(), FRAME_MAX) {
+    while let Ok(Status::Complete(frame, used)) =
+        decode_frame(buf.get(pos..).unwrap_or_default(), FRAME_MAX)
+    {
         pos += used;
         match frame.payload {
             FramePayload::Method(payload) => {
@@ -79,9 +81,13 @@ fn bench_decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("amqp_decode");
     group.throughput(Throughput::Bytes(buf.len() as u64));
     let mut assembler = ContentAssembler::new(16 << 20);
-    group.bench_function("deliver_header_body_x1000", |b| b.iter(|| decode_all(black_box(&buf), &mut assembler)));
+    group.bench_function("deliver_header_body_x1000", |b| {
+        b.iter(|| decode_all(black_box(&buf), &mut assembler))
+    });
     group.throughput(Throughput::Elements(MESSAGES));
-    group.bench_function("deliver_header_body_x1000_msgs", |b| b.iter(|| decode_all(black_box(&buf), &mut assembler)));
+    group.bench_function("deliver_header_body_x1000_msgs", |b| {
+        b.iter(|| decode_all(black_box(&buf), &mut assembler))
+    });
     group.finish();
 }
 
@@ -93,7 +99,10 @@ fn bench_encode(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             for tag in 1..=MESSAGES {
-                let ack = BasicAck { delivery_tag: tag, multiple: false };
+                let ack = BasicAck {
+                    delivery_tag: tag,
+                    multiple: false,
+                };
                 encode_method_frame(&mut out, 1, &Method::BasicAck(ack), FRAME_MAX).unwrap();
             }
             black_box(out.len())
@@ -118,7 +127,15 @@ fn bench_encode(c: &mut Criterion) {
             out.clear();
             for _ in 0..MESSAGES {
                 encode_method_frame(&mut out, 1, &publish, FRAME_MAX).unwrap();
-                encode_content(&mut out, 1, CLASS_BASIC, &props, black_box(&body), FRAME_MAX).unwrap();
+                encode_content(
+                    &mut out,
+                    1,
+                    CLASS_BASIC,
+                    &props,
+                    black_box(&body),
+                    FRAME_MAX,
+                )
+                .unwrap();
             }
             black_box(out.len())
         })

@@ -29,8 +29,12 @@ static GLOBAL: Counting = Counting;
 
 fn stream(messages: u64) -> Vec<u8> {
     let mut headers = TableBuilder::new();
-    headers.insert(b"x-ferry-attempt", FieldValue::I32(1)).unwrap();
-    headers.insert(b"trace", FieldValue::LongStr(b"abc")).unwrap();
+    headers
+        .insert(b"x-ferry-attempt", FieldValue::I32(1))
+        .unwrap();
+    headers
+        .insert(b"trace", FieldValue::LongStr(b"abc"))
+        .unwrap();
     let props = BasicProperties {
         content_type: Some(b"application/json"),
         headers: Some(headers.as_table()),
@@ -99,20 +103,35 @@ fn decoding_deliveries_allocates_nothing() {
 fn multi_frame_bodies_reuse_the_assembler_buffer() {
     let mut bytes = Vec::new();
     for tag in 1..=50 {
-        let deliver = BasicDeliver { delivery_tag: tag, ..Default::default() };
+        let deliver = BasicDeliver {
+            delivery_tag: tag,
+            ..Default::default()
+        };
         encode_method_frame(&mut bytes, 1, &deliver.into(), 4096).unwrap();
-        encode_content(&mut bytes, 1, CLASS_BASIC, &BasicProperties::default(), &[7; 10_000], 4096).unwrap();
+        encode_content(
+            &mut bytes,
+            1,
+            CLASS_BASIC,
+            &BasicProperties::default(),
+            &[7; 10_000],
+            4096,
+        )
+        .unwrap();
     }
     let mut assembler = ContentAssembler::new(1 << 20);
     let mut allocations_after_first = None;
     let mut pos = 0;
     let mut complete = 0;
     while pos < bytes.len() {
-        let Status::Complete(frame, used) = decode_frame(&bytes[pos..], 4096).unwrap() else { panic!() };
+        let Status::Complete(frame, used) = decode_frame(&bytes[pos..], 4096).unwrap() else {
+            panic!()
+        };
         pos += used;
         match frame.payload {
             FramePayload::Method(p) => assembler.on_method(&Method::decode(p).unwrap()).unwrap(),
-            FramePayload::Header(h) => assert_eq!(assembler.on_header(&h).unwrap(), Assembled::Pending),
+            FramePayload::Header(h) => {
+                assert_eq!(assembler.on_header(&h).unwrap(), Assembled::Pending)
+            }
             FramePayload::Body(chunk) => {
                 if let Assembled::Complete(body) = assembler.on_body(chunk).unwrap() {
                     assert_eq!(body.len(), 10_000);
@@ -126,5 +145,8 @@ fn multi_frame_bodies_reuse_the_assembler_buffer() {
         }
     }
     assert_eq!(complete, 50);
-    assert_eq!(ALLOCATIONS.with(Cell::get), allocations_after_first.unwrap());
+    assert_eq!(
+        ALLOCATIONS.with(Cell::get),
+        allocations_after_first.unwrap()
+    );
 }

@@ -13,19 +13,42 @@ fn data(name: &str) -> Vec<u8> {
 #[test]
 fn connection_start_from_rabbitmq() {
     let bytes = data("connection_start.bin");
-    let Status::Complete(frame, used) = decode_frame(&bytes, FRAME_MIN_SIZE).unwrap() else { panic!("partial") };
+    let Status::Complete(frame, used) = decode_frame(&bytes, FRAME_MIN_SIZE).unwrap() else {
+        panic!("partial")
+    };
     assert_eq!(used, bytes.len());
     assert_eq!(frame.channel, 0);
-    let FramePayload::Method(payload) = frame.payload else { panic!("not a method") };
-    let Method::ConnectionStart(start) = Method::decode(payload).unwrap() else { panic!("not start") };
+    let FramePayload::Method(payload) = frame.payload else {
+        panic!("not a method")
+    };
+    let Method::ConnectionStart(start) = Method::decode(payload).unwrap() else {
+        panic!("not start")
+    };
     assert_eq!((start.version_major, start.version_minor), (0, 9));
     let props = start.server_properties;
-    assert_eq!(props.get(b"product"), Some(FieldValue::LongStr(b"RabbitMQ")));
-    let Some(FieldValue::LongStr(version)) = props.get(b"version") else { panic!("no version") };
-    assert!(version.starts_with(b"3."), "{:?}", String::from_utf8_lossy(version));
-    let Some(FieldValue::Table(caps)) = props.get(b"capabilities") else { panic!("no capabilities") };
-    assert_eq!(caps.get(b"consumer_cancel_notify"), Some(FieldValue::Bool(true)));
-    assert_eq!(caps.get(b"publisher_confirms"), Some(FieldValue::Bool(true)));
+    assert_eq!(
+        props.get(b"product"),
+        Some(FieldValue::LongStr(b"RabbitMQ"))
+    );
+    let Some(FieldValue::LongStr(version)) = props.get(b"version") else {
+        panic!("no version")
+    };
+    assert!(
+        version.starts_with(b"3."),
+        "{:?}",
+        String::from_utf8_lossy(version)
+    );
+    let Some(FieldValue::Table(caps)) = props.get(b"capabilities") else {
+        panic!("no capabilities")
+    };
+    assert_eq!(
+        caps.get(b"consumer_cancel_notify"),
+        Some(FieldValue::Bool(true))
+    );
+    assert_eq!(
+        caps.get(b"publisher_confirms"),
+        Some(FieldValue::Bool(true))
+    );
     assert_eq!(caps.get(b"basic.nack"), Some(FieldValue::Bool(true)));
     assert!(start.mechanisms.windows(5).any(|w| w == b"PLAIN"));
     assert_eq!(start.locales, b"en_US");
@@ -46,7 +69,9 @@ fn deliver_with_properties_and_multiframe_body() {
     let mut body_frames = 0;
     let mut body = None;
     while pos < bytes.len() {
-        let Status::Complete(frame, used) = decode_frame(&bytes[pos..], 4096).unwrap() else { panic!("partial") };
+        let Status::Complete(frame, used) = decode_frame(&bytes[pos..], 4096).unwrap() else {
+            panic!("partial")
+        };
         pos += used;
         assert_eq!(frame.channel, 1);
         match frame.payload {
@@ -69,7 +94,9 @@ fn deliver_with_properties_and_multiframe_body() {
             FramePayload::Heartbeat => panic!("heartbeat"),
         }
     }
-    let Some(Method::BasicDeliver(d)) = deliver else { panic!("no deliver") };
+    let Some(Method::BasicDeliver(d)) = deliver else {
+        panic!("no deliver")
+    };
     assert_eq!(d.consumer_tag, b"ferry-capture");
     assert_eq!(d.delivery_tag, 1);
     assert!(!d.redelivered);

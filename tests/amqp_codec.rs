@@ -7,15 +7,49 @@ use proptest::prelude::*;
 
 fn all_methods<'a>(table: FieldTable<'a>, s: &'a [u8]) -> Vec<Method<'a>> {
     vec![
-        ConnectionStart { version_major: 0, version_minor: 9, server_properties: table, mechanisms: s, locales: b"en_US" }.into(),
-        ConnectionStartOk { client_properties: table, mechanism: b"PLAIN", response: s, locale: b"en_US" }.into(),
+        ConnectionStart {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: table,
+            mechanisms: s,
+            locales: b"en_US",
+        }
+        .into(),
+        ConnectionStartOk {
+            client_properties: table,
+            mechanism: b"PLAIN",
+            response: s,
+            locale: b"en_US",
+        }
+        .into(),
         ConnectionSecure { challenge: s }.into(),
         ConnectionSecureOk { response: s }.into(),
-        ConnectionTune { channel_max: 2047, frame_max: 131_072, heartbeat: 60 }.into(),
-        ConnectionTuneOk { channel_max: 2047, frame_max: 131_072, heartbeat: 30 }.into(),
-        ConnectionOpen { virtual_host: b"/", capabilities: b"", insist: true }.into(),
+        ConnectionTune {
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 60,
+        }
+        .into(),
+        ConnectionTuneOk {
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 30,
+        }
+        .into(),
+        ConnectionOpen {
+            virtual_host: b"/",
+            capabilities: b"",
+            insist: true,
+        }
+        .into(),
         ConnectionOpenOk { known_hosts: s }.into(),
-        ConnectionClose { reply_code: 320, reply_text: s, class_id: 60, method_id: 40 }.into(),
+        ConnectionClose {
+            reply_code: 320,
+            reply_text: s,
+            class_id: 60,
+            method_id: 40,
+        }
+        .into(),
         ConnectionCloseOk {}.into(),
         ConnectionBlocked { reason: s }.into(),
         ConnectionUnblocked {}.into(),
@@ -23,30 +57,134 @@ fn all_methods<'a>(table: FieldTable<'a>, s: &'a [u8]) -> Vec<Method<'a>> {
         ChannelOpenOk { channel_id: s }.into(),
         ChannelFlow { active: true }.into(),
         ChannelFlowOk { active: false }.into(),
-        ChannelClose { reply_code: 406, reply_text: s, class_id: 60, method_id: 80 }.into(),
+        ChannelClose {
+            reply_code: 406,
+            reply_text: s,
+            class_id: 60,
+            method_id: 80,
+        }
+        .into(),
         ChannelCloseOk {}.into(),
-        ExchangeDeclare { ticket: 0, exchange: s, kind: b"direct", passive: false, durable: true, auto_delete: false, internal: true, no_wait: true, arguments: table }.into(),
+        ExchangeDeclare {
+            ticket: 0,
+            exchange: s,
+            kind: b"direct",
+            passive: false,
+            durable: true,
+            auto_delete: false,
+            internal: true,
+            no_wait: true,
+            arguments: table,
+        }
+        .into(),
         ExchangeDeclareOk {}.into(),
-        QueueDeclare { ticket: 0, queue: s, passive: true, durable: true, exclusive: false, auto_delete: true, no_wait: false, arguments: table }.into(),
-        QueueDeclareOk { queue: s, message_count: 7, consumer_count: 2 }.into(),
-        QueueBind { ticket: 0, queue: s, exchange: b"amq.direct", routing_key: s, no_wait: true, arguments: table }.into(),
+        QueueDeclare {
+            ticket: 0,
+            queue: s,
+            passive: true,
+            durable: true,
+            exclusive: false,
+            auto_delete: true,
+            no_wait: false,
+            arguments: table,
+        }
+        .into(),
+        QueueDeclareOk {
+            queue: s,
+            message_count: 7,
+            consumer_count: 2,
+        }
+        .into(),
+        QueueBind {
+            ticket: 0,
+            queue: s,
+            exchange: b"amq.direct",
+            routing_key: s,
+            no_wait: true,
+            arguments: table,
+        }
+        .into(),
         QueueBindOk {}.into(),
-        BasicQos { prefetch_size: 0, prefetch_count: 4, global: false }.into(),
+        BasicQos {
+            prefetch_size: 0,
+            prefetch_count: 4,
+            global: false,
+        }
+        .into(),
         BasicQosOk {}.into(),
-        BasicConsume { ticket: 0, queue: s, consumer_tag: b"ferry", no_local: false, no_ack: true, exclusive: true, no_wait: false, arguments: table }.into(),
+        BasicConsume {
+            ticket: 0,
+            queue: s,
+            consumer_tag: b"ferry",
+            no_local: false,
+            no_ack: true,
+            exclusive: true,
+            no_wait: false,
+            arguments: table,
+        }
+        .into(),
         BasicConsumeOk { consumer_tag: s }.into(),
-        BasicCancel { consumer_tag: s, no_wait: true }.into(),
+        BasicCancel {
+            consumer_tag: s,
+            no_wait: true,
+        }
+        .into(),
         BasicCancelOk { consumer_tag: s }.into(),
-        BasicPublish { ticket: 0, exchange: b"", routing_key: s, mandatory: true, immediate: false }.into(),
-        BasicReturn { reply_code: 312, reply_text: b"NO_ROUTE", exchange: b"", routing_key: s }.into(),
-        BasicDeliver { consumer_tag: s, delivery_tag: u64::MAX, redelivered: true, exchange: b"x", routing_key: s }.into(),
-        BasicGet { ticket: 0, queue: s, no_ack: true }.into(),
-        BasicGetOk { delivery_tag: 9, redelivered: false, exchange: b"", routing_key: s, message_count: 3 }.into(),
+        BasicPublish {
+            ticket: 0,
+            exchange: b"",
+            routing_key: s,
+            mandatory: true,
+            immediate: false,
+        }
+        .into(),
+        BasicReturn {
+            reply_code: 312,
+            reply_text: b"NO_ROUTE",
+            exchange: b"",
+            routing_key: s,
+        }
+        .into(),
+        BasicDeliver {
+            consumer_tag: s,
+            delivery_tag: u64::MAX,
+            redelivered: true,
+            exchange: b"x",
+            routing_key: s,
+        }
+        .into(),
+        BasicGet {
+            ticket: 0,
+            queue: s,
+            no_ack: true,
+        }
+        .into(),
+        BasicGetOk {
+            delivery_tag: 9,
+            redelivered: false,
+            exchange: b"",
+            routing_key: s,
+            message_count: 3,
+        }
+        .into(),
         BasicGetEmpty { cluster_id: b"" }.into(),
-        BasicAck { delivery_tag: 42, multiple: true }.into(),
-        BasicReject { delivery_tag: 43, requeue: false }.into(),
+        BasicAck {
+            delivery_tag: 42,
+            multiple: true,
+        }
+        .into(),
+        BasicReject {
+            delivery_tag: 43,
+            requeue: false,
+        }
+        .into(),
         BasicRecoverOk {}.into(),
-        BasicNack { delivery_tag: 44, multiple: false, requeue: true }.into(),
+        BasicNack {
+            delivery_tag: 44,
+            multiple: false,
+            requeue: true,
+        }
+        .into(),
         ConfirmSelect { no_wait: false }.into(),
         ConfirmSelectOk {}.into(),
     ]
@@ -56,7 +194,11 @@ fn sample_table() -> TableBuilder {
     let mut inner = TableBuilder::new();
     inner.insert(b"flag", FieldValue::Bool(true)).unwrap();
     let mut array = TableBuilder::new();
-    array.push_value(FieldValue::I16(-3)).unwrap().push_value(FieldValue::LongStr(b"a")).unwrap();
+    array
+        .push_value(FieldValue::I16(-3))
+        .unwrap()
+        .push_value(FieldValue::LongStr(b"a"))
+        .unwrap();
     let mut t = TableBuilder::new();
     t.insert(b"x-message-ttl", FieldValue::I64(1000))
         .unwrap()
@@ -66,8 +208,6 @@ fn sample_table() -> TableBuilder {
         .unwrap()
         .insert(b"list", FieldValue::Array(array.as_array()))
         .unwrap();
-    let copy = t.clone();
-    let _ = copy;
     t
 }
 
@@ -82,16 +222,31 @@ fn every_method_roundtrips_through_a_frame() {
     for method in methods {
         let mut out = Vec::new();
         encode_method_frame(&mut out, 3, &method, 131_072).unwrap();
-        let Status::Complete(frame, used) = decode_frame(&out, 131_072).unwrap() else { panic!() };
+        let Status::Complete(frame, used) = decode_frame(&out, 131_072).unwrap() else {
+            panic!()
+        };
         assert_eq!(used, out.len());
         assert_eq!(frame.channel, 3);
-        let FramePayload::Method(payload) = frame.payload else { panic!() };
+        let FramePayload::Method(payload) = frame.payload else {
+            panic!()
+        };
         let decoded = Method::decode(payload).unwrap();
         assert_eq!(decoded, method, "{}", method.name());
-        assert_eq!(decoded.ids(), (u16::from_be_bytes([payload[0], payload[1]]), u16::from_be_bytes([payload[2], payload[3]])));
+        assert_eq!(
+            decoded.ids(),
+            (
+                u16::from_be_bytes([payload[0], payload[1]]),
+                u16::from_be_bytes([payload[2], payload[3]])
+            )
+        );
         // Every strict prefix is Partial.
         for cut in 0..out.len() {
-            assert_eq!(decode_frame(&out[..cut], 131_072), Ok(Status::Partial), "{} cut at {cut}", method.name());
+            assert_eq!(
+                decode_frame(&out[..cut], 131_072),
+                Ok(Status::Partial),
+                "{} cut at {cut}",
+                method.name()
+            );
         }
     }
 }
@@ -99,27 +254,74 @@ fn every_method_roundtrips_through_a_frame() {
 #[test]
 fn known_byte_vectors() {
     let mut out = Vec::new();
-    encode_method_frame(&mut out, 1, &BasicAck { delivery_tag: 5, multiple: true }.into(), 4096).unwrap();
-    assert_eq!(out, b"\x01\x00\x01\x00\x00\x00\x0d\x00\x3c\x00\x50\x00\x00\x00\x00\x00\x00\x00\x05\x01\xce");
+    encode_method_frame(
+        &mut out,
+        1,
+        &BasicAck {
+            delivery_tag: 5,
+            multiple: true,
+        }
+        .into(),
+        4096,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        b"\x01\x00\x01\x00\x00\x00\x0d\x00\x3c\x00\x50\x00\x00\x00\x00\x00\x00\x00\x05\x01\xce"
+    );
     out.clear();
     // basic.nack: multiple (bit 0) = false, requeue (bit 1) = true → 0x02.
-    encode_method_frame(&mut out, 2, &BasicNack { delivery_tag: 1, multiple: false, requeue: true }.into(), 4096).unwrap();
-    assert_eq!(out, b"\x01\x00\x02\x00\x00\x00\x0d\x00\x3c\x00\x78\x00\x00\x00\x00\x00\x00\x00\x01\x02\xce");
+    encode_method_frame(
+        &mut out,
+        2,
+        &BasicNack {
+            delivery_tag: 1,
+            multiple: false,
+            requeue: true,
+        }
+        .into(),
+        4096,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        b"\x01\x00\x02\x00\x00\x00\x0d\x00\x3c\x00\x78\x00\x00\x00\x00\x00\x00\x00\x01\x02\xce"
+    );
     out.clear();
     // queue.declare durable: ticket, "q", bits 0b0000_0010, empty table.
-    let declare = QueueDeclare { queue: b"q", durable: true, ..Default::default() };
+    let declare = QueueDeclare {
+        queue: b"q",
+        durable: true,
+        ..Default::default()
+    };
     encode_method_frame(&mut out, 1, &declare.into(), 4096).unwrap();
-    assert_eq!(out, b"\x01\x00\x01\x00\x00\x00\x0d\x00\x32\x00\x0a\x00\x00\x01q\x02\x00\x00\x00\x00\xce");
+    assert_eq!(
+        out,
+        b"\x01\x00\x01\x00\x00\x00\x0d\x00\x32\x00\x0a\x00\x00\x01q\x02\x00\x00\x00\x00\xce"
+    );
     out.clear();
     encode_heartbeat(&mut out);
     assert_eq!(out, b"\x08\x00\x00\x00\x00\x00\x00\xce");
-    assert_eq!(decode_frame(&out, 4096), Ok(Status::Complete(Frame { channel: 0, payload: FramePayload::Heartbeat }, 8)));
+    assert_eq!(
+        decode_frame(&out, 4096),
+        Ok(Status::Complete(
+            Frame {
+                channel: 0,
+                payload: FramePayload::Heartbeat
+            },
+            8
+        ))
+    );
     out.clear();
     encode_protocol_header(&mut out);
     assert_eq!(out, b"AMQP\x00\x00\x09\x01");
     // Content: header frame with content-type + delivery-mode, body split 4 + 1.
     out.clear();
-    let props = BasicProperties { content_type: Some(b"t/p"), delivery_mode: Some(2), ..Default::default() };
+    let props = BasicProperties {
+        content_type: Some(b"t/p"),
+        delivery_mode: Some(2),
+        ..Default::default()
+    };
     encode_content(&mut out, 1, 60, &props, b"hello", 12).unwrap_err(); // header frame too big for 12
     encode_content(&mut out, 1, 60, &props, b"hello", 64).unwrap();
     assert_eq!(
@@ -128,8 +330,19 @@ fn known_byte_vectors() {
     );
     out.clear();
     // frame_max 22: the 14-byte header payload just fits, body frames carry 14 bytes.
-    encode_content(&mut out, 1, 60, &BasicProperties::default(), b"0123456789abcdXYZ", 22).unwrap();
-    assert_eq!(&out[22..], b"\x03\x00\x01\x00\x00\x00\x0e0123456789abcd\xce\x03\x00\x01\x00\x00\x00\x03XYZ\xce");
+    encode_content(
+        &mut out,
+        1,
+        60,
+        &BasicProperties::default(),
+        b"0123456789abcdXYZ",
+        22,
+    )
+    .unwrap();
+    assert_eq!(
+        &out[22..],
+        b"\x03\x00\x01\x00\x00\x00\x0e0123456789abcd\xce\x03\x00\x01\x00\x00\x00\x03XYZ\xce"
+    );
     out.clear();
     encode_content(&mut out, 1, 60, &BasicProperties::default(), b"", 22).unwrap();
     assert_eq!(out.len(), 8 + 14, "an empty body has no body frame");
@@ -163,7 +376,10 @@ fn field_table_types_as_rabbitmq_reads_them() {
             FieldValue::I64(-1),
             FieldValue::Bytes(&[9, 8]),
             FieldValue::Void,
-            FieldValue::Decimal { scale: 2, value: 256 },
+            FieldValue::Decimal {
+                scale: 2,
+                value: 256
+            },
             FieldValue::Bool(true),
             FieldValue::I8(-128),
             FieldValue::U8(128),
@@ -174,7 +390,11 @@ fn field_table_types_as_rabbitmq_reads_them() {
     );
     let mut out = Vec::new();
     t.encode(&mut out).unwrap();
-    assert_eq!(&out[4..], &raw[..], "a decoded table re-encodes byte for byte");
+    assert_eq!(
+        &out[4..],
+        &raw[..],
+        "a decoded table re-encodes byte for byte"
+    );
 }
 
 #[test]
@@ -182,8 +402,15 @@ fn client_properties_carry_capabilities() {
     let props = TableBuilder::client_properties(b"ferry", b"0.1.0", Some(b"ferry@host")).unwrap();
     let t = FieldTable::parse(props.as_table().as_bytes()).unwrap();
     assert_eq!(t.get(b"product"), Some(FieldValue::LongStr(b"ferry")));
-    let Some(FieldValue::Table(caps)) = t.get(b"capabilities") else { panic!() };
-    for cap in [&b"consumer_cancel_notify"[..], b"connection.blocked", b"publisher_confirms", b"basic.nack"] {
+    let Some(FieldValue::Table(caps)) = t.get(b"capabilities") else {
+        panic!()
+    };
+    for cap in [
+        &b"consumer_cancel_notify"[..],
+        b"connection.blocked",
+        b"publisher_confirms",
+        b"basic.nack",
+    ] {
         assert_eq!(caps.get(cap), Some(FieldValue::Bool(true)));
     }
 }
@@ -200,7 +427,9 @@ fn leaf() -> impl Strategy<Value = (u8, Vec<u8>)> {
 }
 
 fn encode_leaf(kind: u8, data: &[u8], out: &mut TableBuilder, key: &[u8]) {
-    let n = data.iter().fold(0u64, |a, b| a.wrapping_mul(131).wrapping_add(u64::from(*b)));
+    let n = data
+        .iter()
+        .fold(0u64, |a, b| a.wrapping_mul(131).wrapping_add(u64::from(*b)));
     let v = match kind {
         0 => FieldValue::Bool(n % 2 == 0),
         1 => FieldValue::I8(n as i8),
@@ -212,7 +441,10 @@ fn encode_leaf(kind: u8, data: &[u8], out: &mut TableBuilder, key: &[u8]) {
         7 => FieldValue::I64(n as i64),
         8 => FieldValue::F32(f32::from_bits(n as u32)),
         9 => FieldValue::F64(f64::from_bits(n)),
-        10 => FieldValue::Decimal { scale: n as u8, value: (n >> 8) as u32 },
+        10 => FieldValue::Decimal {
+            scale: n as u8,
+            value: (n >> 8) as u32,
+        },
         11 => FieldValue::LongStr(data),
         12 => FieldValue::Timestamp(n),
         13 => FieldValue::Bytes(data),
@@ -221,8 +453,12 @@ fn encode_leaf(kind: u8, data: &[u8], out: &mut TableBuilder, key: &[u8]) {
     out.insert(key, v).unwrap();
 }
 
-/// Builds a nested table from a tree description: depth levels of `leaves` each.
-fn build_nested(levels: &[Vec<(Vec<u8>, (u8, Vec<u8>))>]) -> TableBuilder {
+/// One level of a generated table: `(key, (value kind, value bytes))` entries.
+type Level = Vec<(Vec<u8>, (u8, Vec<u8>))>;
+
+/// Builds a nested table from a tree description: one table per level, each holding the
+/// next as a nested table and inside an array.
+fn build_nested(levels: &[Level]) -> TableBuilder {
     let mut current = TableBuilder::new();
     for level in levels.iter().rev() {
         let mut t = TableBuilder::new();
@@ -230,9 +466,12 @@ fn build_nested(levels: &[Vec<(Vec<u8>, (u8, Vec<u8>))>]) -> TableBuilder {
             encode_leaf(*kind, data, &mut t, key);
         }
         let mut arr = TableBuilder::new();
-        arr.push_value(FieldValue::Table(current.as_table())).unwrap();
-        t.insert(b"child", FieldValue::Table(current.as_table())).unwrap();
-        t.insert(b"children", FieldValue::Array(arr.as_array())).unwrap();
+        arr.push_value(FieldValue::Table(current.as_table()))
+            .unwrap();
+        t.insert(b"child", FieldValue::Table(current.as_table()))
+            .unwrap();
+        t.insert(b"children", FieldValue::Array(arr.as_array()))
+            .unwrap();
         current = t;
     }
     current
