@@ -119,7 +119,9 @@ pub fn encode_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) -> Result<(), F
 mod tests {
     use super::*;
 
-    fn decode_all(buf: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, FcgiError> {
+    type OwnedPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn decode_all(buf: &[u8]) -> Result<OwnedPairs, FcgiError> {
         NameValuePairs::new(buf)
             .map(|p| p.map(|(n, v)| (n.to_vec(), v.to_vec())))
             .collect()
