@@ -1,0 +1,305 @@
+//! The CGI response head at the start of STDOUT (RFC 3875 §6): header lines up to a blank
+//! line, then the body. ferry reads `Status:`, `Content-Type:`, and its own
+//! `X-Ferry-Action:` / `X-Ferry-Retry-After:`; the body is the caller's to count and
+//! discard — this module never buffers it.
+//!
+//! [`CgiHead`] is resumable: STDOUT records may split the head anywhere (one byte per
+//! record works). It copies head bytes into a buffer reserved once at its cap (16 KiB by
+//! default) and scans each byte once for the end of the block (`\n\n` or `\n\r\n`, so
+//! both `\r\n\r\n`, which PHP writes, and bare `\n\n` end it). Once the block is whole,
+//! httparse parses the lines. More than the cap without a blank line is
+//! [`FcgiError::HeadersTooLarge`]: memory stays bounded whatever the worker prints.
+//!
+//! Decisions: an `X-Ferry-Action` value other than `ack`, `retry` or `dead-letter`
+//! (case-insensitive) is an error, not ignored — a worker that asks for something ferry
+//! does not understand gets a malformed-response outcome (retryable) rather than a silent
+//! ack. Header names match case-insensitively; a header ferry reads that appears twice is
+//! [`FcgiError::DuplicateHeader`].
+
+use super::error::FcgiError;
+
+/// Default cap on the CGI head.
+pub const DEFAULT_HEAD_CAP: usize = 16 * 1024;
+/// Most header lines parsed (httparse needs a fixed array; PHP sends a handful).
+pub const MAX_HEADERS: usize = 64;
+
+/// What a worker asks ferry to do with the message (`X-Ferry-Action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FerryAction {
+    /// `ack`: done, acknowledge it.
+    Ack,
+    /// `retry`: try again later (after `X-Ferry-Retry-After` seconds if given).
+    Retry,
+    /// `dead-letter`: give up on it.
+    DeadLetter,
+}
+
+/// Where the end-of-head scan stands, carried between calls so no byte is scanned twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineState {
+    /// At the start of a line: a `\n` here (or after `\r`) ends the head.
+    LineStart,
+    /// Saw `\r` at the start of a line.
+    LineStartCr,
+    /// Inside a line with content.
+    InLine,
+}
+
+/// Accumulates and parses the CGI head of one response.
+#[derive(Debug, Clone)]
+pub struct CgiHead {
+    buf: Vec<u8>,
+    cap: usize,
+    line: LineState,
+    complete: bool,
+    status: Option<u16>,
+    ferry_action: Option<FerryAction>,
+    retry_after_s: Option<u64>,
+    content_type: Option<(usize, usize)>,
+}
+
+impl Default for CgiHead {
+    fn default() -> Self {
+        Self::new(DEFAULT_HEAD_CAP)
+    }
+}
+
+impl CgiHead {
+    /// A head accumulator holding at most `cap` bytes (reserved now, never grown).
+    pub fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(cap),
+            cap,
+            line: LineState::LineStart,
+            complete: false,
+            status: None,
+            ferry_action: None,
+            retry_after_s: None,
+            content_type: None,
+        }
+    }
+
+    /// Forgets the last response, keeping the buffer (no allocation).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.line = LineState::LineStart;
+        self.complete = false;
+        self.status = None;
+        self.ferry_action = None;
+        self.retry_after_s = None;
+        self.content_type = None;
+    }
+
+    /// Feeds the next STDOUT bytes. `Ok(None)`: all of `chunk` was head, feed more.
+    /// `Ok(Some(head_bytes))`: the head ended after `chunk[..head_bytes]`; the rest of the
+    /// chunk (`chunk.len() - head_bytes` bytes) is body. Once complete, further calls
+    /// return `Ok(Some(0))`: everything is body.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Option<usize>, FcgiError> {
+        if self.complete {
+            return Ok(Some(0));
+        }
+        let end = self.scan(chunk);
+        let head_part = match end {
+            Some(end) => chunk.get(..end).unwrap_or(chunk),
+            None => chunk,
+        };
+        if self.buf.len() + head_part.len() > self.cap {
+            return Err(FcgiError::HeadersTooLarge { cap: self.cap });
+        }
+        self.buf.extend_from_slice(head_part);
+        match end {
+            Some(end) => {
+                self.parse()?;
+                self.complete = true;
+                Ok(Some(end))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Finds the end of the head in `chunk` (the index just past the blank line's `\n`),
+    /// continuing from the state the previous chunk left.
+    fn scan(&mut self, chunk: &[u8]) -> Option<usize> {
+        let mut line = self.line;
+        let mut pos = 0;
+        while let Some(&byte) = chunk.get(pos) {
+            pos += 1;
+            line = match (line, byte) {
+                (LineState::LineStart | LineState::LineStartCr, b'\n') => {
+                    self.line = LineState::LineStart;
+                    return Some(pos);
+                }
+                (LineState::LineStart, b'\r') => LineState::LineStartCr,
+                (LineState::InLine, b'\n') => LineState::LineStart,
+                (LineState::InLine, _) => {
+                    // Skip to the next newline at once: the common case is a long line.
+                    match chunk
+                        .get(pos..)
+                        .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+                    {
+                        Some(offset) => {
+                            pos += offset + 1;
+                            LineState::LineStart
+                        }
+                        None => {
+                            pos = chunk.len();
+                            LineState::InLine
+                        }
+                    }
+                }
+                _ => LineState::InLine,
+            };
+        }
+        self.line = line;
+        None
+    }
+
+    fn parse(&mut self) -> Result<(), FcgiError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let parsed = match httparse::parse_headers(&self.buf, &mut headers) {
+            Ok(httparse::Status::Complete((_, parsed))) => parsed,
+            // The scan found the blank line, so httparse cannot need more: a disagreement
+            // (a stray `\r` inside a line) means the block is malformed.
+            Ok(httparse::Status::Partial) => {
+                return Err(FcgiError::MalformedHeaders(httparse::Error::NewLine))
+            }
+            Err(e) => return Err(FcgiError::MalformedHeaders(e)),
+        };
+        let base = self.buf.as_ptr() as usize;
+        for header in parsed {
+            let value = header.value;
+            if header.name.eq_ignore_ascii_case("status") {
+                set_once(&mut self.status, parse_status(value)?, "Status")?;
+            } else if header.name.eq_ignore_ascii_case("x-ferry-action") {
+                set_once(
+                    &mut self.ferry_action,
+                    parse_action(value)?,
+                    "X-Ferry-Action",
+                )?;
+            } else if header.name.eq_ignore_ascii_case("x-ferry-retry-after") {
+                let seconds = parse_decimal(trim(value)).ok_or(FcgiError::InvalidRetryAfter)?;
+                set_once(&mut self.retry_after_s, seconds, "X-Ferry-Retry-After")?;
+            } else if header.name.eq_ignore_ascii_case("content-type") {
+                // Kept as offsets into our own buffer: the value borrows it.
+                let start = (value.as_ptr() as usize).saturating_sub(base);
+                set_once(
+                    &mut self.content_type,
+                    (start, start + value.len()),
+                    "Content-Type",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True once the blank line ending the head has been seen and parsed.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The `Status:` code; `None` when absent (which CGI defines as 200).
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// The status code, 200 when the head had no `Status:`.
+    pub fn status_or_200(&self) -> u16 {
+        self.status.unwrap_or(200)
+    }
+
+    /// What the worker asked for in `X-Ferry-Action`.
+    pub fn ferry_action(&self) -> Option<FerryAction> {
+        self.ferry_action
+    }
+
+    /// `X-Ferry-Retry-After`, in seconds.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        self.retry_after_s
+    }
+
+    /// The `Content-Type` value.
+    pub fn content_type(&self) -> Option<&[u8]> {
+        let (start, end) = self.content_type?;
+        self.buf.get(start..end)
+    }
+
+    /// Head bytes held so far (never more than the cap).
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The cap given at construction.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Every header line of a complete head, for logging or tests (parses again; not for
+    /// the hot path). Yields nothing before the head is complete.
+    pub fn for_each_header(&self, mut f: impl FnMut(&str, &[u8])) {
+        if !self.complete {
+            return;
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        if let Ok(httparse::Status::Complete((_, parsed))) =
+            httparse::parse_headers(&self.buf, &mut headers)
+        {
+            for header in parsed {
+                f(header.name, header.value);
+            }
+        }
+    }
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), FcgiError> {
+    if slot.is_some() {
+        return Err(FcgiError::DuplicateHeader(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn trim(value: &[u8]) -> &[u8] {
+    value.trim_ascii()
+}
+
+/// `Status: 404 Not Found` → 404. Three digits, 100–999, then the end or a space.
+fn parse_status(value: &[u8]) -> Result<u16, FcgiError> {
+    match trim(value) {
+        [a, b, c, rest @ ..]
+            if a.is_ascii_digit()
+                && b.is_ascii_digit()
+                && c.is_ascii_digit()
+                && *a != b'0'
+                && matches!(rest.first(), None | Some(b' ' | b'\t')) =>
+        {
+            Ok(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        _ => Err(FcgiError::InvalidStatus),
+    }
+}
+
+fn parse_action(value: &[u8]) -> Result<FerryAction, FcgiError> {
+    let value = trim(value);
+    if value.eq_ignore_ascii_case(b"ack") {
+        Ok(FerryAction::Ack)
+    } else if value.eq_ignore_ascii_case(b"retry") {
+        Ok(FerryAction::Retry)
+    } else if value.eq_ignore_ascii_case(b"dead-letter") {
+        Ok(FerryAction::DeadLetter)
+    } else {
+        Err(FcgiError::InvalidFerryAction)
+    }
+}
+
+/// A non-empty run of ASCII digits that fits in u64.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
