@@ -42,6 +42,10 @@ pub(crate) struct Emitter<'o> {
     path: Vec<u8>,
     variables: usize,
     max_output_bytes: usize,
+    /// Set once the body outgrew the cap: the body is dropped and nothing more is
+    /// written, but parsing goes on so that a repeated key later on (whose removal might
+    /// have made the body fit) is still noticed.
+    overflowed: bool,
 }
 
 impl<'o> Emitter<'o> {
@@ -53,6 +57,7 @@ impl<'o> Emitter<'o> {
             path: Vec::new(),
             variables: 0,
             max_output_bytes,
+            overflowed: false,
         }
     }
 
@@ -71,6 +76,19 @@ impl<'o> Emitter<'o> {
         self.out.truncate(self.start);
         self.path.clear();
         self.variables = 0;
+        self.overflowed = false;
+    }
+
+    /// The error to report if the body outgrew the cap.
+    pub(crate) fn overflow(&self) -> Option<FormError> {
+        self.overflowed.then_some(FormError::TooLarge {
+            limit: self.max_output_bytes,
+        })
+    }
+
+    fn overflow_now(&mut self) {
+        self.overflowed = true;
+        self.out.truncate(self.start);
     }
 
     /// Writes one variable: `key` at `level` (1 for the top-level object's keys).
@@ -99,9 +117,7 @@ impl<'o> Emitter<'o> {
         // Checked after the write: one variable overshoots by at most its own length,
         // which is bounded by the path (≤ 3× the keys above it) plus 3× the value.
         if self.written() > self.max_output_bytes {
-            return Err(FormError::TooLarge {
-                limit: self.max_output_bytes,
-            });
+            self.overflow_now();
         }
         Ok(())
     }
@@ -114,12 +130,8 @@ impl<'o> Emitter<'o> {
             self.path.extend_from_slice(b"%5D");
         }
         self.path.extend_from_slice(b"%5B");
-        // A prefix longer than the limit can only produce a too-large variable.
-        if self.path.len() > self.max_output_bytes {
-            return Err(FormError::TooLarge {
-                limit: self.max_output_bytes,
-            });
-        }
+        // The path is at most 3 bytes per key byte above it plus 6 per level, so it needs
+        // no cap of its own; it is only ever copied into the body, which has one.
         Ok(mark)
     }
 

@@ -33,8 +33,10 @@
 //! (`{"kkk…":{"kkk…":[1,1,1,…]}}`). Without nesting the output is linear: a string byte
 //! costs at most 3 output bytes and an array element such as `1,` (2 input bytes) becomes
 //! `&` + prefix + `%5B` + index + `%5D=1`. So the only hard bound is the configurable cap,
-//! default 16 MiB (the SPEC's `max_message_bytes`); it is checked after every variable, so
-//! memory use never exceeds the cap by more than one variable.
+//! default 16 MiB (the SPEC's `max_message_bytes`). It is checked after every variable;
+//! once exceeded the body is dropped and parsing goes on only to look for a repeated key
+//! (dropping a repeated key's earlier values could make the body fit), so memory never
+//! exceeds the cap by more than one variable.
 //!
 //! # What PHP does on the receiving side (not ferry's doing, but what the worker sees)
 //! - In `$_POST`, `.` and space in the top-level part of a name become `_`
@@ -130,7 +132,7 @@ pub fn encode_with_limits(
         mut emit, abort, ..
     } = stream;
     let result = match (outcome, abort) {
-        (_, Some(Abort::Form(error))) => Err(error),
+        // A repeated key means the streamed body (and any overflow) is wrong: rebuild.
         (_, Some(Abort::DuplicateKey)) => {
             emit.discard();
             match tree::encode(json, &mut emit, max_depth) {
@@ -139,10 +141,12 @@ pub fn encode_with_limits(
                 Err(tree::TreeError::Json(error)) => Err(json_error(&error)),
             }
         }
+        (_, Some(Abort::Form(error))) => Err(error),
         (Err(error), None) => Err(json_error(&error)),
         (Ok(Some(found)), None) => Err(FormError::NotAnObject { found }),
         (Ok(None), None) => Ok(()),
     };
+    let result = result.and_then(|()| emit.overflow().map_or(Ok(()), Err));
     match result {
         Ok(()) => Ok(Encoded {
             variables: emit.variables(),
