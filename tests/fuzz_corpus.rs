@@ -7,7 +7,9 @@ use std::path::Path;
 type Check = fn(&[u8]);
 
 fn replay(target: &str, check: Check) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let entries = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus {} unreadable: {e}", dir.display()));
     let mut replayed = 0usize;
@@ -21,7 +23,10 @@ fn replay(target: &str, check: Check) {
         assert!(outcome.is_ok(), "invariant broken by {}", path.display());
         replayed += 1;
     }
-    assert!(replayed >= 10, "corpus {target} holds only {replayed} inputs");
+    assert!(
+        replayed >= 10,
+        "corpus {target} holds only {replayed} inputs"
+    );
 }
 
 #[test]
@@ -36,12 +41,18 @@ fn amqp_corpus() {
 
 #[test]
 fn fastcgi_response_corpus() {
-    replay("fastcgi_response", ferry::proto::fastcgi::invariants::check_response);
+    replay(
+        "fastcgi_response",
+        ferry::proto::fastcgi::invariants::check_response,
+    );
 }
 
 #[test]
 fn fastcgi_request_corpus() {
-    replay("fastcgi_request", ferry::proto::fastcgi::invariants::check_request);
+    replay(
+        "fastcgi_request",
+        ferry::proto::fastcgi::invariants::check_request,
+    );
 }
 
 #[test]
