@@ -38,9 +38,13 @@ fn decode_benches(c: &mut Criterion) {
         assert_eq!(decode_stream(&mut decoder, &bytes), MESSAGES * 64);
         let mut group = c.benchmark_group(format!("resp_decode_pubsub_{name}"));
         group.throughput(Throughput::Bytes(bytes.len() as u64));
-        group.bench_function("bytes", |b| b.iter(|| decode_stream(&mut decoder, black_box(&bytes))));
+        group.bench_function("bytes", |b| {
+            b.iter(|| decode_stream(&mut decoder, black_box(&bytes)))
+        });
         group.throughput(Throughput::Elements(MESSAGES as u64));
-        group.bench_function("frames", |b| b.iter(|| decode_stream(&mut decoder, black_box(&bytes))));
+        group.bench_function("frames", |b| {
+            b.iter(|| decode_stream(&mut decoder, black_box(&bytes)))
+        });
         group.finish();
     }
 }
@@ -56,7 +60,10 @@ fn encode_benches(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             for _ in 0..MESSAGES {
-                encode_command(&mut out, [&b"PUBLISH"[..], b"chan", black_box(&payload[..])]);
+                encode_command(
+                    &mut out,
+                    [&b"PUBLISH"[..], b"chan", black_box(&payload[..])],
+                );
             }
             out.len()
         })
@@ -66,7 +73,10 @@ fn encode_benches(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             for _ in 0..MESSAGES {
-                encode_command(&mut out, [&b"PUBLISH"[..], b"chan", black_box(&payload[..])]);
+                encode_command(
+                    &mut out,
+                    [&b"PUBLISH"[..], b"chan", black_box(&payload[..])],
+                );
             }
             out.len()
         })

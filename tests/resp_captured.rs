@@ -32,7 +32,10 @@ fn frames(bytes: &[u8]) -> Vec<Frame<'_>> {
 
 fn events(name: &str) -> Vec<Option<PubSubEvent<'static>>> {
     let bytes: &'static [u8] = read(name).leak();
-    frames(bytes).iter().map(|frame| PubSubEvent::from_frame(frame).unwrap()).collect()
+    frames(bytes)
+        .iter()
+        .map(|frame| PubSubEvent::from_frame(frame).unwrap())
+        .collect()
 }
 
 fn expected_stream(v: &'static str) -> Vec<Option<PubSubEvent<'static>>> {
@@ -40,9 +43,20 @@ fn expected_stream(v: &'static str) -> Vec<Option<PubSubEvent<'static>>> {
         format!("ferry-capture.{v}.{suffix}").into_bytes().leak()
     };
     vec![
-        Some(PubSubEvent::Subscribe { kind: SubscribeKind::Channel, name: name("chan"), count: 1 }),
-        Some(PubSubEvent::Subscribe { kind: SubscribeKind::Pattern, name: name("p.*"), count: 2 }),
-        Some(PubSubEvent::Message { channel: name("chan"), payload: b"hello from ferry" }),
+        Some(PubSubEvent::Subscribe {
+            kind: SubscribeKind::Channel,
+            name: name("chan"),
+            count: 1,
+        }),
+        Some(PubSubEvent::Subscribe {
+            kind: SubscribeKind::Pattern,
+            name: name("p.*"),
+            count: 2,
+        }),
+        Some(PubSubEvent::Message {
+            channel: name("chan"),
+            payload: b"hello from ferry",
+        }),
         Some(PubSubEvent::PMessage {
             pattern: name("p.*"),
             channel: name("p.one"),
@@ -61,7 +75,9 @@ fn resp2_subscribe_and_messages() {
 #[test]
 fn resp3_subscribe_and_messages_are_pushes() {
     let bytes = read("resp3-messages.resp");
-    assert!(frames(&bytes).iter().all(|frame| matches!(frame, Frame::Push(_))));
+    assert!(frames(&bytes)
+        .iter()
+        .all(|frame| matches!(frame, Frame::Push(_))));
     let mut got = events("resp3-subscribe.resp");
     got.extend(events("resp3-messages.resp"));
     assert_eq!(got, expected_stream("resp3"));
@@ -71,7 +87,12 @@ fn resp3_subscribe_and_messages_are_pushes() {
 fn resp2_ping_while_subscribed() {
     assert_eq!(
         events("resp2-ping.resp"),
-        [Some(PubSubEvent::Pong { payload: b"" }), Some(PubSubEvent::Pong { payload: b"still there" })]
+        [
+            Some(PubSubEvent::Pong { payload: b"" }),
+            Some(PubSubEvent::Pong {
+                payload: b"still there"
+            })
+        ]
     );
 }
 
@@ -79,8 +100,17 @@ fn resp2_ping_while_subscribed() {
 fn resp3_ping_while_subscribed_is_a_plain_reply() {
     let bytes = read("resp3-ping.resp");
     let frames = frames(&bytes);
-    assert_eq!(frames, [Frame::SimpleString(b"PONG"), Frame::BulkString(b"still there")]);
-    assert_eq!(PubSubEvent::from_frame(&frames[0]), Ok(Some(PubSubEvent::Pong { payload: b"" })));
+    assert_eq!(
+        frames,
+        [
+            Frame::SimpleString(b"PONG"),
+            Frame::BulkString(b"still there")
+        ]
+    );
+    assert_eq!(
+        PubSubEvent::from_frame(&frames[0]),
+        Ok(Some(PubSubEvent::Pong { payload: b"" }))
+    );
     // PING with an argument answers a bulk string in RESP3: an ordinary reply.
     assert_eq!(PubSubEvent::from_frame(&frames[1]), Ok(None));
 }
@@ -94,9 +124,21 @@ fn unsubscribe_ends_with_a_null_name() {
         assert_eq!(
             events(&format!("{v}-unsubscribe.resp")),
             [
-                Some(PubSubEvent::Unsubscribe { kind: SubscribeKind::Channel, name: Some(name("chan")), count: 1 }),
-                Some(PubSubEvent::Unsubscribe { kind: SubscribeKind::Pattern, name: Some(name("p.*")), count: 0 }),
-                Some(PubSubEvent::Unsubscribe { kind: SubscribeKind::Channel, name: None, count: 0 }),
+                Some(PubSubEvent::Unsubscribe {
+                    kind: SubscribeKind::Channel,
+                    name: Some(name("chan")),
+                    count: 1
+                }),
+                Some(PubSubEvent::Unsubscribe {
+                    kind: SubscribeKind::Pattern,
+                    name: Some(name("p.*")),
+                    count: 0
+                }),
+                Some(PubSubEvent::Unsubscribe {
+                    kind: SubscribeKind::Channel,
+                    name: None,
+                    count: 0
+                }),
             ],
             "{v}"
         );
@@ -108,9 +150,15 @@ fn hello3_reply_is_a_map() {
     let bytes = read("resp3-hello3.resp");
     let frames = frames(&bytes);
     assert_eq!(frames.len(), 1);
-    let Frame::Map(map) = frames[0] else { panic!("{:?}", frames[0]) };
+    let Frame::Map(map) = frames[0] else {
+        panic!("{:?}", frames[0])
+    };
     assert_eq!(map.len(), 7);
-    let get = |key: &[u8]| map.pairs().find(|(k, _)| k.as_bytes() == Some(key)).map(|(_, v)| v);
+    let get = |key: &[u8]| {
+        map.pairs()
+            .find(|(k, _)| k.as_bytes() == Some(key))
+            .map(|(_, v)| v)
+    };
     assert_eq!(get(b"server"), Some(Frame::BulkString(b"redis")));
     assert_eq!(get(b"proto"), Some(Frame::Integer(3)));
     assert_eq!(get(b"mode"), Some(Frame::BulkString(b"standalone")));

@@ -284,9 +284,11 @@ fn command_encoding() {
     assert_eq!(out, b"*2\r\n$9\r\nSUBSCRIBE\r\n$12\r\naaaaaaaaaaaa\r\n");
 }
 
+type Encoder = dyn Fn(&mut Vec<u8>, Version);
+
 #[test]
 fn reply_encoders_in_both_versions() {
-    let cases: Vec<(Box<dyn Fn(&mut Vec<u8>, Version)>, &[u8], &[u8])> = vec![
+    let cases: Vec<(Box<Encoder>, &[u8], &[u8])> = vec![
         (
             Box::new(|o, _| resp::simple_string(o, b"OK")),
             b"+OK\r\n",

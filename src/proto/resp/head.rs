@@ -98,6 +98,27 @@ pub(super) fn signed(content: &[u8]) -> Result<i64, RespError> {
     }
 }
 
+/// A whole line of 1 to [`MAX_NUMBER_LINE`] digits after the type byte, ending in CRLF,
+/// whose value fits in a `u64`: its value and the line's length. `None` for anything
+/// else, including a line not yet complete.
+#[inline(always)]
+fn fast_unsigned_line(buf: &[u8]) -> Option<(u64, usize)> {
+    let line = buf.get(1..)?;
+    let mut value: u64 = 0;
+    for (index, &byte) in line.iter().enumerate().take(MAX_NUMBER_LINE + 1) {
+        let digit = byte.wrapping_sub(b'0');
+        if digit <= 9 {
+            value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
+            continue;
+        }
+        if byte == b'\r' && index > 0 && line.get(index + 1) == Some(&b'\n') {
+            return Some((value, index + 3));
+        }
+        return None;
+    }
+    None
+}
+
 /// A length or count header: `Some(n)`, or `None` for the RESP2 null `-1`.
 fn length(content: &[u8]) -> Result<Option<u64>, RespError> {
     match content {
@@ -141,6 +162,23 @@ pub(super) fn parse_head<'b>(
     let Some(&type_byte) = buf.first() else {
         return Ok(Scan::Partial { line_scanned: 0 });
     };
+    // Fast path for the lines that dominate real traffic (`$64`, `*3`, `:1`): digits then
+    // CRLF, read in one pass. Anything else (signs, partial lines, errors) takes the
+    // general path below, which is the single source of every error and `Partial`.
+    if let Some((value, total)) = fast_unsigned_line(buf) {
+        match type_byte {
+            b'$' | b'!' | b'=' => return bulk(buf, type_byte, Some(value), total, limits),
+            b'*' | b'~' | b'%' | b'|' | b'>' => {
+                return aggregate(type_byte, Some(value), total, limits)
+            }
+            b':' => {
+                if let Ok(value) = i64::try_from(value) {
+                    return Ok(Scan::Done(Head::Leaf(Frame::Integer(value), total)));
+                }
+            }
+            _ => {}
+        }
+    }
     let cap = match type_byte {
         b'+' | b'-' | b'(' => limits.max_line_len,
         b',' => MAX_DOUBLE_LINE,
@@ -166,8 +204,8 @@ pub(super) fn parse_head<'b>(
             b"f" => leaf(Frame::Boolean(false)),
             _ => Err(RespError::BadBoolean),
         },
-        b'$' | b'!' | b'=' => bulk(buf, type_byte, content, total, limits),
-        _ => aggregate(type_byte, content, total, limits),
+        b'$' | b'!' | b'=' => bulk(buf, type_byte, length(content)?, total, limits),
+        _ => aggregate(type_byte, length(content)?, total, limits),
     }
 }
 
@@ -176,11 +214,11 @@ pub(super) fn parse_head<'b>(
 fn bulk<'b>(
     buf: &'b [u8],
     type_byte: u8,
-    header: &[u8],
+    length: Option<u64>,
     header_len: usize,
     limits: &Limits,
 ) -> Result<Scan<'b>, RespError> {
-    let len = match length(header)? {
+    let len = match length {
         Some(len) => len,
         None if type_byte == b'$' => {
             return Ok(Scan::Done(Head::Leaf(Frame::NullBulk, header_len)))
@@ -220,7 +258,7 @@ fn bulk<'b>(
 #[inline]
 fn aggregate<'b>(
     type_byte: u8,
-    header: &[u8],
+    length: Option<u64>,
     header_len: usize,
     limits: &Limits,
 ) -> Result<Scan<'b>, RespError> {
@@ -231,7 +269,7 @@ fn aggregate<'b>(
         b'|' => AggregateKind::Attribute,
         _ => AggregateKind::Push,
     };
-    let count = match length(header)? {
+    let count = match length {
         Some(count) => count,
         None if kind == AggregateKind::Array => {
             return Ok(Scan::Done(Head::Leaf(Frame::NullArray, header_len)))
@@ -256,7 +294,17 @@ fn aggregate<'b>(
 /// Reads one already-validated item and, for an aggregate, skips over its children to
 /// find where it ends. Returns `None` if the bytes are not a complete item, which cannot
 /// happen on bytes the decoder accepted; callers end their iteration then.
+#[inline]
 pub(super) fn element_at(buf: &[u8]) -> Option<(Frame<'_>, usize)> {
+    // Bulk strings are nearly every element Redis sends (pub/sub frames are nothing
+    // else): read them straight away. Their CRLF was checked during validation.
+    if buf.first() == Some(&b'$') {
+        if let Some((len, header_len)) = fast_unsigned_line(buf) {
+            let end = header_len.checked_add(usize::try_from(len).ok()?)?;
+            let payload = buf.get(header_len..end)?;
+            return Some((Frame::BulkString(payload), end.checked_add(2)?));
+        }
+    }
     let (kind, count, elements, header_len) = match parse_head(buf, &Limits::UNBOUNDED, 0) {
         Ok(Scan::Done(Head::Leaf(frame, used))) => return Some((frame, used)),
         Ok(Scan::Done(Head::Open {
