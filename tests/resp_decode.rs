@@ -578,3 +578,28 @@ proptest! {
         ferry::proto::resp::invariants::check(&bytes);
     }
 }
+
+#[test]
+fn huge_reply_in_tiny_reads_is_not_rescanned() {
+    // 200 000 elements fed 7 bytes at a time: ~300 000 calls. A decoder that restarted
+    // from the frame's start on every call would do ~10^11 steps and never finish here.
+    let mut bytes = Vec::new();
+    resp::array_header(&mut bytes, 200_000);
+    for i in 0..200_000 {
+        resp::integer(&mut bytes, i);
+    }
+    let mut decoder = Decoder::default();
+    let mut end = 0;
+    let started = std::time::Instant::now();
+    let array = loop {
+        end = (end + 7).min(bytes.len());
+        if let Status::Complete(Frame::Array(array), used) = decoder.decode(&bytes[..end]).unwrap()
+        {
+            assert_eq!(used, bytes.len());
+            break array;
+        }
+    };
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(array.len(), 200_000);
+    assert_eq!(array.iter().last(), Some(Frame::Integer(199_999)));
+}
