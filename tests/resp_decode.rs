@@ -197,7 +197,7 @@ fn invalid_table() {
         (b"%-1\r\n", RespError::NegativeLength),
         (b"~-1\r\n", RespError::NegativeLength),
         (b">-1\r\n", RespError::NegativeLength),
-        (b"_x\r\n", RespError::BadLineEnd),
+        (b"_x\r\n", RespError::BadNull),
         (b"#x\r\n", RespError::BadBoolean),
         (b"#\r\n", RespError::BadBoolean),
         (b"#tt\r\n", RespError::LineTooLong),

@@ -34,6 +34,8 @@ pub enum RespError {
     BadBulkEnd,
     /// A double (`,`) that is not a number, `inf`, `-inf` or `nan`.
     BadDouble,
+    /// A RESP3 null (`_`) with content before its `\r\n`.
+    BadNull,
     /// A boolean (`#`) other than `t` or `f`.
     BadBoolean,
     /// A big number (`(`) that is not an optionally signed run of digits.
@@ -62,6 +64,7 @@ impl fmt::Display for RespError {
             RespError::TooDeep => f.write_str("RESP aggregates nested above the limit"),
             RespError::BadBulkEnd => f.write_str("RESP bulk payload not followed by CRLF"),
             RespError::BadDouble => f.write_str("RESP3 double is not a number"),
+            RespError::BadNull => f.write_str("RESP3 null has content"),
             RespError::BadBoolean => f.write_str("RESP3 boolean is neither t nor f"),
             RespError::BadBigNumber => f.write_str("RESP3 big number is not digits"),
             RespError::BadVerbatim => f.write_str("RESP3 verbatim string lacks its format"),

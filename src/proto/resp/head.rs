@@ -198,7 +198,7 @@ pub(super) fn parse_head<'b>(
         b'(' => leaf(Frame::BigNumber(big_number(content)?)),
         b',' => leaf(Frame::Double(double(content)?)),
         b'_' if content.is_empty() => leaf(Frame::Null),
-        b'_' => Err(RespError::BadLineEnd),
+        b'_' => Err(RespError::BadNull),
         b'#' => match content {
             b"t" => leaf(Frame::Boolean(true)),
             b"f" => leaf(Frame::Boolean(false)),
