@@ -1,0 +1,206 @@
+//! The resumable decoder: validates one whole frame, possibly across many calls, then
+//! hands out a borrowed [`Frame`] over the validated bytes.
+//!
+//! State between calls is an offset into the frame (always at an item boundary) and a
+//! fixed stack of "children still expected" per open aggregate, as hiredis keeps its task
+//! stack: a reply that arrives in small reads is scanned once, never from the start again.
+
+use super::frame::{Aggregate, Frame};
+use super::head::{parse_head, Head, Scan};
+use super::RespError;
+use crate::proto::Status;
+
+/// Hard ceiling on nesting: the decoder's stack is a fixed array of this many entries
+/// (no allocation). Redis replies nest two or three levels; [`Limits::max_depth`] above
+/// this is treated as this.
+pub const MAX_DEPTH: usize = 64;
+
+/// Bounds a peer cannot make the decoder exceed; each is checked when the header that
+/// announces a length is read, before waiting for the bytes it announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest bulk string, bulk error or verbatim string (bytes). Default 512 MiB,
+    /// Redis's own `proto-max-bulk-len`.
+    pub max_bulk_len: usize,
+    /// Most elements in one aggregate (a map counts two per pair). Default 16 Mi.
+    pub max_elements: usize,
+    /// Deepest nesting of aggregates; a top-level array is depth 1. Default 32, at most
+    /// [`MAX_DEPTH`].
+    pub max_depth: usize,
+    /// Longest simple string, simple error or big number line. Default 64 KiB. (Integer
+    /// and header lines are capped at 32 bytes, doubles at 128, whatever this says.)
+    pub max_line_len: usize,
+}
+
+impl Limits {
+    /// No bound beyond the hard ones: used to re-read bytes that were already validated.
+    pub(super) const UNBOUNDED: Limits = Limits {
+        max_bulk_len: usize::MAX,
+        max_elements: usize::MAX,
+        max_depth: MAX_DEPTH,
+        max_line_len: usize::MAX,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_elements: 16 * 1024 * 1024,
+            max_depth: 32,
+            max_line_len: 64 * 1024,
+        }
+    }
+}
+
+/// Decodes one frame at a time from the start of a connection's read buffer.
+///
+/// Call [`Decoder::decode`] with the buffer; on `Partial`, read more bytes onto the end of
+/// the same buffer and call again with the whole (grown) buffer. On `Complete(frame,
+/// used)`, the frame is `buf[..used]`: consume those bytes, so that the next call's buffer
+/// starts with the next frame. After `Complete` or an error the decoder starts afresh.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    limits: Limits,
+    /// Bytes of the current frame validated so far; always at an item boundary.
+    pos: usize,
+    /// Bytes of the item at `pos` known to hold no `\r` (long simple strings).
+    line_scanned: usize,
+    /// Open aggregates; `pending[i]` is how many children level `i` still expects.
+    depth: usize,
+    pending: [usize; MAX_DEPTH],
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(Limits::default())
+    }
+}
+
+impl Decoder {
+    /// A decoder enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Decoder {
+            limits: Limits {
+                max_depth: limits.max_depth.min(MAX_DEPTH),
+                ..limits
+            },
+            pos: 0,
+            line_scanned: 0,
+            depth: 0,
+            pending: [0; MAX_DEPTH],
+        }
+    }
+
+    /// The limits this decoder enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// True when no frame is half-validated (the last call did not answer `Partial`).
+    pub fn is_idle(&self) -> bool {
+        self.pos == 0 && self.line_scanned == 0
+    }
+
+    /// Forgets any half-validated frame (e.g. after the connection was reset).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.line_scanned = 0;
+        self.depth = 0;
+    }
+
+    /// Decodes the frame at the start of `buf`; see the type's docs for the calling contract.
+    #[inline]
+    pub fn decode<'b>(&mut self, buf: &'b [u8]) -> Result<Status<Frame<'b>>, RespError> {
+        match self.validate(buf) {
+            Ok(Some(end)) => {
+                self.reset();
+                Ok(root_frame(buf, end)
+                    .map_or(Status::Partial, |frame| Status::Complete(frame, end)))
+            }
+            Ok(None) => Ok(Status::Partial),
+            Err(error) => {
+                self.reset();
+                Err(error)
+            }
+        }
+    }
+
+    /// Walks items from `pos` on; `Some(end)` when the frame that starts at `buf[0]` is whole.
+    #[inline]
+    fn validate(&mut self, buf: &[u8]) -> Result<Option<usize>, RespError> {
+        loop {
+            let rest = buf.get(self.pos..).ok_or(RespError::BufferShrunk)?;
+            let head = match parse_head(rest, &self.limits, self.line_scanned)? {
+                Scan::Done(head) => head,
+                Scan::Partial { line_scanned } => {
+                    self.line_scanned = line_scanned;
+                    return Ok(None);
+                }
+            };
+            self.line_scanned = 0;
+            match head {
+                Head::Leaf(_, used) => self.pos += used,
+                Head::Open {
+                    kind,
+                    elements,
+                    header_len,
+                    ..
+                } => {
+                    // Attributes annotate a whole reply; nested ones would make an
+                    // aggregate's element count disagree with its frames (module docs).
+                    if kind.is_attribute() && self.depth > 0 {
+                        return Err(RespError::NestedAttribute);
+                    }
+                    if self.depth >= self.limits.max_depth {
+                        return Err(RespError::TooDeep);
+                    }
+                    self.pos += header_len;
+                    if elements > 0 {
+                        let slot = self.pending.get_mut(self.depth).ok_or(RespError::TooDeep)?;
+                        *slot = elements;
+                        self.depth += 1;
+                        continue;
+                    }
+                }
+            }
+            // One item is complete: settle it with its parent, closing every aggregate
+            // this completes.
+            loop {
+                let Some(parent) = self.depth.checked_sub(1) else {
+                    return Ok(Some(self.pos));
+                };
+                let Some(remaining) = self.pending.get_mut(parent) else {
+                    return Err(RespError::TooDeep);
+                };
+                *remaining = remaining.saturating_sub(1);
+                if *remaining > 0 {
+                    break;
+                }
+                self.depth = parent;
+            }
+        }
+    }
+}
+
+/// Builds the frame for `buf[..end]`, which was just validated as one whole frame.
+fn root_frame(buf: &[u8], end: usize) -> Option<Frame<'_>> {
+    match parse_head(buf, &Limits::UNBOUNDED, 0) {
+        Ok(Scan::Done(Head::Leaf(frame, _))) => Some(frame),
+        Ok(Scan::Done(Head::Open {
+            kind,
+            count,
+            elements,
+            header_len,
+        })) => Some(Aggregate::new(kind, count, elements, buf.get(header_len..end)?).into_frame()),
+        Ok(Scan::Partial { .. }) | Err(_) => None,
+    }
+}
+
+/// Decodes the frame at the start of `buf` in one go (no state kept between calls).
+///
+/// On `Partial` a later call re-validates from the start: fine for small inputs and tests;
+/// connections should keep a [`Decoder`].
+pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Status<Frame<'b>>, RespError> {
+    Decoder::new(*limits).decode(buf)
+}
