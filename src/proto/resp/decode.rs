@@ -115,8 +115,8 @@ impl Decoder {
         match self.validate(buf) {
             Ok(Some(end)) => {
                 self.reset();
-                Ok(root_frame(buf, end)
-                    .map_or(Status::Partial, |frame| Status::Complete(frame, end)))
+                let frame = root_frame(buf, end).ok_or(RespError::Inconsistent)?;
+                Ok(Status::Complete(frame, end))
             }
             Ok(None) => Ok(Status::Partial),
             Err(error) => {

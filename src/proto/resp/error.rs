@@ -47,6 +47,9 @@ pub enum RespError {
     /// The resumable decoder was handed a buffer shorter than the bytes it already
     /// validated: the caller consumed or dropped bytes in the middle of a frame.
     BufferShrunk,
+    /// A frame that passed validation could not be read back. Never expected: it would be
+    /// a decoder bug, reported as an error so the connection is closed rather than stalled.
+    Inconsistent,
 }
 
 impl fmt::Display for RespError {
@@ -70,6 +73,7 @@ impl fmt::Display for RespError {
             RespError::BadVerbatim => f.write_str("RESP3 verbatim string lacks its format"),
             RespError::NestedAttribute => f.write_str("RESP3 attribute inside an aggregate"),
             RespError::BufferShrunk => f.write_str("RESP decoder resumed on a shorter buffer"),
+            RespError::Inconsistent => f.write_str("RESP decoder could not re-read a frame"),
         }
     }
 }

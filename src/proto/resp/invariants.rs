@@ -49,6 +49,11 @@ pub fn check(data: &[u8]) {
             );
             check_frame(frame);
         }
+        assert_ne!(
+            expected,
+            Outcome::Error(RespError::Inconsistent),
+            "a validated frame could not be read back"
+        );
         let resumed = resumable(&mut decoder, rest, chunk_seed);
         assert_eq!(
             expected, resumed,
