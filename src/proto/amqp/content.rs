@@ -78,6 +78,9 @@ pub enum Assembled<'a> {
     Complete(&'a [u8]),
 }
 
+/// Capacity a [`ContentAssembler`]'s body buffer may keep between messages.
+const RETAINED_CAPACITY: usize = 256 * 1024;
+
 /// Reassembles message bodies on one channel (see the module docs).
 #[derive(Debug, Clone)]
 pub struct ContentAssembler {
@@ -168,9 +171,15 @@ impl ContentAssembler {
         }
         if received == 0 {
             self.buffer.clear();
-            // expected <= max_body_size was checked on the header; the buffer keeps its
-            // capacity across messages.
-            self.buffer.reserve(usize::try_from(expected).unwrap_or(0));
+            // A past large message's buffer is released rather than pinned for the life of
+            // the channel; ordinary sizes keep theirs, so steady state allocates nothing.
+            if self.buffer.capacity() > RETAINED_CAPACITY {
+                self.buffer = Vec::new();
+            }
+            // Reserve what the header announced only up to a bound: a peer that announces
+            // `max_body_size` and then trickles bytes gets memory as the bytes arrive.
+            let announced = usize::try_from(expected).unwrap_or(usize::MAX);
+            self.buffer.reserve(announced.min(RETAINED_CAPACITY));
         }
         self.buffer.extend_from_slice(chunk);
         if now == expected {
@@ -187,5 +196,45 @@ impl ContentAssembler {
     /// Forgets any content in progress (after a channel close); keeps the buffer.
     pub fn reset(&mut self) {
         self.awaiting = Awaiting::Method;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::amqp::{BasicDeliver, BasicProperties};
+
+    fn start(assembler: &mut ContentAssembler, body_size: u64) {
+        let deliver = Method::from(BasicDeliver::default());
+        assembler.on_method(&deliver).unwrap();
+        let header = ContentHeader {
+            class_id: 60,
+            weight: 0,
+            body_size,
+            properties: BasicProperties::default(),
+        };
+        assert_eq!(assembler.on_header(&header).unwrap(), Assembled::Pending);
+    }
+
+    #[test]
+    fn an_announced_size_is_not_reserved_before_the_bytes_arrive() {
+        let mut assembler = ContentAssembler::new(16 << 20);
+        start(&mut assembler, 16 << 20);
+        assert_eq!(assembler.on_body(b"x").unwrap(), Assembled::Pending);
+        assert!(assembler.buffer.capacity() <= RETAINED_CAPACITY);
+    }
+
+    #[test]
+    fn a_large_body_buffer_is_released_for_the_next_message() {
+        let mut assembler = ContentAssembler::new(16 << 20);
+        let half = vec![7u8; 1 << 20];
+        start(&mut assembler, 2 << 20);
+        assert_eq!(assembler.on_body(&half).unwrap(), Assembled::Pending);
+        assert!(
+            matches!(assembler.on_body(&half).unwrap(), Assembled::Complete(b) if b.len() == 2 << 20)
+        );
+        start(&mut assembler, 4);
+        assert_eq!(assembler.on_body(b"ab").unwrap(), Assembled::Pending);
+        assert!(assembler.buffer.capacity() <= RETAINED_CAPACITY);
     }
 }
