@@ -70,6 +70,12 @@ pub enum FormError {
         /// The limit, in bytes of encoded output.
         limit: usize,
     },
+    /// A payload with a repeated object key holds more JSON values than the ordered tree
+    /// that resolves repeats may hold (bounds memory; see [`FALLBACK_MAX_VALUES`](super::FALLBACK_MAX_VALUES)).
+    TooManyValues {
+        /// The limit, in JSON values.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for JsonFault {
@@ -111,6 +117,10 @@ impl fmt::Display for FormError {
             FormError::TooLarge { limit } => {
                 write!(f, "form body: encoded body would exceed {limit} bytes")
             }
+            FormError::TooManyValues { limit } => write!(
+                f,
+                "form body: a repeated key in a payload of more than {limit} values"
+            ),
         }
     }
 }

@@ -26,6 +26,10 @@
 //!   bracket groups, so depth 64 (at most 63 groups) loses nothing PHP would keep. The
 //!   limit is capped at 126 so that ours, not serde_json's, is the one that trips.
 //! - Output larger than [`Limits::max_output_bytes`] ([`FormError::TooLarge`]).
+//! - A payload with a repeated key and more than [`FALLBACK_MAX_VALUES`] JSON values
+//!   ([`FormError::TooManyValues`]): resolving repeats needs the whole object in memory
+//!   (32–56 bytes a value), so that pass is bounded; PHP keeps only `max_input_vars`
+//!   variables of a body anyway.
 //!
 //! # Output size
 //! Each variable repeats the encoded names of all its ancestors, so a payload with long
@@ -65,6 +69,7 @@ mod tree;
 mod urlencode;
 
 pub use error::{FormError, JsonFault, JsonKind, JsonPosition};
+pub use tree::FALLBACK_MAX_VALUES;
 pub use urlencode::urlencode_into;
 
 use emit::Emitter;

@@ -161,3 +161,18 @@ fn errors_display_a_reason() {
     .to_string();
     assert!(text.contains("not a JSON object"), "{text}");
 }
+
+#[test]
+fn repeated_keys_in_a_huge_payload_are_refused_not_buffered() {
+    let values = |n: usize| vec!["0"; n].join(",");
+    // The root object and the array count as values too.
+    let fits = format!(r#"{{"a":[{}],"a":1}}"#, values(FALLBACK_MAX_VALUES - 3));
+    assert_eq!(enc(&fits).unwrap(), "a=1");
+    let over = format!(r#"{{"a":[{}],"a":1}}"#, values(FALLBACK_MAX_VALUES));
+    assert_eq!(
+        enc(&over),
+        Err(FormError::TooManyValues {
+            limit: FALLBACK_MAX_VALUES
+        })
+    );
+}

@@ -26,11 +26,20 @@ enum Node {
 /// Objects with more entries than this get a hash index for repeated-key lookups.
 const LINEAR_LOOKUP_MAX: usize = 16;
 
+/// Most JSON values the fallback tree holds. Each costs 32 to 56 bytes, so a payload of
+/// tiny values with one repeated key could otherwise cost ~16× its size in memory; past
+/// this it is refused with [`FormError::TooManyValues`]. PHP itself keeps only
+/// `max_input_vars` (default 1000) variables of a body, so no useful payload is lost.
+pub const FALLBACK_MAX_VALUES: usize = 100_000;
+
 struct Builder<'s, 'a> {
     floats: &'s mut FloatTokens<'a>,
     depth: usize,
     max_depth: usize,
-    too_deep: &'s mut bool,
+    /// Values the tree may still take (see [`FALLBACK_MAX_VALUES`]).
+    budget: &'s mut usize,
+    /// Why building stopped, when it was a limit rather than bad JSON.
+    stopped: &'s mut Option<FormError>,
 }
 
 impl<'s, 'a> Builder<'s, 'a> {
@@ -39,13 +48,16 @@ impl<'s, 'a> Builder<'s, 'a> {
             floats: &mut *self.floats,
             depth: self.depth + 1,
             max_depth: self.max_depth,
-            too_deep: &mut *self.too_deep,
+            budget: &mut *self.budget,
+            stopped: &mut *self.stopped,
         }
     }
 
     fn check_depth<E: de::Error>(&mut self) -> Result<(), E> {
         if self.depth > self.max_depth {
-            *self.too_deep = true;
+            *self.stopped = Some(FormError::TooDeep {
+                limit: self.max_depth,
+            });
             return Err(E::custom("too deep"));
         }
         Ok(())
@@ -56,6 +68,15 @@ impl<'de> DeserializeSeed<'de> for Builder<'_, '_> {
     type Value = Node;
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
+        match self.budget.checked_sub(1) {
+            Some(left) => *self.budget = left,
+            None => {
+                *self.stopped = Some(FormError::TooManyValues {
+                    limit: FALLBACK_MAX_VALUES,
+                });
+                return Err(de::Error::custom("too many values"));
+            }
+        }
         deserializer.deserialize_any(self)
     }
 }
@@ -142,12 +163,14 @@ pub(crate) fn encode(
     max_depth: usize,
 ) -> Result<(), TreeError> {
     let mut floats = FloatTokens::new(json);
-    let mut too_deep = false;
+    let mut budget = FALLBACK_MAX_VALUES;
+    let mut stopped = None;
     let builder = Builder {
         floats: &mut floats,
         depth: 1,
         max_depth,
-        too_deep: &mut too_deep,
+        budget: &mut budget,
+        stopped: &mut stopped,
     };
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let root = match builder
@@ -155,11 +178,12 @@ pub(crate) fn encode(
         .and_then(|root| deserializer.end().map(|()| root))
     {
         Ok(root) => root,
-        Err(error) if too_deep => {
-            let _ = error;
-            return Err(TreeError::Form(FormError::TooDeep { limit: max_depth }));
+        Err(error) => {
+            return Err(match stopped {
+                Some(limit) => TreeError::Form(limit),
+                None => TreeError::Json(error),
+            })
         }
-        Err(error) => return Err(TreeError::Json(error)),
     };
     let Node::Map(entries) = root else {
         return Ok(());
