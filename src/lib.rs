@@ -1,6 +1,7 @@
 //! ferry carries messages from brokers (Redis pub/sub, RabbitMQ) to FastCGI workers.
 //!
 //! # Layout
+//! - [`config`]: the JSON configuration file, its defaults and validation.
 //! - [`proto`]: the wire formats ferry speaks (RESP, AMQP 0-9-1, FastCGI) and the
 //!   message-body encoding, as sans-IO codecs: bytes in, frames out, no sockets, no clock,
 //!   no logging. Everything that touches the network is built on top of them.
@@ -10,4 +11,5 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod proto;

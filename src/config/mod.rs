@@ -1,0 +1,781 @@
+//! ferry's configuration: the JSON file of SPEC "Configuration", its defaults (part of the
+//! contract, so they are spelled out here as constants), and the checks that make a bad
+//! file exit 2 with the key and the reason.
+//!
+//! Loading is two steps: serde reads the file strictly (`deny_unknown_fields`: a typo is
+//! an error naming the key, never a silently ignored setting), then [`Config::validate`]
+//! checks what a type cannot say (a job naming a pool that does not exist, prefetch in
+//! 1–65535, a Redis source with nothing to subscribe to, URLs) and resolves defaults that
+//! depend on other settings (an AMQP source's `prefetch` defaults to its pool's
+//! `max_in_flight`). The result is a [`Config`] whose every field has its final value.
+//!
+//! # Layout
+//! - `mod.rs`: the configuration types and [`load`].
+//! - `address.rs`: `unix:`/`tcp:` addresses.
+//! - `url.rs`: `redis://` and `amqp://` URLs, and [`Secret`] for passwords.
+
+mod address;
+mod url;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use address::Address;
+pub use url::{AmqpUrl, RedisUrl, Secret};
+
+/// A configuration error: which key, and why. Exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where: a key path such as `sources[1].prefetch`, or the file for syntax errors.
+    pub key: String,
+    /// Why, in words an operator can act on.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Defaults that the SPEC makes part of the contract.
+pub mod defaults {
+    /// `shutdown_timeout_ms`.
+    pub const SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+    /// `control.listen`.
+    pub const CONTROL_LISTEN: &str = "127.0.0.1:9180";
+    /// Pool `max_in_flight`.
+    pub const MAX_IN_FLIGHT: u32 = 4;
+    /// Pool `connect_timeout_ms`.
+    pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+    /// Pool `request_timeout_ms`.
+    pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
+    /// Pool `idle_timeout_ms`.
+    pub const IDLE_TIMEOUT_MS: u64 = 10_000;
+    /// Pool `circuit_release_ms`: how long an open circuit lasts before AMQP sources
+    /// hand their unstarted messages back.
+    pub const CIRCUIT_RELEASE_MS: u64 = 10_000;
+    /// Source `max_attempts`.
+    pub const MAX_ATTEMPTS: u32 = 5;
+    /// Source `retry_delays_ms` (the last step repeats).
+    pub const RETRY_DELAYS_MS: [u64; 4] = [1_000, 10_000, 60_000, 300_000];
+    /// Redis/endpoint `backlog` (messages).
+    pub const BACKLOG: usize = 1_000;
+    /// Redis/endpoint `backlog_bytes`.
+    pub const BACKLOG_BYTES: usize = 16 << 20;
+    /// Source `max_message_bytes`.
+    pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+    /// AMQP `heartbeat_s`.
+    pub const HEARTBEAT_S: u16 = 30;
+    /// Job `method`.
+    pub const METHOD: &str = "POST";
+    /// Job `content_type` for raw bodies without an AMQP `content_type`.
+    pub const CONTENT_TYPE: &str = "application/octet-stream";
+}
+
+/// The whole configuration, validated, every default resolved.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The control endpoint.
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// How long a drain waits for in-flight jobs.
+    #[serde(default = "shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+    /// FastCGI pools by name.
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Message sources, in the file's order.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `control`: the HTTP endpoint for health, metrics and pause/resume.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Listen address (TCP or `unix:`); `null` disables the endpoint.
+    #[serde(default = "control_listen", deserialize_with = "optional_address")]
+    pub listen: Option<Address>,
+    /// Bearer token that POST requests must present, when set.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            listen: control_listen(),
+            token: None,
+        }
+    }
+}
+
+/// A FastCGI worker pool.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Where the workers listen (exclusive with `spawn`).
+    #[serde(default, deserialize_with = "optional_address")]
+    pub address: Option<Address>,
+    /// Workers ferry starts itself (exclusive with `address`).
+    #[serde(default)]
+    pub spawn: Option<SpawnConfig>,
+    /// Most concurrent requests (and connections): php-fpm serves one per connection.
+    #[serde(default = "max_in_flight")]
+    pub max_in_flight: u32,
+    /// Connect timeout.
+    #[serde(default = "connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// From the request written to END_REQUEST; past it the request is retryable.
+    #[serde(default = "request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Reuse connections (FCGI_KEEP_CONN). Each idle kept connection pins a php-fpm child.
+    #[serde(default)]
+    pub keep_conn: bool,
+    /// Idle kept connections are closed after this long.
+    #[serde(default = "idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// php-fpm's `pm.status_path`, read by `ferry check`.
+    #[serde(default)]
+    pub status_path: Option<String>,
+    /// How long the circuit may stay open before AMQP sources release their messages.
+    #[serde(default = "circuit_release_ms")]
+    pub circuit_release_ms: u64,
+}
+
+/// `spawn`: processes ferry starts with the listening socket as fd 0.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnConfig {
+    /// Program and arguments, e.g. `["php-cgi"]`.
+    pub command: Vec<String>,
+    /// How many processes.
+    #[serde(default = "spawn_processes")]
+    pub processes: u32,
+    /// Requests a process serves before it is recycled (`PHP_FCGI_MAX_REQUESTS`); 0 = never.
+    #[serde(default)]
+    pub max_requests: u32,
+}
+
+/// One message source.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// Redis pub/sub.
+    Redis(RedisSource),
+    /// An AMQP 0-9-1 queue.
+    Amqp(AmqpSource),
+    /// ferry's own RESP listener (embedded deployment).
+    RespEndpoint(RespEndpointSource),
+}
+
+impl SourceConfig {
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Redis(s) => &s.name,
+            SourceConfig::Amqp(s) => &s.name,
+            SourceConfig::RespEndpoint(s) => &s.name,
+        }
+    }
+
+    /// The job every message of this source becomes.
+    pub fn job(&self) -> &JobConfig {
+        match self {
+            SourceConfig::Redis(s) => &s.job,
+            SourceConfig::Amqp(s) => &s.job,
+            SourceConfig::RespEndpoint(s) => &s.job,
+        }
+    }
+
+    /// The `kind` as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Redis(_) => "redis",
+            SourceConfig::Amqp(_) => "amqp",
+            SourceConfig::RespEndpoint(_) => "resp_endpoint",
+        }
+    }
+}
+
+/// A Redis pub/sub source (at-most-once).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSource {
+    /// Unique name (metrics label, control API path).
+    pub name: String,
+    /// `redis://[user:pass@]host:port[/db]`.
+    #[serde(deserialize_with = "redis_url")]
+    pub url: RedisUrl,
+    /// File holding the password (first line), kept out of the URL and `ps`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Channels to SUBSCRIBE.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Patterns to PSUBSCRIBE.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// Messages waiting for a pool slot, at most.
+    #[serde(default = "backlog")]
+    pub backlog: usize,
+    /// Bytes waiting for a pool slot, at most.
+    #[serde(default = "backlog_bytes")]
+    pub backlog_bytes: usize,
+    /// Larger messages are dropped and counted.
+    #[serde(default = "max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Attempts per message (retried from memory).
+    #[serde(default = "max_attempts")]
+    pub max_attempts: u32,
+    /// Delays between attempts; the last repeats.
+    #[serde(default = "retry_delays_ms")]
+    pub retry_delays_ms: Vec<u64>,
+    /// What each message becomes.
+    pub job: JobConfig,
+}
+
+/// An AMQP queue source (at-least-once with `ack: after_response`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSource {
+    /// Unique name.
+    pub name: String,
+    /// `amqp://user:pass@host:port/vhost`.
+    #[serde(deserialize_with = "amqp_url")]
+    pub url: AmqpUrl,
+    /// File holding the password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Queue to consume.
+    pub queue: String,
+    /// How to declare the queue (see [`Declare`]).
+    #[serde(default)]
+    pub declare: Declare,
+    /// basic.qos prefetch_count; defaults to the pool's `max_in_flight` (resolved by
+    /// [`Config::validate`], so it is always `Some` afterwards).
+    #[serde(default)]
+    pub prefetch: Option<u16>,
+    /// When to ack.
+    #[serde(default)]
+    pub ack: AckMode,
+    /// Attempts before dead-lettering.
+    #[serde(default = "max_attempts")]
+    pub max_attempts: u32,
+    /// Delays between attempts; the last repeats.
+    #[serde(default = "retry_delays_ms")]
+    pub retry_delays_ms: Vec<u64>,
+    /// How a retry waits.
+    #[serde(default)]
+    pub retry: RetryMode,
+    /// Where failed messages go.
+    #[serde(default)]
+    pub dead_letter: DeadLetter,
+    /// Heartbeat proposed in tune-ok, seconds (0 disables).
+    #[serde(default = "heartbeat_s")]
+    pub heartbeat_s: u16,
+    /// Larger messages are a permanent failure.
+    #[serde(default = "max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// What each message becomes.
+    pub job: JobConfig,
+}
+
+/// A RESP listener that Redis clients publish to (embedded deployment).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespEndpointSource {
+    /// Unique name.
+    pub name: String,
+    /// Where to listen.
+    #[serde(deserialize_with = "address")]
+    pub listen: Address,
+    /// Channels whose messages become jobs.
+    pub channels: Vec<String>,
+    /// Password clients must AUTH with, when set.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Messages waiting for a pool slot, at most.
+    #[serde(default = "backlog")]
+    pub backlog: usize,
+    /// Bytes waiting for a pool slot, at most.
+    #[serde(default = "backlog_bytes")]
+    pub backlog_bytes: usize,
+    /// Larger messages are refused and counted.
+    #[serde(default = "max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Attempts per message (retried from memory).
+    #[serde(default = "max_attempts")]
+    pub max_attempts: u32,
+    /// Delays between attempts; the last repeats.
+    #[serde(default = "retry_delays_ms")]
+    pub retry_delays_ms: Vec<u64>,
+    /// What each message becomes.
+    pub job: JobConfig,
+}
+
+/// `declare`: absent uses the queue if it exists (whatever its arguments) and otherwise
+/// declares it durable; `false` only checks that it exists; an object declares exactly so.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Declare {
+    /// Passive check first, durable declare when missing (the shortcut flags' way).
+    #[default]
+    IfMissing,
+    /// Passive check only: a missing queue is an error.
+    CheckOnly,
+    /// queue.declare with these settings.
+    Exactly {
+        /// Survives a broker restart.
+        durable: bool,
+        /// Queue arguments (`x-dead-letter-exchange`, `x-queue-type`, …).
+        arguments: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// When an AMQP delivery is acked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// After the worker succeeded, or a retry/dead-letter copy was confirmed.
+    #[default]
+    AfterResponse,
+    /// Once the request is written: never retried, can lose work (documented).
+    OnDispatch,
+}
+
+/// How an AMQP retry waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryMode {
+    /// Publish a copy to `<queue>.ferry-retry.<ms>` (TTL + dead-letter back), ack the original.
+    #[default]
+    Republish,
+    /// Keep the delivery unacked in memory until the delay passes.
+    Hold,
+}
+
+/// Where an AMQP message goes after its last attempt or a permanent failure.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DeadLetter {
+    /// basic.reject requeue=false: the queue's own dead-letter exchange, if it has one.
+    #[default]
+    Reject,
+    /// Publish (with confirms) to this exchange and routing key, then ack.
+    Publish {
+        /// Exchange name.
+        exchange: String,
+        /// Routing key.
+        routing_key: String,
+    },
+}
+
+/// `job`: how a message becomes a FastCGI request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Pool name.
+    pub pool: String,
+    /// Absolute `SCRIPT_FILENAME`.
+    pub script: String,
+    /// Body encoding.
+    #[serde(default)]
+    pub body: BodyMode,
+    /// `REQUEST_METHOD`.
+    #[serde(default = "method")]
+    pub method: String,
+    /// `CONTENT_TYPE` for raw bodies without an AMQP `content_type`.
+    #[serde(default = "content_type")]
+    pub content_type: String,
+    /// Extra FastCGI params.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Treat a response without `X-Ferry-Action` as retryable.
+    #[serde(default)]
+    pub require_action_header: bool,
+}
+
+/// Message body encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyMode {
+    /// JSON object → `application/x-www-form-urlencoded` as `http_build_query`.
+    #[default]
+    Form,
+    /// The payload as it is (`php://input`).
+    Raw,
+}
+
+// --- serde defaults and field readers ------------------------------------------------
+
+fn shutdown_timeout_ms() -> u64 {
+    defaults::SHUTDOWN_TIMEOUT_MS
+}
+fn control_listen() -> Option<Address> {
+    Address::parse(defaults::CONTROL_LISTEN).ok()
+}
+fn max_in_flight() -> u32 {
+    defaults::MAX_IN_FLIGHT
+}
+fn connect_timeout_ms() -> u64 {
+    defaults::CONNECT_TIMEOUT_MS
+}
+fn request_timeout_ms() -> u64 {
+    defaults::REQUEST_TIMEOUT_MS
+}
+fn idle_timeout_ms() -> u64 {
+    defaults::IDLE_TIMEOUT_MS
+}
+fn circuit_release_ms() -> u64 {
+    defaults::CIRCUIT_RELEASE_MS
+}
+fn spawn_processes() -> u32 {
+    defaults::MAX_IN_FLIGHT
+}
+fn max_attempts() -> u32 {
+    defaults::MAX_ATTEMPTS
+}
+fn retry_delays_ms() -> Vec<u64> {
+    defaults::RETRY_DELAYS_MS.to_vec()
+}
+fn backlog() -> usize {
+    defaults::BACKLOG
+}
+fn backlog_bytes() -> usize {
+    defaults::BACKLOG_BYTES
+}
+fn max_message_bytes() -> usize {
+    defaults::MAX_MESSAGE_BYTES
+}
+fn heartbeat_s() -> u16 {
+    defaults::HEARTBEAT_S
+}
+fn method() -> String {
+    defaults::METHOD.into()
+}
+fn content_type() -> String {
+    defaults::CONTENT_TYPE.into()
+}
+
+fn address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
+    let text = String::deserialize(d)?;
+    Address::parse(&text).map_err(serde::de::Error::custom)
+}
+
+fn optional_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Address>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(text) => Address::parse(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+fn redis_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RedisUrl, D::Error> {
+    let text = String::deserialize(d)?;
+    RedisUrl::parse(&text).map_err(|why| serde::de::Error::custom(format!("url: {why}")))
+}
+
+fn amqp_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AmqpUrl, D::Error> {
+    let text = String::deserialize(d)?;
+    AmqpUrl::parse(&text).map_err(|why| serde::de::Error::custom(format!("url: {why}")))
+}
+
+impl<'de> Deserialize<'de> for Declare {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Spec {
+            #[serde(default = "yes")]
+            durable: bool,
+            #[serde(default)]
+            arguments: serde_json::Map<String, serde_json::Value>,
+        }
+        fn yes() -> bool {
+            true
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Flag(bool),
+            Spec(Spec),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Flag(false) => Declare::CheckOnly,
+            Form::Flag(true) => Declare::IfMissing,
+            Form::Spec(spec) => Declare::Exactly {
+                durable: spec.durable,
+                arguments: spec.arguments,
+            },
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for DeadLetter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Target {
+            exchange: String,
+            #[serde(default)]
+            routing_key: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Word(String),
+            Target(Target),
+        }
+        match Form::deserialize(d)? {
+            Form::Word(word) if word == "reject" => Ok(DeadLetter::Reject),
+            Form::Word(word) => Err(serde::de::Error::custom(format!(
+                "dead_letter must be \"reject\" or {{\"exchange\": …, \"routing_key\": …}}, not \"{word}\""
+            ))),
+            Form::Target(t) => Ok(DeadLetter::Publish {
+                exchange: t.exchange,
+                routing_key: t.routing_key,
+            }),
+        }
+    }
+}
+
+// --- loading and validation ----------------------------------------------------------
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read(path)
+        .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
+    parse(&text, path.parent())
+}
+
+/// Parses and validates configuration text; `base` resolves relative `password_file`s.
+pub fn parse(text: &[u8], base: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut config: Config = serde_json::from_slice(text).map_err(|e| {
+        ConfigError::new(
+            format!("line {} column {}", e.line(), e.column()),
+            strip_position(&e.to_string()),
+        )
+    })?;
+    config.validate(base)?;
+    Ok(config)
+}
+
+/// serde_json appends " at line L column C"; the position is already in the key.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Source names appear in metric labels and URL paths: keep them plain.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl Config {
+    /// Checks what types cannot say and resolves dependent defaults.
+    pub fn validate(&mut self, base: Option<&Path>) -> Result<(), ConfigError> {
+        for (name, pool) in &self.pools {
+            let key = |field: &str| format!("pools.{name}.{field}");
+            if !valid_name(name) {
+                return Err(ConfigError::new(
+                    format!("pools.{name}"),
+                    "pool names are 1–64 characters of A-Z a-z 0-9 _ - .",
+                ));
+            }
+            match (&pool.address, &pool.spawn) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        key("spawn"),
+                        "give either address or spawn, not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(ConfigError::new(key("address"), "missing (or give spawn)"))
+                }
+                (None, Some(spawn)) => {
+                    if spawn.command.first().is_none_or(String::is_empty) {
+                        return Err(ConfigError::new(
+                            key("spawn.command"),
+                            "must name a program",
+                        ));
+                    }
+                    if spawn.processes == 0 {
+                        return Err(ConfigError::new(
+                            key("spawn.processes"),
+                            "must be at least 1",
+                        ));
+                    }
+                }
+                (Some(_), None) => {}
+            }
+            if pool.max_in_flight == 0 {
+                return Err(ConfigError::new(key("max_in_flight"), "must be at least 1"));
+            }
+            for (field, value) in [
+                ("connect_timeout_ms", pool.connect_timeout_ms),
+                ("request_timeout_ms", pool.request_timeout_ms),
+                ("idle_timeout_ms", pool.idle_timeout_ms),
+            ] {
+                if value == 0 {
+                    return Err(ConfigError::new(key(field), "must be above 0"));
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, source) in self.sources.iter_mut().enumerate() {
+            let at = format!("sources[{index}]");
+            let name = source.name().to_string();
+            if !valid_name(&name) {
+                return Err(ConfigError::new(
+                    format!("{at}.name"),
+                    "source names are 1–64 characters of A-Z a-z 0-9 _ - .",
+                ));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(ConfigError::new(
+                    format!("{at}.name"),
+                    format!("'{name}' is used by another source"),
+                ));
+            }
+            let at = format!("{at} (\"{name}\")");
+            let job = source.job();
+            let Some(pool) = self.pools.get(&job.pool) else {
+                return Err(ConfigError::new(
+                    format!("{at}.job.pool"),
+                    format!("no pool named '{}'", job.pool),
+                ));
+            };
+            if !job.script.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("{at}.job.script"),
+                    "must be an absolute path (php-fpm resolves SCRIPT_FILENAME as it is)",
+                ));
+            }
+            let pool_max_in_flight = pool.max_in_flight;
+            match source {
+                SourceConfig::Redis(redis) => {
+                    if redis.channels.is_empty() && redis.patterns.is_empty() {
+                        return Err(ConfigError::new(
+                            format!("{at}.channels"),
+                            "give at least one channel or pattern",
+                        ));
+                    }
+                    check_retries(&at, redis.max_attempts, &redis.retry_delays_ms)?;
+                    check_backlog(&at, redis.backlog, redis.backlog_bytes)?;
+                    if let Some(file) = &redis.password_file {
+                        redis.url.password = Some(read_password(&at, base, file)?);
+                    }
+                }
+                SourceConfig::Amqp(amqp) => {
+                    if amqp.queue.is_empty() || amqp.queue.len() > 255 {
+                        return Err(ConfigError::new(
+                            format!("{at}.queue"),
+                            "must be 1–255 bytes",
+                        ));
+                    }
+                    let prefetch = match amqp.prefetch {
+                        Some(0) => {
+                            return Err(ConfigError::new(
+                                format!("{at}.prefetch"),
+                                "must be 1–65535",
+                            ))
+                        }
+                        Some(n) => n,
+                        None => u16::try_from(pool_max_in_flight).unwrap_or(u16::MAX),
+                    };
+                    amqp.prefetch = Some(prefetch);
+                    check_retries(&at, amqp.max_attempts, &amqp.retry_delays_ms)?;
+                    if amqp
+                        .retry_delays_ms
+                        .iter()
+                        .any(|&ms| ms > u64::from(u32::MAX))
+                    {
+                        return Err(ConfigError::new(
+                            format!("{at}.retry_delays_ms"),
+                            "each delay must fit a queue TTL (at most 4294967295 ms)",
+                        ));
+                    }
+                    if let Some(file) = &amqp.password_file {
+                        amqp.url.password = read_password(&at, base, file)?;
+                    }
+                }
+                SourceConfig::RespEndpoint(endpoint) => {
+                    if endpoint.channels.is_empty() {
+                        return Err(ConfigError::new(
+                            format!("{at}.channels"),
+                            "give at least one channel",
+                        ));
+                    }
+                    check_retries(&at, endpoint.max_attempts, &endpoint.retry_delays_ms)?;
+                    check_backlog(&at, endpoint.backlog, endpoint.backlog_bytes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_retries(at: &str, max_attempts: u32, delays: &[u64]) -> Result<(), ConfigError> {
+    if max_attempts == 0 {
+        return Err(ConfigError::new(
+            format!("{at}.max_attempts"),
+            "must be at least 1",
+        ));
+    }
+    if delays.is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.retry_delays_ms"),
+            "give at least one delay",
+        ));
+    }
+    Ok(())
+}
+
+fn check_backlog(at: &str, messages: usize, bytes: usize) -> Result<(), ConfigError> {
+    if messages == 0 || bytes == 0 {
+        return Err(ConfigError::new(
+            format!("{at}.backlog"),
+            "backlog and backlog_bytes must be above 0",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the first line of a password file (relative paths from the config's folder).
+fn read_password(at: &str, base: Option<&Path>, file: &Path) -> Result<Secret, ConfigError> {
+    let path = match base {
+        Some(base) if file.is_relative() => base.join(file),
+        _ => file.to_path_buf(),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError::new(
+            format!("{at}.password_file"),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let password = text.lines().next().unwrap_or("");
+    Ok(Secret::new(password))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+//! Configuration tests: the SPEC's example, every default of the SPEC's table, and the
+//! errors an operator sees for the usual mistakes.
+
+use super::*;
+
+/// The example from SPEC "Configuration", with the password file made real.
+fn spec_example(secret_dir: &Path) -> String {
+    std::fs::write(secret_dir.join("amqp.secret"), "s3cret\n").unwrap();
+    format!(
+        r#"{{
+  "control": {{ "listen": "127.0.0.1:9180" }},
+  "shutdown_timeout_ms": 30000,
+  "pools": {{
+    "php": {{ "address": "unix:/run/php/php8.2-fpm.sock", "max_in_flight": 4,
+             "connect_timeout_ms": 1000, "request_timeout_ms": 60000,
+             "keep_conn": false, "idle_timeout_ms": 10000, "status_path": "/status" }}
+  }},
+  "sources": [
+    {{ "name": "events", "kind": "redis", "url": "redis://127.0.0.1:6379",
+      "channels": ["commands"], "patterns": ["jobs.*"],
+      "job": {{ "pool": "php", "script": "/srv/app/worker.php", "body": "form" }} }},
+    {{ "name": "tasks", "kind": "amqp", "url": "amqp://guest@127.0.0.1:5672/%2f",
+      "password_file": "{}/amqp.secret",
+      "queue": "commands", "declare": {{ "durable": true }}, "prefetch": 4,
+      "ack": "after_response", "max_attempts": 5, "retry_delays_ms": [1000, 10000, 60000],
+      "job": {{ "pool": "php", "script": "/srv/app/worker.php", "body": "form",
+               "params": {{ "APP_ENV": "prod" }} }} }}
+  ]
+}}"#,
+        secret_dir.display()
+    )
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferry-config-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    parse(text.as_bytes(), None)
+}
+
+const MINIMAL: &str = r#"{
+  "pools": { "php": { "address": "unix:/tmp/php.sock" } },
+  "sources": [ { "name": "q", "kind": "amqp", "url": "amqp://127.0.0.1", "queue": "jobs",
+                 "job": { "pool": "php", "script": "/srv/w.php" } } ]
+}"#;
+
+#[test]
+fn the_spec_example_loads() {
+    let dir = temp_dir("spec");
+    let config = parse_str(&spec_example(&dir)).unwrap();
+    assert_eq!(config.sources.len(), 2);
+    let SourceConfig::Amqp(tasks) = &config.sources[1] else {
+        panic!("second source is amqp")
+    };
+    assert_eq!(tasks.url.password.expose(), "s3cret");
+    assert_eq!(tasks.url.vhost, "/");
+    assert_eq!(tasks.retry_delays_ms, vec![1000, 10000, 60000]);
+    assert_eq!(
+        tasks.job.params.get("APP_ENV").map(String::as_str),
+        Some("prod")
+    );
+    assert!(matches!(
+        tasks.declare,
+        Declare::Exactly { durable: true, .. }
+    ));
+    let SourceConfig::Redis(events) = &config.sources[0] else {
+        panic!("first source is redis")
+    };
+    assert_eq!(events.patterns, vec!["jobs.*"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn defaults_are_the_spec_table() {
+    let config = parse_str(MINIMAL).unwrap();
+    assert_eq!(config.shutdown_timeout_ms, 30_000);
+    assert_eq!(config.control.listen, Address::parse("127.0.0.1:9180").ok());
+    assert_eq!(config.control.token, None);
+    let pool = &config.pools["php"];
+    assert_eq!(pool.max_in_flight, 4);
+    assert_eq!(
+        (pool.connect_timeout_ms, pool.request_timeout_ms),
+        (1000, 60_000)
+    );
+    assert_eq!((pool.keep_conn, pool.idle_timeout_ms), (false, 10_000));
+    let SourceConfig::Amqp(source) = &config.sources[0] else {
+        panic!("amqp")
+    };
+    assert_eq!(
+        source.prefetch,
+        Some(4),
+        "prefetch defaults to the pool's max_in_flight"
+    );
+    assert_eq!(source.max_attempts, 5);
+    assert_eq!(source.retry_delays_ms, vec![1000, 10_000, 60_000, 300_000]);
+    assert_eq!(source.max_message_bytes, 16 << 20);
+    assert_eq!(source.heartbeat_s, 30);
+    assert_eq!(
+        (source.ack, source.retry),
+        (AckMode::AfterResponse, RetryMode::Republish)
+    );
+    assert_eq!(source.dead_letter, DeadLetter::Reject);
+    assert_eq!(source.declare, Declare::IfMissing);
+    assert_eq!(source.job.body, BodyMode::Form);
+    assert_eq!(source.job.method, "POST");
+    assert_eq!(source.job.content_type, "application/octet-stream");
+    assert!(!source.job.require_action_header);
+
+    let redis = parse_str(
+        r#"{ "pools": { "p": { "address": "127.0.0.1:9000" } },
+             "sources": [ { "name": "r", "kind": "redis", "url": "redis://h", "channels": ["c"],
+                            "job": { "pool": "p", "script": "/w.php" } } ] }"#,
+    )
+    .unwrap();
+    let SourceConfig::Redis(redis) = &redis.sources[0] else {
+        panic!("redis")
+    };
+    assert_eq!((redis.backlog, redis.backlog_bytes), (1000, 16 << 20));
+}
+
+#[test]
+fn declare_and_dead_letter_forms() {
+    let with = |field: &str| {
+        MINIMAL.replace(
+            r#""queue": "jobs","#,
+            &format!(r#""queue": "jobs", {field},"#),
+        )
+    };
+    let source = |text: &str| match parse_str(text).unwrap().sources.remove(0) {
+        SourceConfig::Amqp(amqp) => amqp,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        source(&with(r#""declare": false"#)).declare,
+        Declare::CheckOnly
+    );
+    let declared = source(&with(
+        r#""declare": {"durable": false, "arguments": {"x-queue-type": "quorum"}}"#,
+    ));
+    let Declare::Exactly { durable, arguments } = declared.declare else {
+        panic!("exact declare")
+    };
+    assert!(!durable);
+    assert_eq!(arguments["x-queue-type"], "quorum");
+    let dl = source(&with(
+        r#""dead_letter": {"exchange": "dlx", "routing_key": "failed"}"#,
+    ));
+    assert_eq!(
+        dl.dead_letter,
+        DeadLetter::Publish {
+            exchange: "dlx".into(),
+            routing_key: "failed".into()
+        }
+    );
+    let err = parse_str(&with(r#""dead_letter": "drop""#)).unwrap_err();
+    assert!(err.reason.contains("dead_letter must be"), "{err}");
+}
+
+#[test]
+fn mistakes_name_the_key_and_the_reason() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            r#""queue": "jobs","#,
+            r#""queue": "jobs", "prefetchh": 3,"#,
+            "unknown field `prefetchh`",
+        ),
+        (
+            r#""queue": "jobs","#,
+            r#""queue": "jobs", "prefetch": 0,"#,
+            "prefetch",
+        ),
+        (
+            r#""queue": "jobs","#,
+            r#""queue": "jobs", "prefetch": 70000,"#,
+            "invalid value",
+        ),
+        (
+            r#""pool": "php""#,
+            r#""pool": "nope""#,
+            "no pool named 'nope'",
+        ),
+        (
+            r#""script": "/srv/w.php""#,
+            r#""script": "w.php""#,
+            "absolute path",
+        ),
+        (
+            r#""kind": "amqp""#,
+            r#""kind": "kafka""#,
+            "unknown variant `kafka`",
+        ),
+        (
+            r#""url": "amqp://127.0.0.1""#,
+            r#""url": "amqps://h""#,
+            "not supported yet",
+        ),
+        (
+            r#""address": "unix:/tmp/php.sock""#,
+            r#""address": "nowhere""#,
+            "is not unix:",
+        ),
+        (r#""name": "q""#, r#""name": "a b""#, "source names"),
+        (
+            r#""queue": "jobs","#,
+            r#""queue": "jobs", "max_attempts": 0,"#,
+            "max_attempts",
+        ),
+        (
+            r#""queue": "jobs","#,
+            r#""queue": "jobs", "retry_delays_ms": [],"#,
+            "retry_delays_ms",
+        ),
+        (
+            r#""queue": "jobs","#,
+            r#""queue": "jobs", "password_file": "/nonexistent/x","#,
+            "password_file",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(MINIMAL.contains(from), "{from}");
+        let err = parse_str(&MINIMAL.replace(from, to)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(expected), "{to}: got {text}");
+    }
+    let top = parse_str(r#"{"sorces": []}"#).unwrap_err();
+    assert!(top.to_string().contains("unknown field `sorces`"), "{top}");
+}
+
+#[test]
+fn duplicate_source_names_are_refused() {
+    let text = r#"{ "pools": { "p": { "address": "127.0.0.1:9000" } },
+        "sources": [
+          { "name": "r", "kind": "redis", "url": "redis://h", "channels": ["c"],
+            "job": { "pool": "p", "script": "/w.php" } },
+          { "name": "r", "kind": "redis", "url": "redis://h", "patterns": ["c*"],
+            "job": { "pool": "p", "script": "/w.php" } } ] }"#;
+    let err = parse_str(text).unwrap_err();
+    assert_eq!(err.key, "sources[1].name");
+}
+
+#[test]
+fn a_pool_needs_exactly_one_of_address_and_spawn() {
+    let both = r#"{ "pools": { "p": { "address": "127.0.0.1:9000",
+                                      "spawn": { "command": ["php-cgi"] } } } }"#;
+    assert_eq!(parse_str(both).unwrap_err().key, "pools.p.spawn");
+    let neither = r#"{ "pools": { "p": {} } }"#;
+    assert_eq!(parse_str(neither).unwrap_err().key, "pools.p.address");
+    let spawned =
+        r#"{ "pools": { "p": { "spawn": { "command": ["php-cgi"], "max_requests": 500 } } } }"#;
+    let config = parse_str(spawned).unwrap();
+    let spawn = config.pools["p"].spawn.as_ref().unwrap();
+    assert_eq!((spawn.processes, spawn.max_requests), (4, 500));
+}
+
+#[test]
+fn syntax_errors_give_the_position() {
+    let err = parse_str("{\n  \"pools\": {,}\n}").unwrap_err();
+    assert_eq!(err.key, "line 2 column 13");
+}
