@@ -5,11 +5,14 @@
 //! - [`proto`]: the wire formats ferry speaks (RESP, AMQP 0-9-1, FastCGI) and the
 //!   message-body encoding, as sans-IO codecs: bytes in, frames out, no sockets, no clock,
 //!   no logging. Everything that touches the network is built on top of them.
-//! - `reactor` (to come): the single-threaded mio loop, connections, timers and signals.
+//! - [`dispatch`]: ferry's rules between sessions and pools: requests, outcomes, retries.
+//! - [`reactor`]: the single-threaded mio loop, connections, timers and signals.
 //! - `src/bin/ferry.rs`: the command-line interface.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dispatch;
 pub mod proto;
+pub mod reactor;

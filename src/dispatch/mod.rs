@@ -1,0 +1,8 @@
+//! ferry's own rules, between the protocol sessions and the reactor (see
+//! `docs/ARCHITECTURE.md`): how a message becomes a FastCGI request, what a worker's
+//! answer means (SPEC, "Outcome of a request"), retry schedules, the circuit breaker and
+//! the bounded backlog. Sans-IO like `proto`: no sockets, no clock reads, no logging.
+//!
+//! # Layout
+//! - `request.rs`: message + job config → FastCGI request bytes.
+//! - `outcome.rs`: a finished exchange → success / permanent / retryable / pool failure.
