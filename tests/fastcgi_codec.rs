@@ -183,6 +183,31 @@ fn response_events_in_order() {
 }
 
 #[test]
+fn a_late_end_of_the_previous_request_does_not_end_the_next() {
+    let mut decoder = ResponseDecoder::new(1);
+    let mut first = Vec::new();
+    encode_end_request(&mut first, 1, 0, ProtocolStatus::RequestComplete);
+    assert!(matches!(
+        decoder.decode(&first).unwrap(),
+        Status::Complete(ResponseEvent::End { .. }, _)
+    ));
+    decoder.reset(2);
+    // The recycled child repeats request 1's END_REQUEST before request 2's answer.
+    let mut next = first.clone();
+    encode_stdout(&mut next, 2, b"Status: 200 OK\r\n\r\n");
+    encode_end_request(&mut next, 2, 0, ProtocolStatus::RequestComplete);
+    let mut events = Vec::new();
+    let mut pos = 0;
+    while let Status::Complete(event, used) = decoder.decode(&next[pos..]).unwrap() {
+        events.push(format!("{event:?}"));
+        pos += used;
+    }
+    assert_eq!(events[0], format!("{:?}", ResponseEvent::DuplicateEnd));
+    assert!(events[1].starts_with("Stdout("), "{events:?}");
+    assert!(events[2].starts_with("End {"), "{events:?}");
+}
+
+#[test]
 fn get_values_roundtrip() {
     let mut out = Vec::new();
     encode_get_values(&mut out, [&b"FCGI_MPXS_CONNS"[..], b"FCGI_MAX_REQS"]).unwrap();

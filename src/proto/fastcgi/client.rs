@@ -159,9 +159,9 @@ pub enum ResponseEvent<'b> {
         /// Whether the request completed or was refused.
         protocol_status: ProtocolStatus,
     },
-    /// A second END_REQUEST for the same request after the first (seen when php-fpm
-    /// recycles a child at `pm.max_requests`): harmless, reported so the bytes count as
-    /// used.
+    /// A second END_REQUEST for this request, or a late one for the request this decoder
+    /// followed before its last [`ResponseDecoder::reset`] (seen when php-fpm recycles a
+    /// child at `pm.max_requests`): harmless, reported so the bytes count as used.
     DuplicateEnd,
 }
 
@@ -178,9 +178,16 @@ enum ResponsePhase {
 /// buffer from where the last call stopped; it answers `Partial` until a whole record is
 /// there (a buffer of [`record::MAX_RECORD_LEN`] bytes always suffices), so it never
 /// rescans. Reuse it across requests with [`ResponseDecoder::reset`].
+///
+/// On a kept connection give each request a new id (php-fpm accepts any non-zero id):
+/// a stale END_REQUEST of the previous request is then told apart from the end of the
+/// current one and reported as [`ResponseEvent::DuplicateEnd`]. With the same id twice it
+/// would end the new request before its script ran.
 #[derive(Debug, Clone)]
 pub struct ResponseDecoder {
     request_id: u16,
+    /// The request followed before the last reset, whose END_REQUEST may still arrive.
+    previous_id: Option<u16>,
     phase: ResponsePhase,
 }
 
@@ -189,13 +196,17 @@ impl ResponseDecoder {
     pub fn new(request_id: u16) -> Self {
         Self {
             request_id,
+            previous_id: None,
             phase: ResponsePhase::AwaitingEnd,
         }
     }
 
-    /// Starts over for a new request on the same (kept) connection.
+    /// Starts over for a new request on the same (kept) connection; `request_id` should
+    /// differ from the previous one (see the type's docs).
     pub fn reset(&mut self, request_id: u16) {
+        let previous = self.request_id;
         *self = Self::new(request_id);
+        self.previous_id = (previous != request_id).then_some(previous);
     }
 
     /// The request this decoder follows.
@@ -220,6 +231,10 @@ impl ResponseDecoder {
 
     fn on_record<'b>(&mut self, record: &Record<'b>) -> Result<ResponseEvent<'b>, FcgiError> {
         let record_type = record.record_type;
+        if record_type == RecordType::EndRequest && Some(record.request_id) == self.previous_id {
+            decode_end_request(record)?;
+            return Ok(ResponseEvent::DuplicateEnd);
+        }
         if self.phase == ResponsePhase::Ended {
             let same_end =
                 record_type == RecordType::EndRequest && record.request_id == self.request_id;

@@ -278,10 +278,18 @@ pub(crate) fn start_record(out: &mut Vec<u8>, record_type: RecordType, request_i
 
 /// Patches the content length of the record started at `start` and appends its padding.
 /// The caller guarantees the content is at most 65535 bytes.
+///
+/// Content plus padding is kept within 65535 bytes (PROTOCOL-NOTES: PHP's own writer never
+/// exceeds it, so neither do we): content above [`MAX_CHUNK_LEN`] goes unpadded, which the
+/// spec allows (padding is a recommendation for alignment).
 pub(crate) fn finish_record(out: &mut Vec<u8>, start: usize) {
     let content_len = out.len().saturating_sub(start + HEADER_LEN);
     debug_assert!(content_len <= MAX_CONTENT_LEN);
-    let padding = padding_for(content_len);
+    let padding = if content_len > MAX_CHUNK_LEN {
+        0
+    } else {
+        padding_for(content_len)
+    };
     let [len_hi, len_lo] = u16::try_from(content_len).unwrap_or(u16::MAX).to_be_bytes();
     if let Some(fields) = out.get_mut(start + 4..start + 7) {
         fields.copy_from_slice(&[len_hi, len_lo, padding]);
@@ -317,5 +325,23 @@ pub(crate) fn encode_stream_chunks(
         let start = start_record(out, record_type, request_id);
         out.extend_from_slice(chunk);
         finish_record(out, start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_and_padding_never_exceed_65535() {
+        for len in [0, 1, MAX_CHUNK_LEN - 1, MAX_CHUNK_LEN, MAX_CHUNK_LEN + 1, MAX_CONTENT_LEN] {
+            let mut out = Vec::new();
+            encode_record(&mut out, RecordType::Stdout, 1, &vec![b'x'; len]).unwrap();
+            let Status::Complete(record, used) = decode_record(&out).unwrap() else {
+                panic!("whole record")
+            };
+            assert_eq!((record.content.len(), used), (len, out.len()));
+            assert!(len + usize::from(record.padding_length) <= MAX_CONTENT_LEN, "{len}");
+        }
     }
 }
