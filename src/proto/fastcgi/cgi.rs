@@ -7,7 +7,8 @@
 //! record works). It copies head bytes into a buffer reserved once at its cap (16 KiB by
 //! default) and scans each byte once for the end of the block (`\n\n` or `\n\r\n`, so
 //! both `\r\n\r\n`, which PHP writes, and bare `\n\n` end it). Once the block is whole,
-//! httparse parses the lines. More than the cap without a blank line is
+//! httparse parses the lines (a leading `HTTP/1.1 NNN` status line, which PHP writes with
+//! `cgi.rfc2616_headers = 1`, counts as `Status:`). More than the cap without a blank line is
 //! [`FcgiError::HeadersTooLarge`]: memory stays bounded whatever the worker prints.
 //!
 //! Decisions: an `X-Ferry-Action` value other than `ack`, `retry` or `dead-letter`
@@ -20,7 +21,8 @@ use super::error::FcgiError;
 
 /// Default cap on the CGI head.
 pub const DEFAULT_HEAD_CAP: usize = 16 * 1024;
-/// Most header lines parsed (httparse needs a fixed array; PHP sends a handful).
+/// Header lines parsed per httparse call (it needs a fixed array). PHP sends a handful;
+/// a head with more is parsed in groups (see `visit_headers`), so any count fits the cap.
 pub const MAX_HEADERS: usize = 64;
 
 /// What a worker asks ferry to do with the message (`X-Ferry-Action`).
@@ -155,40 +157,33 @@ impl CgiHead {
     }
 
     fn parse(&mut self) -> Result<(), FcgiError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let parsed = match httparse::parse_headers(&self.buf, &mut headers) {
-            Ok(httparse::Status::Complete((_, parsed))) => parsed,
-            // The scan found the blank line, so httparse cannot need more: a disagreement
-            // (a stray `\r` inside a line) means the block is malformed.
-            Ok(httparse::Status::Partial) => {
-                return Err(FcgiError::MalformedHeaders(httparse::Error::NewLine))
-            }
-            Err(e) => return Err(FcgiError::MalformedHeaders(e)),
-        };
-        let base = self.buf.as_ptr() as usize;
-        for header in parsed {
-            let value = header.value;
-            if header.name.eq_ignore_ascii_case("status") {
-                set_once(&mut self.status, parse_status(value)?, "Status")?;
-            } else if header.name.eq_ignore_ascii_case("x-ferry-action") {
-                set_once(
-                    &mut self.ferry_action,
-                    parse_action(value)?,
-                    "X-Ferry-Action",
-                )?;
-            } else if header.name.eq_ignore_ascii_case("x-ferry-retry-after") {
+        let mut status = None;
+        let mut ferry_action = None;
+        let mut retry_after_s = None;
+        let mut content_type = None;
+        visit_headers(&self.buf, |name, value, offset| {
+            if name.eq_ignore_ascii_case("status") {
+                set_once(&mut status, parse_status(value)?, "Status")
+            } else if name.eq_ignore_ascii_case("x-ferry-action") {
+                set_once(&mut ferry_action, parse_action(value)?, "X-Ferry-Action")
+            } else if name.eq_ignore_ascii_case("x-ferry-retry-after") {
                 let seconds = parse_decimal(trim(value)).ok_or(FcgiError::InvalidRetryAfter)?;
-                set_once(&mut self.retry_after_s, seconds, "X-Ferry-Retry-After")?;
-            } else if header.name.eq_ignore_ascii_case("content-type") {
+                set_once(&mut retry_after_s, seconds, "X-Ferry-Retry-After")
+            } else if name.eq_ignore_ascii_case("content-type") {
                 // Kept as offsets into our own buffer: the value borrows it.
-                let start = (value.as_ptr() as usize).saturating_sub(base);
                 set_once(
-                    &mut self.content_type,
-                    (start, start + value.len()),
+                    &mut content_type,
+                    (offset, offset + value.len()),
                     "Content-Type",
-                )?;
+                )
+            } else {
+                Ok(())
             }
-        }
+        })?;
+        self.status = status;
+        self.ferry_action = ferry_action;
+        self.retry_after_s = retry_after_s;
+        self.content_type = content_type;
         Ok(())
     }
 
@@ -239,15 +234,98 @@ impl CgiHead {
         if !self.complete {
             return;
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        if let Ok(httparse::Status::Complete((_, parsed))) =
-            httparse::parse_headers(&self.buf, &mut headers)
-        {
-            for header in parsed {
-                f(header.name, header.value);
-            }
-        }
+        let _ = visit_headers(&self.buf, |name, value, _| {
+            f(name, value);
+            Ok(())
+        });
     }
+}
+
+/// Calls `visit(name, value, offset of value in head)` for every header of a complete
+/// head (which ends with its blank line).
+///
+/// Two things PHP can send that a plain `httparse::parse_headers` would refuse are
+/// accepted: a leading `HTTP/1.1 503 Reason` status line (`cgi.rfc2616_headers = 1`),
+/// reported as a `Status` header, and more header lines than [`MAX_HEADERS`] (a script
+/// setting many cookies): those are parsed in groups, each copied once with a blank line
+/// appended. That path allocates, but only for such heads.
+fn visit_headers(
+    head: &[u8],
+    mut visit: impl FnMut(&str, &[u8], usize) -> Result<(), FcgiError>,
+) -> Result<(), FcgiError> {
+    let mut start = 0;
+    if head.starts_with(b"HTTP/") {
+        let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+        let line = head.get(..line_end).unwrap_or_default();
+        let after_version = line
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(line.len(), |p| p + 1);
+        let status = line.get(after_version..).unwrap_or_default();
+        visit("Status", status, after_version)?;
+        start = (line_end + 1).min(head.len());
+    }
+    let rest = head.get(start..).unwrap_or_default();
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(rest, &mut headers) {
+        Ok(httparse::Status::Complete((_, parsed))) => {
+            let base = rest.as_ptr() as usize;
+            for header in parsed {
+                let offset = start + (header.value.as_ptr() as usize).saturating_sub(base);
+                visit(header.name, header.value, offset)?;
+            }
+            Ok(())
+        }
+        Err(httparse::Error::TooManyHeaders) => visit_in_groups(rest, start, visit),
+        // The scan found the blank line, so httparse cannot need more: a disagreement
+        // (a stray `\r` inside a line) means the block is malformed.
+        Ok(httparse::Status::Partial) => Err(FcgiError::MalformedHeaders(httparse::Error::NewLine)),
+        Err(e) => Err(FcgiError::MalformedHeaders(e)),
+    }
+}
+
+/// [`visit_headers`] for heads with more than [`MAX_HEADERS`] lines: groups of lines are
+/// parsed one at a time, each as its own block.
+fn visit_in_groups(
+    rest: &[u8],
+    start: usize,
+    mut visit: impl FnMut(&str, &[u8], usize) -> Result<(), FcgiError>,
+) -> Result<(), FcgiError> {
+    // `rest` ends with the blank line that ended the head; the lines before it are headers.
+    let lines = rest
+        .strip_suffix(b"\r\n")
+        .or_else(|| rest.strip_suffix(b"\n"))
+        .unwrap_or(rest);
+    let mut scratch = Vec::new();
+    let mut group_start = 0;
+    while group_start < lines.len() {
+        let group_end = lines
+            .iter()
+            .enumerate()
+            .skip(group_start)
+            .filter(|&(_, &b)| b == b'\n')
+            .nth(MAX_HEADERS - 2)
+            .map_or(lines.len(), |(pos, _)| pos + 1);
+        scratch.clear();
+        scratch.extend_from_slice(lines.get(group_start..group_end).unwrap_or_default());
+        scratch.extend_from_slice(b"\r\n");
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let parsed = match httparse::parse_headers(&scratch, &mut headers) {
+            Ok(httparse::Status::Complete((_, parsed))) => parsed,
+            Ok(httparse::Status::Partial) => {
+                return Err(FcgiError::MalformedHeaders(httparse::Error::NewLine))
+            }
+            Err(e) => return Err(FcgiError::MalformedHeaders(e)),
+        };
+        let base = scratch.as_ptr() as usize;
+        for header in parsed {
+            let offset =
+                start + group_start + (header.value.as_ptr() as usize).saturating_sub(base);
+            visit(header.name, header.value, offset)?;
+        }
+        group_start = group_end;
+    }
+    Ok(())
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), FcgiError> {
@@ -302,4 +380,57 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
         }
         acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Result<CgiHead, FcgiError> {
+        let mut head = CgiHead::default();
+        head.push(text.as_bytes())?;
+        assert!(head.is_complete());
+        Ok(head)
+    }
+
+    #[test]
+    fn many_headers_are_parsed_in_groups() {
+        let mut text = String::new();
+        for i in 0..200 {
+            text.push_str(&format!("Set-Cookie: c{i}=v\r\n"));
+        }
+        text.push_str(
+            "Status: 503 Busy\r\nX-Ferry-Action: retry\r\nContent-Type: text/x\r\n\r\nbody",
+        );
+        let parsed = head(&text).unwrap();
+        assert_eq!(parsed.status(), Some(503));
+        assert_eq!(parsed.ferry_action(), Some(FerryAction::Retry));
+        assert_eq!(parsed.content_type(), Some(&b"text/x"[..]));
+        let mut seen = 0;
+        parsed.for_each_header(|_, _| seen += 1);
+        assert_eq!(seen, 203);
+        // The duplicate check still spans groups.
+        let dup = text.replacen("Set-Cookie: c100=v", "Status: 200", 1);
+        assert_eq!(head(&dup).err(), Some(FcgiError::DuplicateHeader("Status")));
+    }
+
+    #[test]
+    fn exactly_max_headers_and_bare_newlines() {
+        let mut text = String::new();
+        for i in 0..MAX_HEADERS + 1 {
+            text.push_str(&format!("X-{i}: v\n"));
+        }
+        text.push_str("Status: 404\n\n");
+        assert_eq!(head(&text).unwrap().status(), Some(404));
+    }
+
+    #[test]
+    fn an_http_status_line_counts_as_the_status() {
+        let parsed =
+            head("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html\r\n\r\n").unwrap();
+        assert_eq!(parsed.status(), Some(503));
+        assert_eq!(parsed.content_type(), Some(&b"text/html"[..]));
+        let clash = head("HTTP/1.1 200 OK\r\nStatus: 500\r\n\r\n");
+        assert_eq!(clash.err(), Some(FcgiError::DuplicateHeader("Status")));
+    }
 }

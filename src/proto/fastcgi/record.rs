@@ -334,14 +334,24 @@ mod tests {
 
     #[test]
     fn content_and_padding_never_exceed_65535() {
-        for len in [0, 1, MAX_CHUNK_LEN - 1, MAX_CHUNK_LEN, MAX_CHUNK_LEN + 1, MAX_CONTENT_LEN] {
+        for len in [
+            0,
+            1,
+            MAX_CHUNK_LEN - 1,
+            MAX_CHUNK_LEN,
+            MAX_CHUNK_LEN + 1,
+            MAX_CONTENT_LEN,
+        ] {
             let mut out = Vec::new();
             encode_record(&mut out, RecordType::Stdout, 1, &vec![b'x'; len]).unwrap();
             let Status::Complete(record, used) = decode_record(&out).unwrap() else {
                 panic!("whole record")
             };
             assert_eq!((record.content.len(), used), (len, out.len()));
-            assert!(len + usize::from(record.padding_length) <= MAX_CONTENT_LEN, "{len}");
+            assert!(
+                len + usize::from(record.padding_length) <= MAX_CONTENT_LEN,
+                "{len}"
+            );
         }
     }
 }
