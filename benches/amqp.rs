@@ -70,6 +70,7 @@ fn decode_all(buf: &[u8], assembler: &mut ContentAssembler) -> (u64, usize) {
                     body_bytes += body.len();
                 }
             }
+            FramePayload::BadHeader(bad) => panic!("{bad:?}"),
             FramePayload::Heartbeat => {}
         }
     }

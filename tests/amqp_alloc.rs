@@ -82,6 +82,7 @@ fn decoding_deliveries_allocates_nothing() {
                 }
                 assembler.on_header(&header).unwrap();
             }
+            FramePayload::BadHeader(bad) => panic!("{bad:?}"),
             FramePayload::Body(chunk) => {
                 if let Assembled::Complete(body) = assembler.on_body(chunk).unwrap() {
                     bodies += body.len();
@@ -132,6 +133,7 @@ fn multi_frame_bodies_reuse_the_assembler_buffer() {
             FramePayload::Header(h) => {
                 assert_eq!(assembler.on_header(&h).unwrap(), Assembled::Pending)
             }
+            FramePayload::BadHeader(bad) => panic!("{bad:?}"),
             FramePayload::Body(chunk) => {
                 if let Assembled::Complete(body) = assembler.on_body(chunk).unwrap() {
                     assert_eq!(body.len(), 10_000);

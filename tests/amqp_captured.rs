@@ -92,6 +92,7 @@ fn deliver_with_properties_and_multiframe_body() {
                 }
             }
             FramePayload::Heartbeat => panic!("heartbeat"),
+            FramePayload::BadHeader(bad) => panic!("{bad:?}"),
         }
     }
     let Some(Method::BasicDeliver(d)) = deliver else {

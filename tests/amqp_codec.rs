@@ -558,6 +558,7 @@ proptest! {
                     if let Assembled::Complete(b) = asm.on_body(c).unwrap() { got = Some(b.to_vec()) }
                 }
                 FramePayload::Heartbeat => {}
+                FramePayload::BadHeader(bad) => panic!("{bad:?}"),
             }
         }
         prop_assert_eq!(got, Some(body));

@@ -52,6 +52,21 @@ fn frame_err(bytes: &[u8]) -> AmqpError {
     decode_frame(bytes, FRAME_MAX).expect_err("must be refused")
 }
 
+/// A header frame whose properties do not decode is a per-message error: the frame is
+/// still consumed (the stream stays in step) and carries why.
+fn bad_header_err(bytes: &[u8]) -> AmqpError {
+    match decode_frame(bytes, FRAME_MAX) {
+        Ok(Status::Complete(
+            Frame {
+                payload: FramePayload::BadHeader(bad),
+                ..
+            },
+            used,
+        )) if used == bytes.len() => bad.error,
+        other => panic!("expected a bad header, got {other:?}"),
+    }
+}
+
 fn method_err(payload: &[u8]) -> AmqpError {
     Method::decode(payload).expect_err("must be refused")
 }
@@ -332,7 +347,7 @@ fn frames_out_of_order_during_content() {
 #[test]
 fn property_flags_with_continuation_bit() {
     let bytes = frame(2, 1, &header_payload(0, &[0x80, 0x01, 0]));
-    assert_eq!(frame_err(&bytes), AmqpError::PropertyFlagsContinuation);
+    assert_eq!(bad_header_err(&bytes), AmqpError::PropertyFlagsContinuation);
 }
 
 #[test]
@@ -344,7 +359,7 @@ fn trailing_garbage_after_args() {
         AmqpError::TrailingBytes("method")
     );
     assert_eq!(
-        frame_err(&frame(2, 1, &header_payload(0, &[0, 0, 7]))),
+        bad_header_err(&frame(2, 1, &header_payload(0, &[0, 0, 7]))),
         AmqpError::TrailingBytes("content header")
     );
 }
@@ -353,7 +368,7 @@ fn trailing_garbage_after_args() {
 fn properties_running_past_the_header() {
     // content-type flag set, shortstr length 50, nothing after.
     assert_eq!(
-        frame_err(&frame(2, 1, &header_payload(0, &[0x80, 0, 50]))),
+        bad_header_err(&frame(2, 1, &header_payload(0, &[0x80, 0, 50]))),
         AmqpError::Truncated("shortstr")
     );
 }
@@ -385,4 +400,75 @@ fn encoders_refuse_what_the_peer_would() {
         encode_content(&mut out, 1, 60, &props, b"x", 8).unwrap_err(),
         AmqpError::FrameMaxTooSmall(8)
     );
+}
+
+#[test]
+fn a_poisoned_header_costs_one_message_not_the_connection() {
+    // A publisher's headers table nested 40 deep (RabbitMQ passes it through as is).
+    let mut table: Vec<u8> = Vec::new();
+    for _ in 0..40 {
+        let mut outer = vec![1, b'k', b'F'];
+        outer.extend_from_slice(&(table.len() as u32).to_be_bytes());
+        outer.extend_from_slice(&table);
+        table = outer;
+    }
+    let mut props = vec![0x20, 0x00]; // headers flag
+    props.extend_from_slice(&(table.len() as u32).to_be_bytes());
+    props.extend_from_slice(&table);
+    let deliver = method_payload(60, 60, &[1, b'c', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, b'q']);
+    let mut stream = frame(1, 1, &deliver);
+    stream.extend(frame(2, 1, &header_payload(5, &props)));
+    stream.extend(frame(3, 1, b"he"));
+    stream.extend(frame(3, 1, b"llo"));
+    // The next message is intact.
+    stream.extend(frame(1, 1, &deliver));
+    stream.extend(frame(2, 1, &header_payload(2, &[0, 0])));
+    stream.extend(frame(3, 1, b"ok"));
+
+    let mut assembler = ContentAssembler::new(1 << 20);
+    let mut outcomes = Vec::new();
+    let mut pos = 0;
+    while pos < stream.len() {
+        let Status::Complete(frame, used) = decode_frame(&stream[pos..], FRAME_MAX).unwrap() else {
+            panic!("whole frames")
+        };
+        pos += used;
+        let assembled = match frame.payload {
+            FramePayload::Method(p) => {
+                assembler.on_method(&Method::decode(p).unwrap()).unwrap();
+                Assembled::Pending
+            }
+            FramePayload::Header(h) => assembler.on_header(&h).unwrap(),
+            FramePayload::BadHeader(bad) => {
+                assert_eq!(bad.error, AmqpError::TableTooDeep);
+                assert_eq!((bad.class_id, bad.body_size), (60, 5));
+                assembler.discard(bad.body_size).unwrap()
+            }
+            FramePayload::Body(chunk) => assembler.on_body(chunk).unwrap(),
+            FramePayload::Heartbeat => Assembled::Pending,
+        };
+        match assembled {
+            Assembled::Complete(body) => outcomes.push(String::from_utf8_lossy(body).into_owned()),
+            Assembled::Discarded => outcomes.push("discarded".into()),
+            Assembled::Pending => {}
+        }
+    }
+    assert_eq!(outcomes, ["discarded", "ok"]);
+}
+
+#[test]
+fn frame_max_zero_means_no_limit() {
+    let big = frame(3, 1, &vec![0; 200_000]);
+    assert!(matches!(decode_frame(&big, 0), Ok(Status::Complete(_, n)) if n == big.len()));
+    let mut out = Vec::new();
+    encode_content(
+        &mut out,
+        1,
+        60,
+        &BasicProperties::default(),
+        &[1; 300_000],
+        0,
+    )
+    .unwrap();
+    assert!(matches!(decode_frame(&out, 0), Ok(Status::Complete(_, _))));
 }

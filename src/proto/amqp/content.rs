@@ -12,7 +12,9 @@
 //! frames are gathered into a buffer owned by the assembler and reused for every message,
 //! so the steady state allocates nothing.
 
-use super::frame::{encode_header_frame, FRAME_BODY, FRAME_END, FRAME_OVERHEAD};
+use super::frame::{
+    effective_frame_max, encode_header_frame, FRAME_BODY, FRAME_END, FRAME_OVERHEAD,
+};
 use super::method::Method;
 use super::properties::{BasicProperties, ContentHeader};
 use super::AmqpError;
@@ -27,7 +29,7 @@ pub fn encode_content(
     body: &[u8],
     frame_max: u32,
 ) -> Result<(), AmqpError> {
-    let max_payload = frame_max.saturating_sub(FRAME_OVERHEAD);
+    let max_payload = effective_frame_max(frame_max).saturating_sub(FRAME_OVERHEAD);
     if max_payload == 0 {
         return Err(AmqpError::FrameMaxTooSmall(frame_max));
     }
@@ -66,6 +68,9 @@ enum Awaiting {
     /// The header announced `expected` body octets; `received` have arrived. Bodies
     /// received in more than one frame are gathered in the assembler's buffer.
     Body { expected: u64, received: u64 },
+    /// The message was refused at its header ([`ContentAssembler::discard`]): its body
+    /// frames are counted and dropped.
+    Discarding { expected: u64, received: u64 },
 }
 
 /// The outcome of feeding a frame to a [`ContentAssembler`].
@@ -76,6 +81,9 @@ pub enum Assembled<'a> {
     /// The message body is complete: borrowed from the last body frame when it arrived
     /// whole, otherwise from the assembler's buffer (valid until the next call).
     Complete(&'a [u8]),
+    /// The last body frame of a message being discarded arrived: the channel is ready for
+    /// its next method.
+    Discarded,
 }
 
 /// Capacity a [`ContentAssembler`]'s body buffer may keep between messages.
@@ -141,6 +149,11 @@ impl ContentAssembler {
                 max: self.max_body_size,
             });
         }
+        // A past large message's buffer is released here, at the next message, rather
+        // than pinned for the life of the channel.
+        if self.buffer.capacity() > RETAINED_CAPACITY {
+            self.buffer = Vec::new();
+        }
         if header.body_size == 0 {
             self.awaiting = Awaiting::Method;
             return Ok(Assembled::Complete(&[]));
@@ -154,8 +167,14 @@ impl ContentAssembler {
 
     /// Feeds a body frame's payload.
     pub fn on_body<'a>(&'a mut self, chunk: &'a [u8]) -> Result<Assembled<'a>, AmqpError> {
-        let Awaiting::Body { expected, received } = self.awaiting else {
-            return Err(AmqpError::UnexpectedFrame("body frame"));
+        let (expected, received) = match self.awaiting {
+            Awaiting::Body { expected, received } => (expected, received),
+            Awaiting::Discarding { expected, received } => {
+                return self.discard_body(expected, received, chunk.len() as u64)
+            }
+            Awaiting::Method | Awaiting::Header { .. } => {
+                return Err(AmqpError::UnexpectedFrame("body frame"))
+            }
         };
         let now = received.saturating_add(chunk.len() as u64);
         if now > expected {
@@ -171,11 +190,6 @@ impl ContentAssembler {
         }
         if received == 0 {
             self.buffer.clear();
-            // A past large message's buffer is released rather than pinned for the life of
-            // the channel; ordinary sizes keep theirs, so steady state allocates nothing.
-            if self.buffer.capacity() > RETAINED_CAPACITY {
-                self.buffer = Vec::new();
-            }
             // Reserve what the header announced only up to a bound: a peer that announces
             // `max_body_size` and then trickles bytes gets memory as the bytes arrive.
             let announced = usize::try_from(expected).unwrap_or(usize::MAX);
@@ -187,6 +201,51 @@ impl ContentAssembler {
             return Ok(Assembled::Complete(&self.buffer));
         }
         self.awaiting = Awaiting::Body {
+            expected,
+            received: now,
+        };
+        Ok(Assembled::Pending)
+    }
+
+    /// Skips the body of the message whose header this assembler just refused with
+    /// [`AmqpError::BodyTooLarge`], or whose header frame arrived as
+    /// [`FramePayload::BadHeader`](super::FramePayload::BadHeader): its body frames are
+    /// then counted, never kept, and [`ContentAssembler::on_body`] answers
+    /// [`Assembled::Discarded`] for the last one (this call does, for an empty body).
+    /// The caller settles that delivery as a permanent failure; the connection lives on.
+    pub fn discard(&mut self, body_size: u64) -> Result<Assembled<'static>, AmqpError> {
+        let Awaiting::Header { .. } = self.awaiting else {
+            return Err(AmqpError::UnexpectedFrame("content header"));
+        };
+        if body_size == 0 {
+            self.awaiting = Awaiting::Method;
+            return Ok(Assembled::Discarded);
+        }
+        self.awaiting = Awaiting::Discarding {
+            expected: body_size,
+            received: 0,
+        };
+        Ok(Assembled::Pending)
+    }
+
+    fn discard_body(
+        &mut self,
+        expected: u64,
+        received: u64,
+        len: u64,
+    ) -> Result<Assembled<'static>, AmqpError> {
+        let now = received.saturating_add(len);
+        if now > expected {
+            return Err(AmqpError::BodyOverrun {
+                expected,
+                received: now,
+            });
+        }
+        if now == expected {
+            self.awaiting = Awaiting::Method;
+            return Ok(Assembled::Discarded);
+        }
+        self.awaiting = Awaiting::Discarding {
             expected,
             received: now,
         };

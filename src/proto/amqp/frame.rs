@@ -32,11 +32,33 @@ pub const FRAME_HEARTBEAT: u8 = 8;
 pub const FRAME_END: u8 = 0xCE;
 /// Octets of envelope around a payload: 7 of header, 1 of frame end.
 pub const FRAME_OVERHEAD: u32 = 8;
-/// The smallest frame_max a peer may negotiate, and the limit that applies before
-/// connection.tune (spec §4.2.3: `frame-min-size`).
+/// The limit that applies before connection.tune (spec §4.2.3: `frame-min-size`), and
+/// the smallest frame_max the spec lets a peer negotiate. RabbitMQ 4.1+ refuses a tune-ok
+/// below 8192: propose 131072 (PROTOCOL-NOTES).
 pub const FRAME_MIN_SIZE: u32 = 4096;
 
+/// `frame_max` as a bound: in connection.tune 0 means "no limit" (rabbit_reader checks
+/// `FrameMax /= 0` before comparing), so 0 bounds nothing below `u32::MAX`.
+pub fn effective_frame_max(frame_max: u32) -> u32 {
+    if frame_max == 0 {
+        u32::MAX
+    } else {
+        frame_max
+    }
+}
+
 const HEADER_LEN: usize = 7;
+
+/// What is known of a content header whose properties failed to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadContentHeader {
+    /// Class of the content-bearing method.
+    pub class_id: u16,
+    /// Body size announced: this many body octets follow and must be skipped.
+    pub body_size: u64,
+    /// Why the properties could not be decoded.
+    pub error: AmqpError,
+}
 
 /// One decoded frame; the payload borrows from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +77,12 @@ pub enum FramePayload<'b> {
     Method(&'b [u8]),
     /// A content header, decoded.
     Header(ContentHeader<'b>),
+    /// A content header whose envelope and body size are sound but whose properties are
+    /// not (e.g. a publisher's headers table nested deeper than we parse). The stream is
+    /// still in step: this one message is refused, its body skipped
+    /// ([`ContentAssembler::discard`](super::ContentAssembler::discard)), the connection kept —
+    /// otherwise one poisoned message would be redelivered and kill every reconnect.
+    BadHeader(BadContentHeader),
     /// A slice of message body.
     Body(&'b [u8]),
     /// A heartbeat (channel 0, empty payload).
@@ -79,7 +107,7 @@ pub fn decode_frame(buf: &[u8], frame_max: u32) -> Result<Status<Frame<'_>>, Amq
     };
     let channel = u16::from_be_bytes([header[1], header[2]]);
     let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]);
-    if u64::from(size) + u64::from(FRAME_OVERHEAD) > u64::from(frame_max) {
+    if u64::from(size) + u64::from(FRAME_OVERHEAD) > u64::from(effective_frame_max(frame_max)) {
         return Err(AmqpError::FrameTooLarge { size, frame_max });
     }
     if frame_type == FRAME_HEARTBEAT {
@@ -106,7 +134,10 @@ pub fn decode_frame(buf: &[u8], frame_max: u32) -> Result<Status<Frame<'_>>, Amq
     }
     let payload = match frame_type {
         FRAME_METHOD => FramePayload::Method(payload),
-        FRAME_HEADER => FramePayload::Header(ContentHeader::decode(payload)?),
+        FRAME_HEADER => match ContentHeader::decode(payload) {
+            Ok(header) => FramePayload::Header(header),
+            Err(error) => FramePayload::BadHeader(bad_content_header(payload, error)?),
+        },
         FRAME_BODY => FramePayload::Body(payload),
         _ => FramePayload::Heartbeat,
     };
@@ -114,6 +145,20 @@ pub fn decode_frame(buf: &[u8], frame_max: u32) -> Result<Status<Frame<'_>>, Amq
         Frame { channel, payload },
         payload_end + 1,
     ))
+}
+
+/// Salvages class and body size from a header whose properties did not decode; without
+/// them the body frames that follow could not be told apart, so that stays fatal.
+fn bad_content_header(payload: &[u8], error: AmqpError) -> Result<BadContentHeader, AmqpError> {
+    let Some(fixed) = payload.first_chunk::<12>() else {
+        return Err(error);
+    };
+    let [c0, c1, _, _, b0, b1, b2, b3, b4, b5, b6, b7] = *fixed;
+    Ok(BadContentHeader {
+        class_id: u16::from_be_bytes([c0, c1]),
+        body_size: u64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+        error,
+    })
 }
 
 /// The server's own protocol header, sent when it refuses ours (spec §4.2.2).
@@ -160,7 +205,7 @@ fn encode_frame(
             size: u32::MAX,
             frame_max,
         })?;
-        if u64::from(size) + u64::from(FRAME_OVERHEAD) > u64::from(frame_max) {
+        if u64::from(size) + u64::from(FRAME_OVERHEAD) > u64::from(effective_frame_max(frame_max)) {
             return Err(AmqpError::FrameTooLarge { size, frame_max });
         }
         if let Some(field) = out.get_mut(start + 3..start + HEADER_LEN) {

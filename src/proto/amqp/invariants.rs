@@ -4,7 +4,7 @@
 //! assembler's limits hold.
 
 // Asserting is this module's purpose: it runs only under the fuzzer and the corpus test.
-#![allow(clippy::expect_used, clippy::panic)]
+#![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use super::*;
 use crate::proto::Status;
@@ -47,12 +47,23 @@ pub fn check(data: &[u8]) {
                 check_header(&header);
                 match assembler.on_header(&header) {
                     Ok(_) => assert!(header.body_size <= FUZZ_MAX_BODY),
+                    Err(AmqpError::BodyTooLarge { .. }) => {
+                        // Refused at its header: the body is skipped, never kept.
+                        assert!(header.body_size > FUZZ_MAX_BODY);
+                        assert!(assembler.discard(header.body_size).is_ok());
+                    }
                     Err(_) => assembler.reset(),
+                }
+            }
+            FramePayload::BadHeader(bad) => {
+                assert!(ContentHeader::decode(&rest[7..used - 1]).is_err());
+                if assembler.discard(bad.body_size).is_err() {
+                    assembler.reset();
                 }
             }
             FramePayload::Body(chunk) => match assembler.on_body(chunk) {
                 Ok(Assembled::Complete(body)) => assert!(body.len() as u64 <= FUZZ_MAX_BODY),
-                Ok(Assembled::Pending) => {}
+                Ok(Assembled::Pending | Assembled::Discarded) => {}
                 Err(_) => assembler.reset(),
             },
             FramePayload::Heartbeat => {}
@@ -85,6 +96,8 @@ fn check_frame_roundtrip(frame: &Frame<'_>, bytes: &[u8]) {
         FramePayload::Header(header) => {
             encode_header_frame(&mut out, frame.channel, &header, FUZZ_FRAME_MAX)
         }
+        // Nothing decoded to re-encode: the raw payload failed to decode (checked above).
+        FramePayload::BadHeader(_) => return,
         FramePayload::Body(payload) => {
             encode_body_frame(&mut out, frame.channel, payload, FUZZ_FRAME_MAX)
         }

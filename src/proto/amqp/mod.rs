@@ -7,19 +7,32 @@
 //!
 //! # Decoding a stream
 //! ```
-//! use ferry::proto::amqp::{decode_frame, ContentAssembler, FramePayload, Method};
+//! use ferry::proto::amqp::{decode_frame, Assembled, ContentAssembler, FramePayload, Method};
 //! use ferry::proto::Status;
 //!
+//! # fn deliver(_body: &[u8]) {}
+//! # fn refuse() {}
 //! # fn run(buf: &[u8]) -> Result<(), ferry::proto::amqp::AmqpError> {
 //! let mut channel_1 = ContentAssembler::new(16 << 20); // one per channel
 //! let mut pos = 0;
 //! while let Status::Complete(frame, used) = decode_frame(&buf[pos..], 131_072)? {
 //!     pos += used;
-//!     match frame.payload {
-//!         FramePayload::Method(payload) => channel_1.on_method(&Method::decode(payload)?)?,
-//!         FramePayload::Header(header) => { channel_1.on_header(&header)?; }
-//!         FramePayload::Body(chunk) => { channel_1.on_body(chunk)?; }
-//!         FramePayload::Heartbeat => {}
+//!     let assembled = match frame.payload {
+//!         FramePayload::Method(payload) => {
+//!             channel_1.on_method(&Method::decode(payload)?)?;
+//!             Assembled::Pending
+//!         }
+//!         // An empty body completes at the header.
+//!         FramePayload::Header(header) => channel_1.on_header(&header)?,
+//!         // One bad message, not a bad connection: skip its body, refuse it.
+//!         FramePayload::BadHeader(bad) => channel_1.discard(bad.body_size)?,
+//!         FramePayload::Body(chunk) => channel_1.on_body(chunk)?,
+//!         FramePayload::Heartbeat => Assembled::Pending,
+//!     };
+//!     match assembled {
+//!         Assembled::Complete(body) => deliver(body),
+//!         Assembled::Discarded => refuse(),
+//!         Assembled::Pending => {}
 //!     }
 //! }
 //! # Ok(()) }
@@ -46,8 +59,9 @@ mod wire;
 pub use content::{encode_content, Assembled, ContentAssembler};
 pub use error::AmqpError;
 pub use frame::{
-    decode_frame, encode_body_frame, encode_header_frame, encode_heartbeat, encode_method_frame,
-    encode_protocol_header, Frame, FramePayload, FRAME_MIN_SIZE, PROTOCOL_HEADER,
+    decode_frame, effective_frame_max, encode_body_frame, encode_header_frame, encode_heartbeat,
+    encode_method_frame, encode_protocol_header, BadContentHeader, Frame, FramePayload,
+    FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
 pub use method::*;
 pub use properties::{BasicProperties, ContentHeader, CLASS_BASIC};
