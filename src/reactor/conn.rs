@@ -1,0 +1,320 @@
+//! One nonblocking socket with its buffers (STYLE practice 7: the reactor is thin).
+//!
+//! - Reads drain the socket until `WouldBlock` (mio is edge-triggered), into a read
+//!   buffer capped at `read_cap`. When the cap is reached, [`Conn::fill`] stops and says
+//!   so: the owner consumes what it can and calls again — a connection stopped before
+//!   `WouldBlock` gets no new event, so the reactor keeps it on a ready list.
+//! - Writes are eager: bytes queued with [`Conn::write_buf`] are sent by [`Conn::flush`]
+//!   right away; `WRITABLE` is wanted only while bytes remain ([`Conn::wants_write`]).
+//! - The write buffer has a high-water mark: owners stop producing (stop reading their
+//!   peer, stop taking work) while [`Conn::write_backlogged`] says so, so a slow peer
+//!   cannot make ferry buffer without bound.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use mio::event::Source;
+use mio::net::{TcpStream, UnixStream};
+use mio::{Interest, Registry, Token};
+
+/// Bytes read per `read` call at most.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A TCP or unix stream socket.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix domain stream socket.
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// The error a nonblocking connect ended with, if any (`SO_ERROR`).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Stream::Tcp(s) => s.take_error(),
+            Stream::Unix(s) => s.take_error(),
+        }
+    }
+
+    /// Whether a nonblocking connect has completed: `Ok(true)` connected, `Ok(false)` still
+    /// in progress (a spurious wake-up), `Err` failed.
+    pub fn connect_finished(&self) -> io::Result<bool> {
+        if let Some(error) = self.take_error()? {
+            return Err(error);
+        }
+        let peer = match self {
+            Stream::Tcp(s) => s.peer_addr().map(drop),
+            Stream::Unix(s) => s.peer_addr().map(drop),
+        };
+        match peer {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Shuts down both directions (the peer sees EOF even if the fd lingers).
+    pub fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
+/// What [`Conn::fill`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Read until `WouldBlock`: wait for the next readable event.
+    Drained,
+    /// The read buffer reached its cap before `WouldBlock`: consume, then fill again.
+    Full,
+    /// The peer closed its side (bytes read before the EOF are in the buffer).
+    Eof,
+}
+
+/// A socket with a capped read buffer and an eagerly flushed write buffer.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub stream: Stream,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    read_cap: usize,
+    wbuf: Vec<u8>,
+    wstart: usize,
+    write_high_water: usize,
+    /// Bytes read over the connection's life.
+    pub bytes_in: u64,
+    /// Bytes written over the connection's life.
+    pub bytes_out: u64,
+}
+
+impl Conn {
+    /// Wraps `stream`; the read buffer holds at most `read_cap` unconsumed bytes, and
+    /// the write buffer is "backlogged" above `write_high_water` queued bytes.
+    pub fn new(stream: Stream, read_cap: usize, write_high_water: usize) -> Conn {
+        Conn {
+            stream,
+            rbuf: Vec::new(),
+            rstart: 0,
+            read_cap,
+            wbuf: Vec::new(),
+            wstart: 0,
+            write_high_water,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// Reads until `WouldBlock`, EOF or the cap; see [`Fill`].
+    pub fn fill(&mut self) -> io::Result<Fill> {
+        self.compact_input();
+        loop {
+            let len = self.rbuf.len();
+            let room = self.read_cap.saturating_sub(self.unconsumed());
+            if room == 0 {
+                return Ok(Fill::Full);
+            }
+            let chunk = room.min(READ_CHUNK);
+            self.rbuf.resize(len + chunk, 0);
+            let result = self.stream.read(&mut self.rbuf[len..]);
+            let n = match result {
+                Ok(n) => n,
+                Err(e) => {
+                    self.rbuf.truncate(len);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
+                        io::ErrorKind::Interrupted => continue,
+                        _ => return Err(e),
+                    }
+                }
+            };
+            self.rbuf.truncate(len + n);
+            if n == 0 {
+                return Ok(Fill::Eof);
+            }
+            self.bytes_in += n as u64;
+        }
+    }
+
+    /// The bytes read and not yet consumed.
+    pub fn input(&self) -> &[u8] {
+        self.rbuf.get(self.rstart..).unwrap_or_default()
+    }
+
+    /// Marks `n` bytes of [`Conn::input`] as used.
+    pub fn consume(&mut self, n: usize) {
+        self.rstart = (self.rstart + n).min(self.rbuf.len());
+        if self.rstart == self.rbuf.len() {
+            self.rbuf.clear();
+            self.rstart = 0;
+        }
+    }
+
+    /// Unconsumed input bytes.
+    pub fn unconsumed(&self) -> usize {
+        self.rbuf.len() - self.rstart
+    }
+
+    /// Moves unconsumed bytes to the front, and gives back memory a burst left behind.
+    fn compact_input(&mut self) {
+        if self.rstart > 0 {
+            self.rbuf.drain(..self.rstart);
+            self.rstart = 0;
+        }
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+            self.rbuf = Vec::new();
+        }
+    }
+
+    /// The write buffer, to append bytes to; call [`Conn::flush`] after.
+    pub fn write_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.wbuf
+    }
+
+    /// Writes queued bytes until done or `WouldBlock`.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while self.wstart < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wstart..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.wstart += n;
+                    self.bytes_out += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wstart == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wstart = 0;
+            if self.wbuf.capacity() > 4 * READ_CHUNK {
+                self.wbuf = Vec::new();
+            }
+        } else if self.wstart > self.wbuf.len() / 2 {
+            self.wbuf.drain(..self.wstart);
+            self.wstart = 0;
+        }
+        Ok(())
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.wbuf.len() - self.wstart
+    }
+
+    /// True while bytes remain to be written (register `WRITABLE`).
+    pub fn wants_write(&self) -> bool {
+        self.pending_output() > 0
+    }
+
+    /// True while more than the high-water mark is queued: stop producing.
+    pub fn write_backlogged(&self) -> bool {
+        self.pending_output() > self.write_high_water
+    }
+
+    /// The interest set this connection needs now.
+    pub fn interest(&self) -> Interest {
+        if self.wants_write() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream as StdUnix;
+
+    fn pair(read_cap: usize) -> (Conn, StdUnix) {
+        let (ours, theirs) = StdUnix::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let conn = Conn::new(Stream::Unix(UnixStream::from_std(ours)), read_cap, 1024);
+        (conn, theirs)
+    }
+
+    #[test]
+    fn fill_stops_at_the_cap_and_resumes_after_consume() {
+        let (mut conn, mut peer) = pair(100);
+        peer.write_all(&[7; 250]).unwrap();
+        assert_eq!(conn.fill().unwrap(), Fill::Full);
+        assert_eq!(conn.input().len(), 100);
+        conn.consume(100);
+        assert_eq!(conn.fill().unwrap(), Fill::Full);
+        conn.consume(60);
+        assert_eq!(conn.fill().unwrap(), Fill::Drained);
+        assert_eq!(conn.unconsumed(), 90);
+        drop(peer);
+        assert_eq!(conn.fill().unwrap(), Fill::Eof);
+        assert_eq!(conn.unconsumed(), 90, "bytes before the EOF are kept");
+    }
+
+    #[test]
+    fn writes_are_eager_and_backlog_is_reported() {
+        let (mut conn, mut peer) = pair(100);
+        conn.write_buf().extend_from_slice(b"hello");
+        conn.flush().unwrap();
+        assert!(!conn.wants_write());
+        let mut got = [0; 5];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        // Fill the socket buffer until writes would block.
+        conn.write_buf().resize(8 << 20, 1);
+        conn.flush().unwrap();
+        assert!(conn.wants_write());
+        assert!(conn.write_backlogged());
+        assert_eq!(conn.interest(), Interest::READABLE | Interest::WRITABLE);
+    }
+}
