@@ -6,6 +6,7 @@
 //!   message-body encoding, as sans-IO codecs: bytes in, frames out, no sockets, no clock,
 //!   no logging. Everything that touches the network is built on top of them.
 //! - [`dispatch`]: ferry's rules between sessions and pools: requests, outcomes, retries.
+//! - [`logging`]: the log line format, levels, file reopen.
 //! - [`reactor`]: the single-threaded mio loop, connections, timers and signals.
 //! - `src/bin/ferry.rs`: the command-line interface.
 
@@ -14,5 +15,6 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod logging;
 pub mod proto;
 pub mod reactor;
