@@ -3,6 +3,9 @@
 //! Argument parsing is hand-written on purpose: the runtime dependency list is fixed
 //! (see DEVELOPERS.md), and ferry's flags are few and regular.
 
+mod args;
+mod run;
+
 use std::process::ExitCode;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -23,8 +26,8 @@ Options:
   -h, --help     print this help
   -V, --version  print the version
 
-Not yet available in this build: run, publish, check, responder, bench
-(they arrive with the reactor; the protocol codecs are in place).
+Not yet available in this build: publish, check, responder, bench; 'run' validates
+its configuration but does not consume yet (the reactor is being built).
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
@@ -44,12 +47,41 @@ fn main() -> ExitCode {
             println!("ferry {VERSION}");
             ExitCode::SUCCESS
         }
-        Some(command @ ("run" | "publish" | "check" | "responder" | "bench")) => {
+        Some("run") => run_command(&args[1..]),
+        Some(command @ ("publish" | "check" | "responder" | "bench")) => {
             eprintln!("ferry: '{command}' is not available in this build yet");
             ExitCode::from(2)
         }
         Some(other) => {
             eprintln!("ferry: unknown command or option '{other}' (see 'ferry --help')");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_command(args: &[String]) -> ExitCode {
+    let parsed = match args::parse("run", run::FLAGS, args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if parsed.has("help") {
+        print!("{}", run::HELP);
+        return ExitCode::SUCCESS;
+    }
+    match run::config(&parsed) {
+        Ok(config) => {
+            eprintln!(
+                "ferry run: configuration valid ({} pools, {} sources); consuming is not built yet",
+                config.pools.len(),
+                config.sources.len()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("ferry run: {e}");
             ExitCode::from(2)
         }
     }
