@@ -254,10 +254,9 @@ impl fmt::Display for SubscriberError {
         match self {
             SubscriberError::Protocol(error) => write!(f, "protocol error: {error}"),
             SubscriberError::PubSub(error) => write!(f, "protocol error: {error}"),
-            SubscriberError::UnexpectedFrame {
-                waiting_for,
-                found,
-            } => write!(f, "unexpected {found} while waiting for {waiting_for}"),
+            SubscriberError::UnexpectedFrame { waiting_for, found } => {
+                write!(f, "unexpected {found} while waiting for {waiting_for}")
+            }
             SubscriberError::WrongConfirmation { expected, found } => {
                 write!(f, "expected confirmation {expected}, got {found}")
             }
@@ -336,7 +335,9 @@ impl State {
     fn takes_messages(self) -> bool {
         matches!(
             self,
-            State::AwaitingSubscribed { .. } | State::Subscribed | State::AwaitingUnsubscribed { .. }
+            State::AwaitingSubscribed { .. }
+                | State::Subscribed
+                | State::AwaitingUnsubscribed { .. }
         )
     }
 }
@@ -353,7 +354,6 @@ enum Input {
 }
 
 /// A Redis pub/sub subscriber session; see the module docs for the conversation.
-#[derive(Debug)]
 pub struct Subscriber {
     config: SubscriberConfig,
     /// Channel name → index in `config.channels` (first occurrence wins).
@@ -697,7 +697,9 @@ impl Subscriber {
             ) => {
                 let text = self.server_text(text);
                 self.events
-                    .push_back(SubscriberEvent::Error(SubscriberError::ServerError { text }));
+                    .push_back(SubscriberEvent::Error(SubscriberError::ServerError {
+                        text,
+                    }));
                 Ok(())
             }
             (other, _) => Err(self.unexpected(other)),
@@ -1034,6 +1036,23 @@ impl Subscriber {
     }
 }
 
+// Written by hand: the bytes waiting to be sent may hold `HELLO … AUTH`'s password.
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("config", &self.config)
+            .field("state", &self.state)
+            .field("input", &self.input)
+            .field("protocol", &self.protocol)
+            .field("server_version", &self.server_version)
+            .field("last_input", &self.last_input)
+            .field("ping_sent", &self.ping_sent)
+            .field("transmit_len", &self.transmit.len())
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
 /// Consumes skipped payload bytes from `rest`, checking the CRLF that ends the payload.
 fn skip(rest: &[u8], remaining: &mut usize) -> Result<usize, SubscriberError> {
     let take = rest.len().min(*remaining);
@@ -1041,7 +1060,11 @@ fn skip(rest: &[u8], remaining: &mut usize) -> Result<usize, SubscriberError> {
     // in this chunk must be right, or the announced length lied.
     let crlf_start = remaining.saturating_sub(2);
     for (offset, &byte) in rest.iter().take(take).enumerate().skip(crlf_start) {
-        let expected = if *remaining - offset == 2 { b'\r' } else { b'\n' };
+        let expected = if *remaining - offset == 2 {
+            b'\r'
+        } else {
+            b'\n'
+        };
         if byte != expected {
             return Err(RespError::BadBulkEnd.into());
         }
