@@ -25,6 +25,7 @@
 //! - `encode.rs`: [`encode_command`], the reply encoders, [`Frame::encode`].
 //! - `pubsub.rs`: [`PubSubEvent`].
 //! - `invariants.rs`: the fuzz target's assertions.
+//! - `subscriber/`: [`Subscriber`], the pub/sub subscriber session built on all of the above.
 
 mod decode;
 mod encode;
@@ -33,6 +34,7 @@ mod frame;
 mod head;
 pub mod invariants;
 mod pubsub;
+pub mod subscriber;
 
 pub use decode::{decode, Decoder, Limits, MAX_DEPTH};
 pub use encode::{
@@ -43,3 +45,7 @@ pub use encode::{
 pub use error::RespError;
 pub use frame::{Aggregate, AggregateKind, Elements, Frame, Pairs};
 pub use pubsub::{PubSubError, PubSubEvent, SubscribeKind};
+pub use subscriber::{
+    DropReason, Dropped, Message, Subscriber, SubscriberConfig, SubscriberError, SubscriberEvent,
+    Subscription, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_PONG_TIMEOUT, MAX_ERROR_TEXT,
+};
