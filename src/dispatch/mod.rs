@@ -6,3 +6,20 @@
 //! # Layout
 //! - `request.rs`: message + job config → FastCGI request bytes.
 //! - `outcome.rs`: a finished exchange → success / permanent / retryable / pool failure.
+
+// Peer input (worker answers, message payloads and metadata) reaches every function
+// below: none may panic on it. Tests may.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo
+    )
+)]
+
+pub mod outcome;
+pub mod request;
