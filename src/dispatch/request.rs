@@ -379,6 +379,14 @@ impl RequestBuilder {
         Ok(built)
     }
 
+    /// Bytes of memory the builder keeps between messages (its body and scratch
+    /// buffers); a body above [`BODY_RETAIN_BYTES`] is not kept.
+    pub fn held_bytes(&self) -> usize {
+        self.body.capacity()
+            + self.scratch.capacity()
+            + self.header_spans.capacity() * std::mem::size_of::<(usize, usize, usize)>()
+    }
+
     /// Writes each string/number header's param name and value into the scratch buffer.
     fn collect_headers(&mut self, headers: Option<FieldTable<'_>>) {
         self.scratch.clear();
