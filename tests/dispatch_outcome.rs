@@ -77,7 +77,16 @@ fn pool(reason: PoolFailureReason) -> Outcome {
 
 #[test]
 fn success_rows() {
-    for status in [None, Some(200), Some(201), Some(204), Some(299), Some(301), Some(304), Some(399)] {
+    for status in [
+        None,
+        Some(200),
+        Some(201),
+        Some(204),
+        Some(299),
+        Some(301),
+        Some(304),
+        Some(399),
+    ] {
         assert_eq!(of(&answer(status)), Outcome::Success, "{status:?}");
     }
     assert_eq!(Outcome::Success.attempt_result(), Some(AttemptResult::Ok));

@@ -113,7 +113,10 @@ fn redis_message_with_a_form_body() {
             ("FERRY_PATTERN", "jobs.*"),
         ])
     );
-    assert_eq!(SERVER_SOFTWARE, concat!("ferry/", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        SERVER_SOFTWARE,
+        concat!("ferry/", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -129,7 +132,13 @@ fn amqp_message_with_a_raw_body_and_headers() {
         .unwrap()
         .insert(b"trace-id", FieldValue::LongStr(b"abc-123"))
         .unwrap()
-        .insert(b"price", FieldValue::Decimal { scale: 2, value: 1999 })
+        .insert(
+            b"price",
+            FieldValue::Decimal {
+                scale: 2,
+                value: 1999,
+            },
+        )
         .unwrap()
         .insert(b"ratio", FieldValue::F64(0.25))
         .unwrap()
@@ -249,7 +258,13 @@ fn a_form_payload_that_is_not_an_object_is_a_typed_error() {
     let mut builder = RequestBuilder::default();
     let mut out = b"untouched".to_vec();
     let error = builder
-        .build(&mut out, &job, &message, b"[1, 2]", RequestOptions::default())
+        .build(
+            &mut out,
+            &job,
+            &message,
+            b"[1, 2]",
+            RequestOptions::default(),
+        )
         .unwrap_err();
     assert_eq!(
         error,
@@ -258,7 +273,13 @@ fn a_form_payload_that_is_not_an_object_is_a_typed_error() {
         })
     );
     assert!(matches!(
-        builder.build(&mut out, &job, &message, b"not json", RequestOptions::default()),
+        builder.build(
+            &mut out,
+            &job,
+            &message,
+            b"not json",
+            RequestOptions::default()
+        ),
         Err(RequestError::Form(FormError::InvalidJson { .. }))
     ));
     assert_eq!(out, b"untouched");
@@ -292,9 +313,7 @@ fn a_header_too_large_for_one_params_record_is_a_typed_error() {
     let job = job(r#"{"pool": "p", "script": "/w.php", "body": "raw"}"#);
     let huge = vec![b'v'; 70_000];
     let mut headers = TableBuilder::new();
-    headers
-        .insert(b"h", FieldValue::LongStr(&huge))
-        .unwrap();
+    headers.insert(b"h", FieldValue::LongStr(&huge)).unwrap();
     let mut message = Message::new("tasks", SourceKind::Amqp, 1);
     message.headers = Some(headers.as_table());
     let mut out = Vec::new();
@@ -327,7 +346,11 @@ fn large_bodies_span_records_and_the_buffer_is_released() {
         .unwrap();
     let decoded = decode(&out);
     assert_eq!(decoded.stdin, format!("big={value}").as_bytes());
-    assert!(builder.held_bytes() < BODY_RETAIN_BYTES, "{}", builder.held_bytes());
+    assert!(
+        builder.held_bytes() < BODY_RETAIN_BYTES,
+        "{}",
+        builder.held_bytes()
+    );
     // Many params spread over PARAMS records are still whole pairs.
     let params: std::collections::BTreeMap<String, String> = (0..2000)
         .map(|i| (format!("P{i:04}"), "v".repeat(100)))
@@ -357,7 +380,13 @@ fn buffers_are_reused() {
     for _ in 0..3 {
         out.clear();
         builder
-            .build(&mut out, &job, &message, br#"{"a":1}"#, RequestOptions::default())
+            .build(
+                &mut out,
+                &job,
+                &message,
+                br#"{"a":1}"#,
+                RequestOptions::default(),
+            )
             .unwrap();
         assert_eq!(out.as_ptr(), pointer);
     }

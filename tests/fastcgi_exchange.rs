@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use ferry::proto::fastcgi::{
     encode_end_request, encode_request, encode_stderr, encode_stdout, Ending, Exchange,
-    ExchangeEvent, ExchangeOptions, FcgiError, FerryAction, Finished, ProtocolStatus,
-    RecordType, STDERR_EXCERPT_CAP,
+    ExchangeEvent, ExchangeOptions, FcgiError, FerryAction, Finished, ProtocolStatus, RecordType,
+    STDERR_EXCERPT_CAP,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -216,7 +216,11 @@ fn ten_megabytes_of_stdout_are_counted_and_discarded() {
     let now = Instant::now();
     let mut exchange = new_exchange(ExchangeOptions::new(TIMEOUT), now);
     let mut record = Vec::new();
-    encode_stdout(&mut record, 1, b"Content-Type: text/plain\r\n\r\nfirst body bytes");
+    encode_stdout(
+        &mut record,
+        1,
+        b"Content-Type: text/plain\r\n\r\nfirst body bytes",
+    );
     converse(&mut exchange, [&record[..]], now).unwrap();
     let chunk = vec![b'x'; 0xFFF8];
     record.clear();
@@ -248,7 +252,12 @@ fn request_timeout_on_a_fake_clock() {
     // Some output, then silence.
     let mut record = Vec::new();
     encode_stdout(&mut record, 1, b"Status: 200\r\n");
-    converse(&mut exchange, [&record[..]], start + Duration::from_millis(10)).unwrap();
+    converse(
+        &mut exchange,
+        [&record[..]],
+        start + Duration::from_millis(10),
+    )
+    .unwrap();
     // A spurious early wake-up changes nothing.
     exchange.handle_timeout(start + Duration::from_millis(1499));
     assert_eq!(exchange.poll_event(), None);
@@ -400,7 +409,11 @@ fn refused_requests_are_not_reusable() {
 #[test]
 fn hostile_answers_end_as_malformed() {
     let cases: Vec<(&str, Vec<u8>, FcgiError)> = vec![
-        ("version 2", vec![2, 6, 0, 1, 0, 0, 0, 0], FcgiError::UnsupportedVersion(2)),
+        (
+            "version 2",
+            vec![2, 6, 0, 1, 0, 0, 0, 0],
+            FcgiError::UnsupportedVersion(2),
+        ),
         (
             "other request id",
             {
@@ -482,5 +495,8 @@ fn end_request_before_the_head_ended() {
     encode_end_request(&mut wire, 1, 0, ProtocolStatus::RequestComplete);
     let finished = converse(&mut exchange, [&wire[..]], now).unwrap().unwrap();
     assert_eq!(finished.ending, COMPLETE);
-    assert!(!finished.head_complete, "classified as malformed by dispatch");
+    assert!(
+        !finished.head_complete,
+        "classified as malformed by dispatch"
+    );
 }

@@ -89,7 +89,9 @@ fn exchange_over(stream: &mut UnixStream, request: Vec<u8>, keep_conn: bool) -> 
         if let Some(ExchangeEvent::Finished(finished)) = exchange.poll_event() {
             return finished;
         }
-        let n = stream.read(&mut chunk).expect("php-fpm answers within 10 s");
+        let n = stream
+            .read(&mut chunk)
+            .expect("php-fpm answers within 10 s");
         if n == 0 {
             exchange.handle_eof(Instant::now());
             continue;
@@ -105,7 +107,13 @@ fn exchange_over(stream: &mut UnixStream, request: Vec<u8>, keep_conn: bool) -> 
 fn run(fx: &Fixture, job: &JobConfig, message: &Message<'_>, payload: &[u8]) -> Finished {
     let mut request = Vec::new();
     RequestBuilder::default()
-        .build(&mut request, job, message, payload, RequestOptions::default())
+        .build(
+            &mut request,
+            job,
+            message,
+            payload,
+            RequestOptions::default(),
+        )
         .unwrap();
     let mut stream = UnixStream::connect(fx.fpm.socket()).unwrap();
     exchange_over(&mut stream, request, false)
@@ -268,6 +276,9 @@ fn live_php_fpm() {
             .unwrap();
         let finished = exchange_over(&mut stream, request, true);
         assert!(finished.reusable, "request {n}");
-        assert_eq!(log_lines(&fx.log).pop().unwrap()["post"]["n"], n.to_string());
+        assert_eq!(
+            log_lines(&fx.log).pop().unwrap()["post"]["n"],
+            n.to_string()
+        );
     }
 }

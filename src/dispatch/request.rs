@@ -291,9 +291,7 @@ impl RequestBuilder {
             BodyMode::Form => (body.as_slice(), FORM_CONTENT_TYPE),
             BodyMode::Raw => (
                 payload,
-                message
-                    .content_type
-                    .unwrap_or(job.content_type.as_bytes()),
+                message.content_type.unwrap_or(job.content_type.as_bytes()),
             ),
         };
         let content_length = NumberText::new(stdin.len() as u64);
@@ -326,9 +324,10 @@ impl RequestBuilder {
             .iter()
             .filter(|(name, _)| !name.starts_with("FERRY_"))
             .map(|(name, value)| (name.as_bytes(), value.as_bytes()));
-        let redelivered: Option<&[u8]> = message
-            .redelivered
-            .map(|flag| if flag { &b"1"[..] } else { &b"0"[..] });
+        let redelivered: Option<&[u8]> =
+            message
+                .redelivered
+                .map(|flag| if flag { &b"1"[..] } else { &b"0"[..] });
         let metadata: [(&[u8], Option<&[u8]>); 13] = [
             (b"FERRY_SOURCE", Some(message.source.as_bytes())),
             (b"FERRY_KIND", Some(message.kind.as_str().as_bytes())),
@@ -360,14 +359,8 @@ impl RequestBuilder {
 
         let before = out.len();
         let params = standard.chain(job_params).chain(metadata).chain(headers);
-        encode_request(
-            out,
-            options.request_id,
-            options.keep_conn,
-            params,
-            stdin,
-        )
-        .map_err(RequestError::Fcgi)?;
+        encode_request(out, options.request_id, options.keep_conn, params, stdin)
+            .map_err(RequestError::Fcgi)?;
         let built = BuiltRequest {
             request_bytes: out.len() - before,
             body_bytes: stdin.len(),

@@ -50,7 +50,10 @@ pub fn php_fpm_binary() -> PathBuf {
             .collect::<Vec<_>>()
     });
     on_path
-        .chain(["/usr/sbin/php-fpm8.2".into(), "/usr/local/sbin/php-fpm8.2".into()])
+        .chain([
+            "/usr/sbin/php-fpm8.2".into(),
+            "/usr/local/sbin/php-fpm8.2".into(),
+        ])
         .find(|path| path.is_file())
         .unwrap_or_else(|| {
             panic!(
@@ -62,7 +65,10 @@ pub fn php_fpm_binary() -> PathBuf {
 
 fn id(flag: &str) -> String {
     let out = Command::new("id").arg(flag).output().expect("run id");
-    String::from_utf8(out.stdout).expect("id output").trim().to_string()
+    String::from_utf8(out.stdout)
+        .expect("id output")
+        .trim()
+        .to_string()
 }
 
 impl PhpFpm {

@@ -23,11 +23,11 @@
 //! so the exchange itself holds at most the head cap plus the STDERR excerpt.
 //!
 //! # States
-//! - [`AwaitingHead`](State::AwaitingHead): the request is out (or going out); STDOUT
+//! - `AwaitingHead`: the request is out (or going out); STDOUT
 //!   bytes are CGI head until its blank line; STDERR and END_REQUEST may come.
-//! - [`AwaitingEnd`](State::AwaitingEnd): the head is parsed; STDOUT is body (counted),
+//! - `AwaitingEnd`: the head is parsed; STDOUT is body (counted),
 //!   STDERR is captured, END_REQUEST ends it.
-//! - [`Finished`](State::Finished): over. Only a duplicate END_REQUEST may follow (seen
+//! - `Finished`: over. Only a duplicate END_REQUEST may follow (seen
 //!   when php-fpm recycles a child at `pm.max_requests`); anything else is an error that
 //!   makes the kept connection unusable.
 //!
