@@ -38,6 +38,7 @@ impl<J> FairQueue<J> {
                 self.queues.len() - 1
             }
         };
+        #[allow(clippy::indexing_slicing)] // `index` was just found or pushed
         &mut self.queues[index].1
     }
 
@@ -62,7 +63,9 @@ impl<J> FairQueue<J> {
         for _ in 0..self.queues.len() {
             let index = self.cursor % self.queues.len();
             self.cursor = index + 1;
-            let (source, queue) = &mut self.queues[index];
+            let Some((source, queue)) = self.queues.get_mut(index) else {
+                continue;
+            };
             if let Some(job) = queue.pop_front() {
                 self.len -= 1;
                 return Some((*source, job));

@@ -17,12 +17,14 @@
 //! - [`client`]: `encode_request`, [`ResponseDecoder`], GET_VALUES.
 //! - [`cgi`]: [`CgiHead`], the CGI response head parsed with httparse.
 //! - [`responder`]: [`RequestDecoder`] and the answer encoders.
+//! - [`exchange`]: [`Exchange`], one request on one connection as a sans-IO session.
 //! - [`error`]: the error enum, [`FcgiError`].
 //! - [`invariants`]: checks the fuzz targets and the corpus test run.
 
 pub mod cgi;
 pub mod client;
 pub mod error;
+pub mod exchange;
 #[doc(hidden)]
 pub mod invariants;
 pub mod nv;
@@ -35,6 +37,9 @@ pub use client::{
     encode_request, ResponseDecoder, ResponseEvent,
 };
 pub use error::FcgiError;
+pub use exchange::{
+    Ending, Exchange, ExchangeEvent, ExchangeOptions, Finished, StderrSummary, STDERR_EXCERPT_CAP,
+};
 pub use nv::NameValuePairs;
 pub use record::{decode_record, encode_record, ProtocolStatus, Record, RecordType, Role};
 pub use responder::{
