@@ -1324,6 +1324,10 @@ impl Session {
             publisher.unconfirmed.remove(tag);
             settle_one(tag, &mut self.events);
         }
+        // A return whose publish this confirm did not name waits for the next one.
+        if let Some(unused) = returned {
+            publisher.returns.push_front(unused);
+        }
         Ok(())
     }
 
