@@ -45,6 +45,7 @@
 //! - [`properties`] — content header and [`BasicProperties`].
 //! - [`content`] — body splitting and the per-channel [`ContentAssembler`].
 //! - [`error`] — [`AmqpError`].
+//! - [`session`] — the client [`Session`]: handshake, consumer, publisher confirms.
 
 pub mod content;
 pub mod error;
@@ -53,6 +54,7 @@ pub mod frame;
 pub mod invariants;
 pub mod method;
 pub mod properties;
+pub mod session;
 pub mod table;
 mod wire;
 
@@ -65,4 +67,8 @@ pub use frame::{
 };
 pub use method::*;
 pub use properties::{BasicProperties, ContentHeader, CLASS_BASIC};
+pub use session::{
+    CommandError, DeclareMode, Delivery, DeliveryTag, Event, HeaderValue, MessageProperties,
+    PublishSeq, Session, SessionConfig, SessionError,
+};
 pub use table::{FieldArray, FieldTable, FieldValue, TableBuilder, MAX_TABLE_DEPTH};
