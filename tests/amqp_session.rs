@@ -91,6 +91,7 @@ fn decode_all(mut bytes: &[u8]) -> Vec<(u16, FramePayloadOwned)> {
             FramePayload::Header(h) => FramePayloadOwned::Header(h.body_size),
             FramePayload::Body(b) => FramePayloadOwned::Body(b.to_vec()),
             FramePayload::Heartbeat => FramePayloadOwned::Heartbeat,
+            FramePayload::BadHeader(bad) => panic!("ferry sent an unreadable header: {bad:?}"),
         };
         list.push((frame.channel, payload));
         bytes = &bytes[used..];
@@ -1690,4 +1691,37 @@ fn commands_in_the_wrong_state_are_refused() {
         Err(CommandError::UnknownTag(DeliveryTag(1)))
     );
     assert_eq!(h.sent(), b"");
+}
+
+#[test]
+fn an_unreadable_header_costs_that_delivery_only() {
+    let mut h = consuming(config(), 131_072);
+    // Properties announcing headers (flag 0x2000) whose table runs past the frame.
+    let mut payload = vec![0, 60, 0, 0];
+    payload.extend_from_slice(&3u64.to_be_bytes());
+    payload.extend_from_slice(&[0x20, 0x00, 0, 0, 0, 99]);
+    let mut script = deliver(1, false);
+    script.push(2);
+    script.extend_from_slice(&1u16.to_be_bytes());
+    script.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    script.extend_from_slice(&payload);
+    script.push(0xCE);
+    // The body frame of the unreadable message.
+    script.extend_from_slice(&[3, 0, 1, 0, 0, 0, 3, b'a', b'b', b'c', 0xCE]);
+    // The next delivery is intact.
+    script.extend(deliver(2, false));
+    script.extend(content(1, &BasicProperties::default(), b"ok", 131_072));
+    h.feed(&script).unwrap();
+    let events = h.events();
+    assert!(
+        matches!(
+            &events[..],
+            [Event::Unreadable { tag: DeliveryTag(1), .. }, Event::Delivery(d)] if d.body == b"ok"
+        ),
+        "{events:?}"
+    );
+    // Both stay settleable.
+    h.session.reject(DeliveryTag(1), false).unwrap();
+    h.session.ack(DeliveryTag(2)).unwrap();
+    assert!(!h.session.is_finished());
 }

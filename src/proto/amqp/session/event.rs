@@ -46,6 +46,15 @@ pub enum Event {
         /// The body size the content header announced.
         size: u64,
     },
+    /// A delivery whose content header did not decode (its properties are malformed,
+    /// e.g. a headers table nested deeper than ferry parses). Its body was skipped; it is
+    /// unacked like any delivery: settle it (dispatch refuses it as a permanent failure).
+    Unreadable {
+        /// Its delivery tag.
+        tag: DeliveryTag,
+        /// Why the header could not be read.
+        error: AmqpError,
+    },
     /// A retry queue asked for with
     /// [`declare_retry_queue`](super::Session::declare_retry_queue) exists.
     RetryQueueDeclared {

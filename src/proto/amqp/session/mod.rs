@@ -78,8 +78,8 @@ use std::time::{Duration, Instant};
 use super::frame::encode_heartbeat;
 use super::{
     decode_frame, encode_content, encode_method_frame, encode_protocol_header, AmqpError,
-    Assembled, BasicAck, BasicCancel, BasicCancelOk, BasicConsume, BasicDeliver, BasicNack,
-    BasicProperties, BasicPublish, BasicQos, BasicReject, ChannelClose, ChannelCloseOk,
+    Assembled, BadContentHeader, BasicAck, BasicCancel, BasicCancelOk, BasicConsume, BasicDeliver,
+    BasicNack, BasicProperties, BasicPublish, BasicQos, BasicReject, ChannelClose, ChannelCloseOk,
     ChannelFlowOk, ChannelOpen, ConfirmSelect, ConnectionClose, ConnectionCloseOk, ConnectionOpen,
     ConnectionStart, ConnectionStartOk, ConnectionTune, ConnectionTuneOk, ContentAssembler,
     ContentHeader, FieldTable, FieldValue, Frame, FramePayload, Method, QueueDeclare, TableBuilder,
@@ -669,14 +669,17 @@ impl Session {
                 self.on_consumer_method(Method::decode(payload)?)
             }
             (CONSUMER_CHANNEL, FramePayload::Header(header)) => self.on_delivery_header(&header),
+            (CONSUMER_CHANNEL, FramePayload::BadHeader(bad)) => self.on_delivery_bad_header(&bad),
             (CONSUMER_CHANNEL, FramePayload::Body(chunk)) => self.on_delivery_body(chunk),
             (PUBLISHER_CHANNEL, payload) if self.publisher.is_some() => {
                 self.on_publisher_frame(payload)
             }
-            (0, FramePayload::Header(_)) => Err(SessionError::UnexpectedContent {
-                frame: "content header",
-                channel: 0,
-            }),
+            (0, FramePayload::Header(_) | FramePayload::BadHeader(_)) => {
+                Err(SessionError::UnexpectedContent {
+                    frame: "content header",
+                    channel: 0,
+                })
+            }
             (0, FramePayload::Body(_)) => Err(SessionError::UnexpectedContent {
                 frame: "body frame",
                 channel: 0,
@@ -1082,6 +1085,39 @@ impl Session {
         match self.assembler.on_header(header)? {
             Assembled::Complete(_) => self.deliver(pending, properties, Vec::new()),
             Assembled::Pending => self.incoming = Incoming::AwaitingBody(pending, properties),
+            // Only answers `discard`, which this session never calls.
+            Assembled::Discarded => {}
+        }
+        Ok(())
+    }
+
+    /// A delivery whose properties do not decode (e.g. a headers table nested deeper than
+    /// we parse): reported for dispatch to refuse it, its body skipped like a too-large
+    /// one's; the connection lives on (otherwise the broker would redeliver it forever).
+    fn on_delivery_bad_header(&mut self, bad: &BadContentHeader) -> Result<(), SessionError> {
+        let Incoming::AwaitingHeader(pending) = std::mem::take(&mut self.incoming) else {
+            return Err(SessionError::UnexpectedContent {
+                frame: "content header",
+                channel: CONSUMER_CHANNEL,
+            });
+        };
+        if bad.class_id != CLASS_BASIC {
+            return Err(AmqpError::ContentClassMismatch {
+                expected: CLASS_BASIC,
+                found: bad.class_id,
+            }
+            .into());
+        }
+        self.assembler.reset();
+        self.events.push_back(Event::Unreadable {
+            tag: DeliveryTag(pending.tag),
+            error: bad.error,
+        });
+        if bad.body_size > 0 {
+            self.incoming = Incoming::Skipping {
+                size: bad.body_size,
+                received: 0,
+            };
         }
         Ok(())
     }
@@ -1105,7 +1141,7 @@ impl Session {
             }
             Incoming::AwaitingBody(..) => {
                 let body = match self.assembler.on_body(chunk)? {
-                    Assembled::Pending => return Ok(()),
+                    Assembled::Pending | Assembled::Discarded => return Ok(()),
                     Assembled::Complete(body) => body.to_vec(),
                 };
                 if let Incoming::AwaitingBody(pending, properties) =
@@ -1163,6 +1199,14 @@ impl Session {
                 channel: PUBLISHER_CHANNEL,
                 state: "receiving a returned message's content",
             }),
+            (ReturnContent::AwaitingHeader, FramePayload::BadHeader(bad)) => {
+                // A returned copy we cannot read: only its size matters here.
+                publisher.content = match bad.body_size {
+                    0 => ReturnContent::Idle,
+                    size => ReturnContent::AwaitingBody { size, received: 0 },
+                };
+                Ok(())
+            }
             (ReturnContent::AwaitingHeader, FramePayload::Header(header)) => {
                 if header.class_id != CLASS_BASIC {
                     return Err(AmqpError::ContentClassMismatch {
@@ -1196,10 +1240,12 @@ impl Session {
                 };
                 Ok(())
             }
-            (_, FramePayload::Header(_)) => Err(SessionError::UnexpectedContent {
-                frame: "content header",
-                channel: PUBLISHER_CHANNEL,
-            }),
+            (_, FramePayload::Header(_) | FramePayload::BadHeader(_)) => {
+                Err(SessionError::UnexpectedContent {
+                    frame: "content header",
+                    channel: PUBLISHER_CHANNEL,
+                })
+            }
             (_, FramePayload::Body(_)) => Err(SessionError::UnexpectedContent {
                 frame: "body frame",
                 channel: PUBLISHER_CHANNEL,
