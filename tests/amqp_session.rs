@@ -31,12 +31,14 @@ fn config() -> SessionConfig {
         consumer_tag: "ferry-1".into(),
         connection_name: Some("ferry test".into()),
         publisher: false,
+        consume: true,
     }
 }
 
 fn publisher_config() -> SessionConfig {
     SessionConfig {
         publisher: true,
+        consume: true,
         ..config()
     }
 }

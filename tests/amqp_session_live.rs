@@ -115,6 +115,7 @@ fn consume_publish_confirm_ack_close_against_rabbitmq() {
         consumer_tag: "ferry-live".into(),
         connection_name: Some("ferry session live test".into()),
         publisher: true,
+        consume: true,
     };
     let mut driver = Driver::connect(config);
 

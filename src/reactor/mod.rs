@@ -10,4 +10,7 @@
 pub mod backoff;
 pub mod conn;
 pub mod connect;
+pub mod runtime;
 pub mod timers;
+
+pub use runtime::{run, RunError};

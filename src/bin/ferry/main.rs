@@ -4,6 +4,7 @@
 //! (see DEVELOPERS.md), and ferry's flags are few and regular.
 
 mod args;
+mod publish;
 mod run;
 
 use std::process::ExitCode;
@@ -26,8 +27,7 @@ Options:
   -h, --help     print this help
   -V, --version  print the version
 
-Not yet available in this build: publish, check, responder, bench; 'run' validates
-its configuration but does not consume yet (the reactor is being built).
+Not yet available in this build: check, responder, bench.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
@@ -48,7 +48,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("run") => run_command(&args[1..]),
-        Some(command @ ("publish" | "check" | "responder" | "bench")) => {
+        Some("publish") => publish_command(&args[1..]),
+        Some(command @ ("check" | "responder" | "bench")) => {
             eprintln!("ferry: '{command}' is not available in this build yet");
             ExitCode::from(2)
         }
@@ -71,18 +72,64 @@ fn run_command(args: &[String]) -> ExitCode {
         print!("{}", run::HELP);
         return ExitCode::SUCCESS;
     }
-    match run::config(&parsed) {
-        Ok(config) => {
-            eprintln!(
-                "ferry run: configuration valid ({} pools, {} sources); consuming is not built yet",
-                config.pools.len(),
-                config.sources.len()
-            );
-            ExitCode::from(1)
-        }
+    let config = match run::config(&parsed) {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("ferry run: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+    };
+    let level_text = parsed
+        .get("log-level")
+        .map(str::to_string)
+        .or_else(|| std::env::var("FERRY_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let Some(level) = ferry::logging::parse_level(&level_text) else {
+        eprintln!(
+            "ferry run: --log-level: '{level_text}' is not error, warn, info, debug or trace"
+        );
+        return ExitCode::from(2);
+    };
+    let format_text = parsed.get("log-format").unwrap_or("text");
+    let Some(format) = ferry::logging::Format::parse(format_text) else {
+        eprintln!("ferry run: --log-format: '{format_text}' is not text or json");
+        return ExitCode::from(2);
+    };
+    if parsed.has("pidfile") || parsed.has("daemonize") {
+        eprintln!("ferry run: --pidfile and --daemonize arrive with the operations work (issue 4)");
+        return ExitCode::from(2);
+    }
+    let log_file = parsed.get("log-file").map(std::path::PathBuf::from);
+    if let Err(e) = ferry::logging::init(level, format, log_file) {
+        eprintln!("ferry run: --log-file: {e}");
+        return ExitCode::from(2);
+    }
+    match ferry::reactor::run(config) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn publish_command(args: &[String]) -> ExitCode {
+    let parsed = match args::parse("publish", publish::FLAGS, args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if parsed.has("help") {
+        print!("{}", publish::HELP);
+        return ExitCode::SUCCESS;
+    }
+    match publish::run(&parsed) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ferry publish: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -53,6 +53,10 @@ pub struct SessionConfig {
     pub connection_name: Option<String>,
     /// Open a publisher channel in confirm mode (retries and dead-letter publishes).
     pub publisher: bool,
+    /// Register a consumer on the queue. `false` (`ferry publish`) only declares the
+    /// queue: [`Event::Ready`](super::Event::Ready) then comes after declare-ok, and no
+    /// delivery ever arrives.
+    pub consume: bool,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -198,6 +202,7 @@ mod tests {
             consumer_tag: String::new(),
             connection_name: None,
             publisher: false,
+            consume: true,
         };
         assert!(!format!("{config:?}").contains("hunter2"));
     }

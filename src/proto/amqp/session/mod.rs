@@ -893,6 +893,18 @@ impl Session {
         }
         match (self.state, method) {
             (State::AwaitingConsumerOpenOk, Method::ChannelOpenOk(_)) => self.send_declare(),
+            (State::AwaitingDeclareOk { .. }, Method::QueueDeclareOk(ok))
+                if !self.config.consume =>
+            {
+                // Publishing only: the queue exists; no consumer (so nothing is taken).
+                self.state = State::ConsumerCancelled;
+                self.handshake_deadline = None;
+                self.events.push_back(Event::Ready {
+                    message_count: ok.message_count,
+                    consumer_count: ok.consumer_count,
+                });
+                Ok(())
+            }
             (State::AwaitingDeclareOk { .. }, Method::QueueDeclareOk(ok)) => {
                 self.queue_counts = (ok.message_count, ok.consumer_count);
                 let qos = BasicQos {

@@ -1,0 +1,423 @@
+//! The running daemon: one `mio::Poll`, every socket in one `Slab`, sources feeding
+//! pools (SPEC "From message to FastCGI request" to "Process"; issue 3).
+//!
+//! The loop: wait for readiness or the earliest deadline; for each ready token hand the
+//! socket's bytes to its session (a source's Redis or AMQP session, a worker's FastCGI
+//! exchange), act on the events that come out (new jobs, finished jobs, settle
+//! commands), write what the sessions produced, re-arm their deadlines; then close the
+//! connections marked during the batch (STYLE practice 7), start what became startable,
+//! and check whether a drain is complete.
+//!
+//! # Layout
+//! - `mod.rs`: the runtime state, the loop, signals and the drain.
+//! - `sources.rs`: Redis and AMQP source connections, their sessions, reconnects.
+//! - `pools.rs`: worker connections, starting jobs, outcomes, the circuit breaker.
+//! - `jobs.rs`: a job and its origin.
+
+mod jobs;
+mod pools;
+mod sources;
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use super::backoff::Backoff;
+use super::conn::Conn;
+use super::connect::Resolver;
+use super::timers::Timers;
+use crate::config::Config;
+use crate::dispatch::request::RequestBuilder;
+use pools::{Pool, Worker};
+use sources::Source;
+
+const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+const WAKER_TOKEN: Token = Token(usize::MAX - 2);
+
+/// What a deadline belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TimerKey {
+    /// A source's session deadline (heartbeat, keepalive, handshake) or its reconnect.
+    Source(usize),
+    /// A worker connection's deadline (connect timeout, request timeout, idle timeout).
+    Worker(usize),
+    /// A pool's circuit probe.
+    Probe(usize),
+    /// A job waiting out its retry delay (Redis, or AMQP `retry: hold`).
+    Retry(u64),
+    /// The drain's end.
+    DrainDeadline,
+}
+
+/// One slab entry: a source's broker connection or a worker connection.
+enum Endpoint {
+    Source { source: usize, conn: Conn },
+    Worker(Box<Worker>),
+}
+
+/// Where the process stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// SIGTERM/INT received: intake stopped, in-flight work finishing until `deadline`.
+    Draining {
+        deadline: Instant,
+    },
+    /// Everything settled or the deadline passed: connections closing.
+    Closing {
+        deadline: Instant,
+    },
+}
+
+/// Why `run` failed to start.
+#[derive(Debug)]
+pub enum RunError {
+    /// Setting up the poll, signals or the waker failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Io(e) => write!(f, "cannot start the event loop: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<io::Error> for RunError {
+    fn from(e: io::Error) -> Self {
+        RunError::Io(e)
+    }
+}
+
+/// The daemon's state; see the module docs.
+struct Runtime {
+    poll: Poll,
+    slab: Slab<Endpoint>,
+    timers: Timers<TimerKey>,
+    resolver: Resolver,
+    sources: Vec<Source>,
+    pools: Vec<Pool>,
+    builder: RequestBuilder,
+    /// Jobs waiting out a retry delay, by job id.
+    retrying: std::collections::HashMap<u64, jobs::Job>,
+    next_job_id: u64,
+    phase: Phase,
+    shutdown_timeout: Duration,
+    /// Tokens to close once the current batch of events is handled.
+    to_close: Vec<usize>,
+    /// Tokens whose read stopped at the buffer cap: read again without an event.
+    rearm_read: Vec<usize>,
+    /// Seed for backoff jitter (per process, so a fleet spreads out).
+    seed: u64,
+}
+
+/// Runs ferry until a drain completes; see the module docs. Returns the exit code.
+pub fn run(config: Config) -> Result<i32, RunError> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+    let mut signals = Signals::new([nix::libc::SIGTERM, nix::libc::SIGINT, nix::libc::SIGHUP])?;
+    poll.registry()
+        .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    let mut runtime = Runtime {
+        poll,
+        slab: Slab::new(),
+        timers: Timers::default(),
+        resolver: Resolver::new(waker),
+        sources: Vec::new(),
+        pools: Vec::new(),
+        builder: RequestBuilder::default(),
+        retrying: std::collections::HashMap::new(),
+        next_job_id: 1,
+        phase: Phase::Running,
+        shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+        to_close: Vec::new(),
+        rearm_read: Vec::new(),
+        seed,
+    };
+    runtime.build(&config);
+    runtime.event_loop(&mut signals)
+}
+
+impl Runtime {
+    /// Creates the pools and sources of `config` and starts connecting.
+    fn build(&mut self, config: &Config) {
+        let now = Instant::now();
+        for (index, (name, pool)) in config.pools.iter().enumerate() {
+            self.pools.push(Pool::new(
+                name.clone(),
+                pool.clone(),
+                Backoff::new(
+                    Duration::from_millis(200),
+                    Duration::from_secs(5),
+                    self.seed ^ index as u64,
+                ),
+            ));
+        }
+        for (index, source) in config.sources.iter().enumerate() {
+            let pool = self
+                .pools
+                .iter()
+                .position(|p| p.name == source.job().pool)
+                .unwrap_or(0);
+            self.sources.push(Source::new(
+                source.clone(),
+                pool,
+                Backoff::new(
+                    Duration::from_millis(500),
+                    Duration::from_secs(30),
+                    self.seed.rotate_left(7) ^ index as u64,
+                ),
+            ));
+        }
+        for pool in 0..self.pools.len() {
+            self.resolve_pool(pool);
+        }
+        for source in 0..self.sources.len() {
+            self.connect_source(source, now);
+        }
+        info!(
+            "ferry {} started: {} sources, {} pools",
+            env!("CARGO_PKG_VERSION"),
+            self.sources.len(),
+            self.pools.len()
+        );
+    }
+
+    fn event_loop(&mut self, signals: &mut Signals) -> Result<i32, RunError> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e.into());
+                }
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL_TOKEN => {
+                        for signal in signals.pending() {
+                            if let Some(code) = self.on_signal(signal, now) {
+                                return Ok(code);
+                            }
+                        }
+                    }
+                    WAKER_TOKEN => self.on_resolved(now),
+                    Token(token) => self.on_ready(token, event.is_writable(), now),
+                }
+            }
+            for token in std::mem::take(&mut self.rearm_read) {
+                self.on_ready(token, false, now);
+            }
+            self.fire_timers(now);
+            self.close_marked();
+            for pool in 0..self.pools.len() {
+                self.pump_pool(pool, now);
+            }
+            self.close_marked();
+            if let Some(code) = self.check_phase(now) {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// The earliest deadline of every timer; `None` sleeps until an event.
+    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
+        if !self.rearm_read.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.timers
+            .next_deadline()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(key) = self.timers.pop_expired(now) {
+            match key {
+                TimerKey::Source(source) => self.on_source_timer(source, now),
+                TimerKey::Worker(token) => self.on_worker_timer(token, now),
+                TimerKey::Probe(pool) => self.on_probe_timer(pool, now),
+                TimerKey::Retry(job) => self.on_retry_timer(job, now),
+                TimerKey::DrainDeadline => self.on_drain_deadline(now),
+            }
+        }
+    }
+
+    /// Readiness of a slab token (or a re-read after a full buffer).
+    fn on_ready(&mut self, token: usize, writable: bool, now: Instant) {
+        match self.slab.get(token) {
+            Some(Endpoint::Source { source, .. }) => {
+                let source = *source;
+                self.on_source_ready(source, token, writable, now);
+            }
+            Some(Endpoint::Worker(_)) => self.on_worker_ready(token, writable, now),
+            // Closed earlier in this batch: a stale event (mio "tolerate spurious events").
+            None => {}
+        }
+    }
+
+    /// Marks `token` to be closed after the batch.
+    fn mark_close(&mut self, token: usize) {
+        if !self.to_close.contains(&token) {
+            self.to_close.push(token);
+        }
+    }
+
+    fn close_marked(&mut self) {
+        for token in std::mem::take(&mut self.to_close) {
+            if self.slab.contains(token) {
+                let mut endpoint = self.slab.remove(token);
+                let conn = match &mut endpoint {
+                    Endpoint::Source { conn, .. } => conn,
+                    Endpoint::Worker(worker) => &mut worker.conn,
+                };
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+                conn.stream.shutdown();
+                self.timers.cancel(TimerKey::Worker(token));
+            }
+        }
+    }
+
+    /// Registers a new connection in the slab and the poll.
+    fn insert(&mut self, endpoint: Endpoint) -> io::Result<usize> {
+        let entry = self.slab.vacant_entry();
+        let token = entry.key();
+        let mut endpoint = endpoint;
+        let conn = match &mut endpoint {
+            Endpoint::Source { conn, .. } => conn,
+            Endpoint::Worker(worker) => &mut worker.conn,
+        };
+        self.poll.registry().register(
+            &mut conn.stream,
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(endpoint);
+        Ok(token)
+    }
+
+    /// Writes what is queued on `token` and re-derives its interest.
+    fn flush(&mut self, token: usize) -> io::Result<()> {
+        let Some(endpoint) = self.slab.get_mut(token) else {
+            return Ok(());
+        };
+        let conn = match endpoint {
+            Endpoint::Source { conn, .. } => conn,
+            Endpoint::Worker(worker) => &mut worker.conn,
+        };
+        conn.flush()?;
+        let interest = conn.interest();
+        self.poll
+            .registry()
+            .reregister(&mut conn.stream, Token(token), interest)
+    }
+
+    fn on_signal(&mut self, signal: i32, now: Instant) -> Option<i32> {
+        match signal {
+            nix::libc::SIGHUP => {
+                if let Err(e) = crate::logging::reopen() {
+                    error!("SIGHUP: cannot reopen the log file: {e}");
+                }
+                info!("SIGHUP: log reopened (configuration reload arrives with issue 4)");
+                None
+            }
+            _ if self.phase == Phase::Running => {
+                info!(
+                    "signal {signal}: draining (up to {} ms); a second signal exits at once",
+                    self.shutdown_timeout.as_millis()
+                );
+                self.start_drain(now);
+                None
+            }
+            _ => {
+                warn!("second signal {signal}: exiting now; unsettled AMQP deliveries return to their queues");
+                Some(1)
+            }
+        }
+    }
+
+    /// SPEC "Process": stop intake, hand back unstarted AMQP messages, let in-flight
+    /// requests finish up to the shutdown timeout.
+    fn start_drain(&mut self, now: Instant) {
+        let deadline = now + self.shutdown_timeout;
+        self.phase = Phase::Draining { deadline };
+        self.timers.arm(TimerKey::DrainDeadline, deadline);
+        for source in 0..self.sources.len() {
+            self.stop_intake(source, now);
+        }
+    }
+
+    fn on_drain_deadline(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Draining { .. } => {
+                warn!("drain: shutdown timeout reached with work still in flight");
+                self.discard_waiting_redis_jobs();
+                self.begin_closing(now);
+            }
+            Phase::Closing { .. } => {
+                warn!("drain: connections did not close in time; exiting");
+                self.phase = Phase::Closing { deadline: now };
+            }
+            Phase::Running => {}
+        }
+    }
+
+    /// Decides whether the process is done.
+    fn check_phase(&mut self, now: Instant) -> Option<i32> {
+        match self.phase {
+            Phase::Running => None,
+            Phase::Draining { .. } => {
+                if self.work_remaining() == 0 {
+                    self.begin_closing(now);
+                }
+                None
+            }
+            Phase::Closing { deadline } => {
+                let open_sources = self.sources.iter().filter(|s| s.is_open()).count();
+                if open_sources == 0 || now >= deadline {
+                    for token in self.slab.iter().map(|(t, _)| t).collect::<Vec<_>>() {
+                        self.mark_close(token);
+                    }
+                    self.close_marked();
+                    info!("drained; exiting");
+                    Some(0)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Jobs still waiting, running or awaiting a broker confirm.
+    fn work_remaining(&self) -> usize {
+        let waiting: usize = self.pools.iter().map(|p| p.queue.len()).sum();
+        let running = self
+            .slab
+            .iter()
+            .filter(|(_, e)| matches!(e, Endpoint::Worker(w) if w.job.is_some()))
+            .count();
+        let confirming: usize = self.sources.iter().map(Source::pending_settles).sum();
+        waiting + running + confirming + self.retrying.len()
+    }
+
+    fn begin_closing(&mut self, now: Instant) {
+        let deadline = now + Duration::from_secs(5);
+        self.phase = Phase::Closing { deadline };
+        self.timers.arm(TimerKey::DrainDeadline, deadline);
+        for source in 0..self.sources.len() {
+            self.close_source(source, now);
+        }
+    }
+}

@@ -1,0 +1,1191 @@
+//! Broker connections: a Redis subscriber or an AMQP session per source, reconnected with
+//! jittered backoff, and the settling of AMQP deliveries (SPEC "Delivery guarantees").
+//!
+//! A source's connection goes Idle → (Resolving) → Connecting → Up, and back to Idle
+//! with a backoff timer whenever it fails. Each new AMQP connection is a new
+//! *generation*: a job remembers the generation it was delivered on, and settling a job
+//! of an older generation sends nothing — its tag died with its channel, and the broker
+//! has already requeued the message.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+
+use super::jobs::{Job, Origin};
+use super::{Endpoint, Phase, Runtime, TimerKey};
+use crate::config::Address;
+use crate::config::{
+    AckMode, AmqpSource, DeadLetter, Declare, JobConfig, RedisSource, RetryMode, SourceConfig,
+};
+use crate::dispatch::retry::{Next, RetryPolicy};
+use crate::proto::amqp::session::table_from_json;
+use crate::proto::amqp::{
+    DeclareMode, DeliveryTag, Event as AmqpEvent, FieldValue, PublishSeq, Session, SessionConfig,
+};
+use crate::proto::resp::{Subscriber, SubscriberConfig, SubscriberEvent};
+use crate::reactor::backoff::Backoff;
+use crate::reactor::conn::{Conn, Fill};
+use crate::reactor::connect::{self, Resolution, Target};
+
+/// Write buffer high-water mark of a broker connection.
+const BROKER_WRITE_HIGH_WATER: usize = 8 << 20;
+/// Extra read-buffer room above the largest message (frame overhead, other replies).
+const READ_SLACK: usize = 256 * 1024;
+/// How often a full Redis backlog may log a warning.
+const DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The protocol session of an established connection.
+pub(super) enum Session_ {
+    Redis(Box<Subscriber>),
+    Amqp(Box<Session>),
+}
+
+/// Where a source's connection stands.
+enum Link {
+    /// Not connected; a `TimerKey::Source` deadline (re)connects.
+    Idle,
+    /// Waiting for the host-name lookup `id`.
+    Resolving { id: u64 },
+    /// A TCP connect is under way on `token`.
+    Connecting { token: usize },
+    /// Connected: the session speaks on `token`.
+    Up { token: usize, session: Session_ },
+    /// Drained and closed: never reconnects.
+    Stopped,
+}
+
+/// What a confirmed publish settles.
+#[derive(Debug, Clone, Copy)]
+struct PendingSettle {
+    generation: u64,
+    tag: DeliveryTag,
+    what: &'static str,
+}
+
+/// Counters of one source (exported as metrics with the control endpoint).
+#[derive(Debug, Default, Clone)]
+pub(super) struct SourceStats {
+    pub received: u64,
+    pub dropped_backlog: u64,
+    pub dropped_too_large: u64,
+    pub dropped_shutdown: u64,
+    pub acked: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    pub discarded: u64,
+    pub reconnects: u64,
+}
+
+/// One configured source at run time.
+pub(super) struct Source {
+    pub name: String,
+    config: SourceConfig,
+    pub job: JobConfig,
+    pub pool: usize,
+    policy: RetryPolicy,
+    link: Link,
+    generation: u64,
+    backoff: Backoff,
+    pub stats: SourceStats,
+    /// Publishes (retry copies, dead-letter copies) awaiting a broker confirm.
+    pending: HashMap<PublishSeq, PendingSettle>,
+    /// Jobs of this source waiting in its pool's queue, and their bytes.
+    waiting_jobs: usize,
+    waiting_bytes: usize,
+    /// Intake stopped (drain).
+    intake_stopped: bool,
+    drops_since_warn: u64,
+    last_drop_warn: Option<Instant>,
+}
+
+impl Source {
+    pub fn new(config: SourceConfig, pool: usize, backoff: Backoff) -> Source {
+        let (max_attempts, delays) = match &config {
+            SourceConfig::Redis(s) => (s.max_attempts, s.retry_delays_ms.clone()),
+            SourceConfig::Amqp(s) => (s.max_attempts, s.retry_delays_ms.clone()),
+            SourceConfig::RespEndpoint(s) => (s.max_attempts, s.retry_delays_ms.clone()),
+        };
+        Source {
+            name: config.name().to_string(),
+            job: config.job().clone(),
+            pool,
+            policy: RetryPolicy::new(max_attempts, &delays),
+            link: Link::Idle,
+            generation: 0,
+            backoff,
+            stats: SourceStats::default(),
+            pending: HashMap::new(),
+            waiting_jobs: 0,
+            waiting_bytes: 0,
+            intake_stopped: false,
+            drops_since_warn: 0,
+            last_drop_warn: None,
+            config,
+        }
+    }
+
+    pub fn channels(&self) -> &[String] {
+        match &self.config {
+            SourceConfig::Redis(s) => &s.channels,
+            SourceConfig::RespEndpoint(s) => &s.channels,
+            SourceConfig::Amqp(_) => &[],
+        }
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        match &self.config {
+            SourceConfig::Redis(s) => &s.patterns,
+            _ => &[],
+        }
+    }
+
+    pub fn queue(&self) -> Option<&str> {
+        match &self.config {
+            SourceConfig::Amqp(s) => Some(&s.queue),
+            _ => None,
+        }
+    }
+
+    pub fn is_amqp(&self) -> bool {
+        matches!(self.config, SourceConfig::Amqp(_))
+    }
+
+    /// Still connected or connecting (the closing phase waits for these).
+    pub fn is_open(&self) -> bool {
+        !matches!(self.link, Link::Idle | Link::Stopped)
+    }
+
+    /// Counts a job entering its pool's queue against this source's backlog.
+    pub fn note_enqueued(&mut self, job: &Job) {
+        self.waiting_jobs += 1;
+        self.waiting_bytes += job.held_bytes();
+    }
+
+    /// Forgets the backlog count (its jobs were taken out of the queue).
+    pub fn clear_waiting(&mut self) {
+        self.waiting_jobs = 0;
+        self.waiting_bytes = 0;
+    }
+
+    /// Settles waiting for a broker confirm.
+    pub fn pending_settles(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn amqp(&self) -> Option<&AmqpSource> {
+        match &self.config {
+            SourceConfig::Amqp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn read_cap(&self) -> usize {
+        let largest = match &self.config {
+            SourceConfig::Redis(s) => s.max_message_bytes,
+            // AMQP frames are bounded by frame_max; bodies are assembled by the session.
+            SourceConfig::Amqp(_) => 0,
+            SourceConfig::RespEndpoint(s) => s.max_message_bytes,
+        };
+        largest.min(64 << 20) + READ_SLACK
+    }
+}
+
+fn subscriber_config(name: &str, source: &RedisSource) -> SubscriberConfig {
+    let mut config = SubscriberConfig::new(
+        source
+            .channels
+            .iter()
+            .map(|c| c.as_bytes().to_vec())
+            .collect(),
+        source
+            .patterns
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect(),
+    );
+    config.username = source.url.username.as_ref().map(|u| u.as_bytes().to_vec());
+    config.password = source
+        .url
+        .password
+        .as_ref()
+        .map(|p| p.expose().as_bytes().to_vec());
+    config.client_name = Some(format!("ferry:{name}").into_bytes());
+    config.max_message_bytes = source.max_message_bytes;
+    config
+}
+
+fn session_config(name: &str, source: &AmqpSource) -> Result<SessionConfig, String> {
+    let declare = match &source.declare {
+        Declare::IfMissing => DeclareMode::IfMissing,
+        Declare::CheckOnly => DeclareMode::CheckOnly,
+        Declare::Exactly { durable, arguments } => DeclareMode::Exactly {
+            durable: *durable,
+            arguments: table_from_json(arguments).map_err(|e| format!("declare.arguments: {e}"))?,
+        },
+    };
+    Ok(SessionConfig {
+        username: source.url.username.clone(),
+        password: source.url.password.expose().to_string(),
+        vhost: source.url.vhost.clone(),
+        queue: source.queue.clone(),
+        declare,
+        prefetch: source.prefetch.unwrap_or(1),
+        heartbeat_s: source.heartbeat_s,
+        max_message_bytes: source.max_message_bytes as u64,
+        consumer_tag: format!("ferry-{name}-{}", std::process::id()),
+        connection_name: Some(format!("ferry {name}")),
+        publisher: source.retry == RetryMode::Republish
+            || matches!(source.dead_letter, DeadLetter::Publish { .. }),
+        consume: true,
+    })
+}
+
+/// `<queue>.ferry-retry.<ms>`: the retry queue of one delay step.
+fn retry_queue_name(queue: &str, ms: u64) -> String {
+    format!("{queue}.ferry-retry.{ms}")
+}
+
+impl Runtime {
+    /// Starts (re)connecting `source`.
+    pub(super) fn connect_source(&mut self, source: usize, now: Instant) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let address = match &self.sources[source].config {
+            SourceConfig::Redis(s) => Address::Tcp {
+                host: s.url.host.clone(),
+                port: s.url.port,
+            },
+            SourceConfig::Amqp(s) => Address::Tcp {
+                host: s.url.host.clone(),
+                port: s.url.port,
+            },
+            SourceConfig::RespEndpoint(_) => {
+                warn!(
+                    "source {}: resp_endpoint sources arrive with the embedded-deployment work",
+                    self.sources[source].name
+                );
+                self.sources[source].link = Link::Stopped;
+                return;
+            }
+        };
+        match self.resolver.resolve(&address) {
+            Ok(Resolution::Ready(targets)) => self.start_source_connect(source, &targets, now),
+            Ok(Resolution::Pending(id)) => self.sources[source].link = Link::Resolving { id },
+            Err(e) => {
+                warn!(
+                    "source {}: cannot resolve {address}: {e}",
+                    self.sources[source].name
+                );
+                self.schedule_reconnect(source, now);
+            }
+        }
+    }
+
+    /// Finished host-name lookups (the resolver woke the loop).
+    pub(super) fn on_resolved(&mut self, now: Instant) {
+        for (id, result) in self.resolver.finished() {
+            if self.on_pool_resolved(id, &result) {
+                continue;
+            }
+            let Some(source) = self
+                .sources
+                .iter()
+                .position(|s| matches!(s.link, Link::Resolving { id: i } if i == id))
+            else {
+                continue;
+            };
+            match result {
+                Ok(targets) => self.start_source_connect(source, &targets, now),
+                Err(e) => {
+                    warn!(
+                        "source {}: name lookup failed: {e}",
+                        self.sources[source].name
+                    );
+                    self.sources[source].link = Link::Idle;
+                    self.schedule_reconnect(source, now);
+                }
+            }
+        }
+    }
+
+    fn start_source_connect(&mut self, source: usize, targets: &[Target], now: Instant) {
+        let Some(target) = targets.first() else {
+            self.schedule_reconnect(source, now);
+            return;
+        };
+        let stream = match connect::start(target) {
+            Ok(stream) => stream,
+            Err(e) => {
+                warn!(
+                    "source {}: connect to {target:?} failed: {e}",
+                    self.sources[source].name
+                );
+                self.sources[source].link = Link::Idle;
+                self.schedule_reconnect(source, now);
+                return;
+            }
+        };
+        let conn = Conn::new(
+            stream,
+            self.sources[source].read_cap(),
+            BROKER_WRITE_HIGH_WATER,
+        );
+        match self.insert(Endpoint::Source { source, conn }) {
+            Ok(token) => {
+                self.sources[source].link = Link::Connecting { token };
+                // A connect that hangs (a black-holed host) is retried.
+                self.timers
+                    .arm(TimerKey::Source(source), now + Duration::from_secs(10));
+            }
+            Err(e) => {
+                warn!(
+                    "source {}: cannot register a socket: {e}",
+                    self.sources[source].name
+                );
+                self.sources[source].link = Link::Idle;
+                self.schedule_reconnect(source, now);
+            }
+        }
+    }
+
+    fn schedule_reconnect(&mut self, source: usize, now: Instant) {
+        if self.phase != Phase::Running {
+            self.sources[source].link = Link::Stopped;
+            return;
+        }
+        let delay = self.sources[source].backoff.next_delay();
+        debug!(
+            "source {}: reconnecting in {} ms (attempt {})",
+            self.sources[source].name,
+            delay.as_millis(),
+            self.sources[source].backoff.attempts()
+        );
+        self.timers.arm(TimerKey::Source(source), now + delay);
+    }
+
+    /// The connection of `source` is gone: forget its session, void its tags, retry later.
+    fn source_lost(&mut self, source: usize, now: Instant) {
+        if let Link::Up { token, .. } | Link::Connecting { token } = self.sources[source].link {
+            self.mark_close(token);
+        }
+        let was_stopping = matches!(self.phase, Phase::Closing { .. });
+        self.sources[source].link = Link::Idle;
+        self.timers.cancel(TimerKey::Source(source));
+        if self.sources[source].is_amqp() {
+            // Every tag of the old connection is void; the broker requeues its deliveries.
+            self.sources[source].generation += 1;
+            self.sources[source].pending.clear();
+            let pool = self.sources[source].pool;
+            let orphans = self.pools[pool].queue.take_source(source);
+            self.sources[source].clear_waiting();
+            if !orphans.is_empty() {
+                info!(
+                    "source {}: {} unstarted deliveries return to the queue with the connection",
+                    self.sources[source].name,
+                    orphans.len()
+                );
+            }
+            self.retrying.retain(|_, job| {
+                job.source != source || !matches!(job.origin, Origin::Amqp { .. })
+            });
+        }
+        if was_stopping {
+            self.sources[source].link = Link::Stopped;
+            return;
+        }
+        self.sources[source].stats.reconnects += 1;
+        self.schedule_reconnect(source, now);
+    }
+
+    /// Readiness on a source's socket.
+    pub(super) fn on_source_ready(
+        &mut self,
+        source: usize,
+        token: usize,
+        writable: bool,
+        now: Instant,
+    ) {
+        if let Link::Connecting { token: connecting } = self.sources[source].link {
+            if connecting != token {
+                return;
+            }
+            let Some(Endpoint::Source { conn, .. }) = self.slab.get_mut(token) else {
+                return;
+            };
+            match conn.stream.connect_finished() {
+                Ok(false) => return,
+                Ok(true) => {}
+                Err(e) => {
+                    warn!("source {}: connect failed: {e}", self.sources[source].name);
+                    self.source_lost(source, now);
+                    return;
+                }
+            }
+            let session = match &self.sources[source].config {
+                SourceConfig::Redis(s) => Session_::Redis(Box::new(Subscriber::new(
+                    subscriber_config(&self.sources[source].name, s),
+                    now,
+                ))),
+                SourceConfig::Amqp(s) => match session_config(&self.sources[source].name, s) {
+                    Ok(config) => Session_::Amqp(Box::new(Session::new(config, now))),
+                    Err(why) => {
+                        error!("source {}: {why}", self.sources[source].name);
+                        self.source_lost(source, now);
+                        return;
+                    }
+                },
+                SourceConfig::RespEndpoint(_) => return,
+            };
+            self.sources[source].link = Link::Up { token, session };
+        }
+        let Link::Up { token: up, .. } = self.sources[source].link else {
+            return;
+        };
+        if up != token {
+            return;
+        }
+        if writable {
+            // Bytes the socket could not take before; the flush below sends them.
+        }
+        self.drive_source(source, token, true, now);
+    }
+
+    /// Reads (when `read`), feeds the session, writes its output, handles its events.
+    fn drive_source(&mut self, source: usize, token: usize, read: bool, now: Instant) {
+        let name = self.sources[source].name.clone();
+        let mut lost = false;
+        let mut again = false;
+        {
+            let Some(Endpoint::Source { conn, .. }) = self.slab.get_mut(token) else {
+                return;
+            };
+            let Link::Up { session, .. } = &mut self.sources[source].link else {
+                return;
+            };
+            if read {
+                let fill = conn.fill();
+                let mut progressed = false;
+                while conn.unconsumed() > 0 {
+                    let used = match session {
+                        Session_::Redis(s) => {
+                            s.handle_input(conn.input(), now).map_err(|e| e.to_string())
+                        }
+                        Session_::Amqp(s) => {
+                            s.handle_input(conn.input(), now).map_err(|e| e.to_string())
+                        }
+                    };
+                    match used {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            conn.consume(n);
+                            progressed = true;
+                        }
+                        Err(why) => {
+                            warn!("source {name}: {why}");
+                            lost = true;
+                            break;
+                        }
+                    }
+                }
+                match fill {
+                    Ok(Fill::Drained) => {}
+                    Ok(Fill::Full) if progressed => again = true,
+                    Ok(Fill::Full) => {
+                        warn!(
+                            "source {name}: a frame larger than the read buffer ({} bytes)",
+                            conn.unconsumed()
+                        );
+                        lost = true;
+                    }
+                    Ok(Fill::Eof) => {
+                        match session {
+                            Session_::Redis(s) => s.handle_eof(now),
+                            Session_::Amqp(s) => s.handle_eof(now),
+                        }
+                        lost = true;
+                    }
+                    Err(e) => {
+                        debug!("source {name}: read error: {e}");
+                        match session {
+                            Session_::Redis(s) => s.handle_eof(now),
+                            Session_::Amqp(s) => s.handle_eof(now),
+                        }
+                        lost = true;
+                    }
+                }
+            }
+        }
+        self.after_source_io(source, token, now);
+        if again {
+            self.rearm_read.push(token);
+        }
+        if lost {
+            self.source_lost(source, now);
+        }
+    }
+
+    /// Flushes the session's output, re-arms its deadline and handles its events.
+    fn after_source_io(&mut self, source: usize, token: usize, now: Instant) {
+        let mut redis_events = Vec::new();
+        let mut amqp_events = Vec::new();
+        let deadline;
+        {
+            let Some(Endpoint::Source { conn, .. }) = self.slab.get_mut(token) else {
+                return;
+            };
+            let Link::Up { session, .. } = &mut self.sources[source].link else {
+                return;
+            };
+            match session {
+                Session_::Redis(s) => {
+                    s.poll_transmit(conn.write_buf());
+                    while let Some(event) = s.poll_event() {
+                        redis_events.push(event);
+                    }
+                    deadline = s.poll_timeout();
+                }
+                Session_::Amqp(s) => {
+                    s.poll_transmit(conn.write_buf());
+                    while let Some(event) = s.poll_event() {
+                        amqp_events.push(event);
+                    }
+                    deadline = s.poll_timeout();
+                }
+            }
+        }
+        if let Err(e) = self.flush(token) {
+            debug!("source {}: write failed: {e}", self.sources[source].name);
+            self.source_lost(source, now);
+            return;
+        }
+        match deadline {
+            Some(at) => self.timers.arm(TimerKey::Source(source), at),
+            None => self.timers.cancel(TimerKey::Source(source)),
+        }
+        for event in redis_events {
+            self.on_redis_event(source, event, now);
+        }
+        for event in amqp_events {
+            self.on_amqp_event(source, event, now);
+        }
+        // Commands issued while handling events (acks, publishes) produced output.
+        if let Link::Up { .. } = self.sources[source].link {
+            self.flush_session(source, now);
+        }
+    }
+
+    /// Moves a session's pending output to its socket.
+    pub(super) fn flush_session(&mut self, source: usize, now: Instant) {
+        let Link::Up { token, session } = &mut self.sources[source].link else {
+            return;
+        };
+        let token = *token;
+        let Some(Endpoint::Source { conn, .. }) = self.slab.get_mut(token) else {
+            return;
+        };
+        let deadline = match session {
+            Session_::Redis(s) => {
+                s.poll_transmit(conn.write_buf());
+                s.poll_timeout()
+            }
+            Session_::Amqp(s) => {
+                s.poll_transmit(conn.write_buf());
+                s.poll_timeout()
+            }
+        };
+        if let Some(at) = deadline {
+            self.timers.arm(TimerKey::Source(source), at);
+        }
+        if let Err(e) = self.flush(token) {
+            debug!("source {}: write failed: {e}", self.sources[source].name);
+            self.source_lost(source, now);
+        }
+    }
+
+    /// A source deadline: reconnect, or the session's own timer.
+    pub(super) fn on_source_timer(&mut self, source: usize, now: Instant) {
+        match &mut self.sources[source].link {
+            Link::Idle => self.connect_source(source, now),
+            Link::Connecting { .. } => {
+                warn!("source {}: connect timed out", self.sources[source].name);
+                self.source_lost(source, now);
+            }
+            Link::Up { token, session } => {
+                let token = *token;
+                match session {
+                    Session_::Redis(s) => s.handle_timeout(now),
+                    Session_::Amqp(s) => s.handle_timeout(now),
+                }
+                self.after_source_io(source, token, now);
+            }
+            Link::Resolving { .. } | Link::Stopped => {}
+        }
+    }
+
+    fn on_redis_event(&mut self, source: usize, event: SubscriberEvent, now: Instant) {
+        let name = self.sources[source].name.clone();
+        match event {
+            SubscriberEvent::Ready => {
+                info!("source {name}: subscribed");
+                self.sources[source].backoff.reset();
+            }
+            SubscriberEvent::Message(message) => {
+                self.sources[source].stats.received += 1;
+                if self.sources[source].intake_stopped {
+                    self.sources[source].stats.dropped_shutdown += 1;
+                    return;
+                }
+                let job = Job {
+                    id: self.next_job_id,
+                    source,
+                    attempt: 1,
+                    payload: message.payload,
+                    origin: Origin::Redis {
+                        subscription: message.subscription,
+                        channel: message.channel,
+                    },
+                    received_at: now,
+                    resent: false,
+                };
+                self.next_job_id += 1;
+                self.offer_redis_job(job, now);
+            }
+            SubscriberEvent::Dropped(dropped) => {
+                self.sources[source].stats.received += 1;
+                self.sources[source].stats.dropped_too_large += 1;
+                warn!(
+                    "source {name}: a message of {} bytes exceeds max_message_bytes; dropped",
+                    dropped.bytes
+                );
+            }
+            SubscriberEvent::Error(e) => warn!("source {name}: {e}"),
+            SubscriberEvent::Failed(e) => {
+                warn!("source {name}: {e}");
+                self.source_lost(source, now);
+            }
+            SubscriberEvent::Unsubscribed => {
+                info!("source {name}: unsubscribed");
+                if matches!(self.phase, Phase::Closing { .. }) {
+                    self.source_lost(source, now);
+                }
+            }
+            SubscriberEvent::Closed => {
+                if !matches!(self.phase, Phase::Closing { .. }) {
+                    warn!("source {name}: connection closed");
+                }
+                self.source_lost(source, now);
+            }
+        }
+    }
+
+    /// Takes a Redis message into its pool's queue unless the backlog is full.
+    fn offer_redis_job(&mut self, job: Job, now: Instant) {
+        let source = job.source;
+        let SourceConfig::Redis(config) = &self.sources[source].config else {
+            return;
+        };
+        let (max_jobs, max_bytes) = (config.backlog, config.backlog_bytes);
+        let s = &mut self.sources[source];
+        if s.waiting_jobs >= max_jobs || s.waiting_bytes + job.held_bytes() > max_bytes {
+            s.stats.dropped_backlog += 1;
+            s.drops_since_warn += 1;
+            let due = s
+                .last_drop_warn
+                .is_none_or(|at| now.saturating_duration_since(at) >= DROP_WARN_INTERVAL);
+            if due {
+                warn!(
+                    "source {}: backlog full ({} messages, {} bytes); {} messages dropped",
+                    s.name, s.waiting_jobs, s.waiting_bytes, s.drops_since_warn
+                );
+                s.drops_since_warn = 0;
+                s.last_drop_warn = Some(now);
+            }
+            return;
+        }
+        self.enqueue(job);
+    }
+
+    /// Appends a job to its pool's queue, counting it against its source's backlog.
+    pub(super) fn enqueue(&mut self, job: Job) {
+        let source = job.source;
+        let s = &mut self.sources[source];
+        s.note_enqueued(&job);
+        let pool = s.pool;
+        self.pools[pool].queue.push(source, job);
+    }
+
+    /// A job left its pool's queue.
+    pub(super) fn dequeued(&mut self, job: &Job) {
+        let s = &mut self.sources[job.source];
+        s.waiting_jobs = s.waiting_jobs.saturating_sub(1);
+        s.waiting_bytes = s.waiting_bytes.saturating_sub(job.held_bytes());
+    }
+
+    fn on_amqp_event(&mut self, source: usize, event: AmqpEvent, now: Instant) {
+        let name = self.sources[source].name.clone();
+        match event {
+            AmqpEvent::Ready {
+                message_count,
+                consumer_count,
+            } => {
+                info!(
+                    "source {name}: consuming ({message_count} ready, {consumer_count} other consumers)"
+                );
+                self.sources[source].backoff.reset();
+                self.declare_retry_queues(source);
+            }
+            AmqpEvent::Delivery(delivery) => {
+                self.sources[source].stats.received += 1;
+                let attempt = attempt_of(delivery.properties.header("x-ferry-attempt"));
+                let generation = self.sources[source].generation;
+                let job = Job {
+                    id: self.next_job_id,
+                    source,
+                    attempt,
+                    payload: delivery.body,
+                    origin: Origin::Amqp {
+                        generation,
+                        tag: delivery.tag,
+                        redelivered: delivery.redelivered,
+                        exchange: delivery.exchange,
+                        routing_key: delivery.routing_key,
+                        properties: Box::new(delivery.properties),
+                    },
+                    received_at: now,
+                    resent: false,
+                };
+                self.next_job_id += 1;
+                if self.sources[source].intake_stopped {
+                    self.release_amqp(job);
+                } else {
+                    self.enqueue(job);
+                }
+            }
+            AmqpEvent::TooLarge { tag, size } => {
+                self.sources[source].stats.received += 1;
+                warn!("source {name}: delivery of {size} bytes exceeds max_message_bytes; dead-lettered");
+                self.reject_tag(source, tag, "too_large");
+            }
+            AmqpEvent::Unreadable { tag, error } => {
+                self.sources[source].stats.received += 1;
+                warn!("source {name}: delivery with an unreadable header ({error}); dead-lettered");
+                self.reject_tag(source, tag, "unreadable");
+            }
+            AmqpEvent::RetryQueueDeclared { queue } => {
+                debug!("source {name}: retry queue {queue} ready")
+            }
+            AmqpEvent::Confirmed(seq) => {
+                if let Some(pending) = self.sources[source].pending.remove(&seq) {
+                    self.ack_tag(source, pending.generation, pending.tag);
+                    match pending.what {
+                        "retry" => self.sources[source].stats.retried += 1,
+                        _ => self.sources[source].stats.dead_lettered += 1,
+                    }
+                }
+            }
+            AmqpEvent::Nacked(seq) | AmqpEvent::Returned { seq, .. } => {
+                if let Some(pending) = self.sources[source].pending.remove(&seq) {
+                    error!(
+                        "source {name}: the broker refused the {} copy of a delivery; it goes back to its queue",
+                        pending.what
+                    );
+                    if pending.generation == self.sources[source].generation {
+                        if let Link::Up {
+                            session: Session_::Amqp(s),
+                            ..
+                        } = &mut self.sources[source].link
+                        {
+                            let _ = s.nack(pending.tag, true);
+                        }
+                    }
+                }
+            }
+            AmqpEvent::Blocked { reason } => {
+                warn!("source {name}: broker blocked publishing: {reason}")
+            }
+            AmqpEvent::Unblocked => info!("source {name}: broker unblocked publishing"),
+            AmqpEvent::Cancelled => info!("source {name}: consumer cancelled"),
+            AmqpEvent::ConsumerCancelledByServer => {
+                warn!("source {name}: the broker cancelled the consumer (queue deleted?); reconnecting");
+                self.source_lost(source, now);
+            }
+            AmqpEvent::Failed(e) => warn!("source {name}: {e}"),
+            AmqpEvent::Closed => {
+                if !matches!(self.phase, Phase::Closing { .. }) {
+                    warn!("source {name}: connection closed");
+                }
+                self.source_lost(source, now);
+            }
+        }
+    }
+
+    fn declare_retry_queues(&mut self, source: usize) {
+        let Some(amqp) = self.sources[source].amqp() else {
+            return;
+        };
+        if amqp.retry != RetryMode::Republish {
+            return;
+        }
+        let queue = amqp.queue.clone();
+        let name = self.sources[source].name.clone();
+        let steps = self.sources[source].policy.distinct_steps();
+        let Link::Up {
+            session: Session_::Amqp(session),
+            ..
+        } = &mut self.sources[source].link
+        else {
+            return;
+        };
+        for ms in steps {
+            if let Err(e) = session.declare_retry_queue(&retry_queue_name(&queue, ms), ms, &queue) {
+                warn!("source {name}: cannot declare the {ms} ms retry queue: {e}");
+            }
+        }
+    }
+
+    /// The AMQP session of `source` when it is up and `generation` is current.
+    fn live_session(&mut self, source: usize, generation: u64) -> Option<&mut Session> {
+        if self.sources[source].generation != generation {
+            return None;
+        }
+        match &mut self.sources[source].link {
+            Link::Up {
+                session: Session_::Amqp(s),
+                ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+
+    fn ack_tag(&mut self, source: usize, generation: u64, tag: DeliveryTag) {
+        let name = self.sources[source].name.clone();
+        match self.live_session(source, generation) {
+            Some(session) => {
+                if let Err(e) = session.ack(tag) {
+                    warn!("source {name}: cannot ack {tag:?}: {e}");
+                } else {
+                    self.sources[source].stats.acked += 1;
+                }
+            }
+            None => debug!("source {name}: {tag:?} belongs to a closed connection; not acked"),
+        }
+    }
+
+    /// basic.reject requeue=false of a delivery that never became a job.
+    fn reject_tag(&mut self, source: usize, tag: DeliveryTag, why: &str) {
+        let generation = self.sources[source].generation;
+        if let Some(session) = self.live_session(source, generation) {
+            if session.reject(tag, false).is_ok() {
+                self.sources[source].stats.dead_lettered += 1;
+            }
+        }
+        debug!(
+            "source {}: rejected {tag:?} ({why})",
+            self.sources[source].name
+        );
+    }
+
+    /// Hands an unstarted AMQP job back to the broker (nack requeue=true, no attempt burned).
+    pub(super) fn release_amqp(&mut self, job: Job) {
+        if let Origin::Amqp {
+            generation, tag, ..
+        } = job.origin
+        {
+            if let Some(session) = self.live_session(job.source, generation) {
+                let _ = session.nack(tag, true);
+            }
+        }
+    }
+
+    /// The request of a job was written: `ack: on_dispatch` acks now.
+    pub(super) fn on_dispatched(&mut self, token: usize, source: usize) {
+        let Some(AckMode::OnDispatch) = self.sources[source].amqp().map(|a| a.ack) else {
+            return;
+        };
+        let Some(Endpoint::Worker(worker)) = self.slab.get(token) else {
+            return;
+        };
+        if let Some(Job {
+            origin: Origin::Amqp {
+                generation, tag, ..
+            },
+            ..
+        }) = &worker.job
+        {
+            let (generation, tag) = (*generation, *tag);
+            self.ack_tag(source, generation, tag);
+        }
+    }
+
+    fn on_dispatch_mode(&self, source: usize) -> bool {
+        self.sources[source].amqp().map(|a| a.ack) == Some(AckMode::OnDispatch)
+    }
+
+    /// The worker succeeded.
+    pub(super) fn settle_success(&mut self, job: Job) {
+        let source = job.source;
+        match job.origin {
+            Origin::Amqp {
+                generation, tag, ..
+            } => {
+                if !self.on_dispatch_mode(source) {
+                    self.ack_tag(source, generation, tag);
+                }
+            }
+            Origin::Redis { .. } => self.sources[source].stats.acked += 1,
+        }
+        let flush_now = Instant::now();
+        self.flush_session(source, flush_now);
+    }
+
+    /// After `max_attempts` or a permanent failure.
+    pub(super) fn dead_letter(&mut self, job: Job, reason: &str) {
+        let source = job.source;
+        let name = self.sources[source].name.clone();
+        if self.on_dispatch_mode(source) {
+            return; // already acked at dispatch: nothing left to settle
+        }
+        match &job.origin {
+            Origin::Redis { .. } => {
+                warn!(
+                    "source {name}: message {} discarded ({reason})",
+                    job.log_id()
+                );
+                self.sources[source].stats.discarded += 1;
+            }
+            Origin::Amqp {
+                generation,
+                tag,
+                properties,
+                ..
+            } => {
+                let (generation, tag) = (*generation, *tag);
+                let target = self.sources[source].amqp().map(|a| a.dead_letter.clone());
+                match target {
+                    Some(DeadLetter::Publish {
+                        exchange,
+                        routing_key,
+                    }) => {
+                        let mut props = (**properties).clone();
+                        let _ = props
+                            .set_header("x-ferry-failure", FieldValue::LongStr(reason.as_bytes()));
+                        let seq = match self.live_session(source, generation) {
+                            Some(session) => session.publish(
+                                &exchange,
+                                &routing_key,
+                                true,
+                                &props.as_basic(),
+                                &job.payload,
+                            ),
+                            None => return,
+                        };
+                        match seq {
+                            Ok(seq) => {
+                                self.sources[source].pending.insert(
+                                    seq,
+                                    PendingSettle {
+                                        generation,
+                                        tag,
+                                        what: "dead-letter",
+                                    },
+                                );
+                            }
+                            Err(e) => {
+                                error!("source {name}: cannot publish the dead-letter copy: {e}; rejecting");
+                                self.reject_tag(source, tag, reason);
+                            }
+                        }
+                    }
+                    _ => self.reject_tag(source, tag, reason),
+                }
+            }
+        }
+        self.flush_session(source, Instant::now());
+    }
+
+    /// A retryable failure: wait and try again, or give up after `max_attempts`.
+    pub(super) fn retry_or_give_up(
+        &mut self,
+        mut job: Job,
+        reason: &str,
+        retry_after: Option<Duration>,
+        now: Instant,
+    ) {
+        let source = job.source;
+        if self.on_dispatch_mode(source) {
+            return; // `on_dispatch` never retries (documented as lossy)
+        }
+        match self.sources[source]
+            .policy
+            .after_failure(job.attempt, retry_after)
+        {
+            Next::GiveUp => {
+                warn!(
+                    "source {}: message {} failed {} times (last: {reason}); giving up",
+                    self.sources[source].name,
+                    job.log_id(),
+                    job.attempt
+                );
+                self.dead_letter(job, reason);
+            }
+            Next::RetryAfter(delay) => {
+                debug!(
+                    "source {}: message {} attempt {} failed ({reason}); retry in {} ms",
+                    self.sources[source].name,
+                    job.log_id(),
+                    job.attempt,
+                    delay.as_millis()
+                );
+                let republish =
+                    self.sources[source].amqp().map(|a| a.retry) == Some(RetryMode::Republish);
+                match (&job.origin, republish) {
+                    (
+                        Origin::Amqp {
+                            generation,
+                            tag,
+                            properties,
+                            ..
+                        },
+                        true,
+                    ) => {
+                        let (generation, tag) = (*generation, *tag);
+                        let mut props = (**properties).clone();
+                        let next = i64::from(job.attempt) + 1;
+                        let _ = props.set_header("x-ferry-attempt", FieldValue::I64(next));
+                        let queue = self.sources[source].queue().unwrap_or_default().to_string();
+                        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                        let target = retry_queue_name(&queue, ms);
+                        let name = self.sources[source].name.clone();
+                        let seq = match self.live_session(source, generation) {
+                            Some(session) => {
+                                session.publish("", &target, true, &props.as_basic(), &job.payload)
+                            }
+                            None => return,
+                        };
+                        match seq {
+                            Ok(seq) => {
+                                self.sources[source].pending.insert(
+                                    seq,
+                                    PendingSettle {
+                                        generation,
+                                        tag,
+                                        what: "retry",
+                                    },
+                                );
+                            }
+                            Err(e) => {
+                                error!("source {name}: cannot publish the retry copy: {e}; the delivery goes back to its queue");
+                                if let Some(session) = self.live_session(source, generation) {
+                                    let _ = session.nack(tag, true);
+                                }
+                            }
+                        }
+                        self.flush_session(source, now);
+                    }
+                    _ => {
+                        // Redis, or AMQP `retry: hold`: wait in memory.
+                        job.attempt += 1;
+                        let id = job.id;
+                        self.retrying.insert(id, job);
+                        self.timers.arm(TimerKey::Retry(id), now + delay);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A retry delay ended: back into the pool's queue.
+    pub(super) fn on_retry_timer(&mut self, id: u64, _now: Instant) {
+        if let Some(job) = self.retrying.remove(&id) {
+            self.enqueue(job);
+        }
+    }
+
+    /// Drain: unsubscribe / cancel, and hand back what AMQP has not started.
+    pub(super) fn stop_intake(&mut self, source: usize, now: Instant) {
+        self.sources[source].intake_stopped = true;
+        match &mut self.sources[source].link {
+            Link::Up {
+                session: Session_::Redis(s),
+                ..
+            } => s.unsubscribe(),
+            Link::Up {
+                session: Session_::Amqp(s),
+                ..
+            } => {
+                let _ = s.cancel();
+            }
+            Link::Idle | Link::Resolving { .. } | Link::Connecting { .. } => {
+                if let Link::Connecting { token } = self.sources[source].link {
+                    self.mark_close(token);
+                }
+                self.sources[source].link = Link::Stopped;
+                self.timers.cancel(TimerKey::Source(source));
+            }
+            Link::Stopped => {}
+        }
+        if self.sources[source].is_amqp() {
+            let pool = self.sources[source].pool;
+            let unstarted = self.pools[pool].queue.take_source(source);
+            self.sources[source].clear_waiting();
+            let count = unstarted.len();
+            for job in unstarted {
+                self.release_amqp(job);
+            }
+            let held: Vec<u64> = self
+                .retrying
+                .iter()
+                .filter(|(_, j)| j.source == source)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in held {
+                if let Some(job) = self.retrying.remove(&id) {
+                    self.timers.cancel(TimerKey::Retry(id));
+                    self.release_amqp(job);
+                }
+            }
+            if count > 0 {
+                info!(
+                    "source {}: {count} unstarted deliveries handed back",
+                    self.sources[source].name
+                );
+            }
+        }
+        self.flush_session(source, now);
+    }
+
+    /// Closing phase: close the connection cleanly.
+    pub(super) fn close_source(&mut self, source: usize, now: Instant) {
+        match &mut self.sources[source].link {
+            Link::Up {
+                session: Session_::Amqp(s),
+                ..
+            } => s.close(),
+            Link::Up {
+                token,
+                session: Session_::Redis(_),
+            } => {
+                let token = *token;
+                self.mark_close(token);
+                self.sources[source].link = Link::Stopped;
+                return;
+            }
+            _ => {
+                self.sources[source].link = Link::Stopped;
+                return;
+            }
+        }
+        self.flush_session(source, now);
+    }
+}
+
+/// `x-ferry-attempt` as the attempt number (absent or unreadable: 1).
+fn attempt_of(header: Option<&crate::proto::amqp::HeaderValue>) -> u32 {
+    match header {
+        Some(crate::proto::amqp::HeaderValue::Int(n)) => u32::try_from(*n).unwrap_or(1).max(1),
+        Some(crate::proto::amqp::HeaderValue::Text(t)) => t.trim().parse().unwrap_or(1).max(1),
+        _ => 1,
+    }
+}
