@@ -127,7 +127,11 @@ fn publish_command(args: &[String]) -> ExitCode {
     }
     match publish::run(&parsed) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
+        Err(publish::Failure::Usage(e)) => {
+            eprintln!("ferry publish: {e}");
+            ExitCode::from(2)
+        }
+        Err(publish::Failure::Runtime(e)) => {
             eprintln!("ferry publish: {e}");
             ExitCode::from(1)
         }

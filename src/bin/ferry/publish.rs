@@ -86,24 +86,40 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Why `ferry publish` failed: exit code 2 for usage, 1 for everything at run time.
+pub enum Failure {
+    /// Bad flags or arguments.
+    Usage(String),
+    /// The broker could not be reached or refused.
+    Runtime(String),
+}
+
 /// Runs `ferry publish`; returns the exit code.
-pub fn run(parsed: &Parsed) -> Result<u8, String> {
+pub fn run(parsed: &Parsed) -> Result<u8, Failure> {
+    let usage = Failure::Usage;
     let template = match parsed.positional.as_slice() {
         [one] if one == "-" => {
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
-                .map_err(|e| format!("reading standard input: {e}"))?;
+                .map_err(|e| Failure::Runtime(format!("reading standard input: {e}")))?;
             buf
         }
         [one] => one.as_bytes().to_vec(),
-        [] => return Err("give the MESSAGE to publish (or - for standard input)".into()),
-        _ => return Err("give exactly one MESSAGE (quote it)".into()),
+        [] => {
+            return Err(usage(
+                "give the MESSAGE to publish (or - for standard input)".into(),
+            ))
+        }
+        _ => return Err(usage("give exactly one MESSAGE (quote it)".into())),
     };
-    let count = parsed.number::<u64>("count").map_err(|e| e.0)?.unwrap_or(1);
-    let rate = parsed.number::<f64>("rate").map_err(|e| e.0)?;
+    let count = parsed
+        .number::<u64>("count")
+        .map_err(|e| usage(e.0))?
+        .unwrap_or(1);
+    let rate = parsed.number::<f64>("rate").map_err(|e| usage(e.0))?;
     if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
-        return Err("--rate: must be above 0".into());
+        return Err(usage("--rate: must be above 0".into()));
     }
     let plan = Plan {
         template,
@@ -114,16 +130,20 @@ pub fn run(parsed: &Parsed) -> Result<u8, String> {
         (Some(url), None) => {
             let channel = parsed
                 .get("channel")
-                .ok_or("--redis needs --channel NAME")?;
-            let url = RedisUrl::parse(url).map_err(|e| format!("--redis: {e}"))?;
-            publish_redis(&url, channel, &plan)
+                .ok_or_else(|| usage("--redis needs --channel NAME".into()))?;
+            let url = RedisUrl::parse(url).map_err(|e| usage(format!("--redis: {e}")))?;
+            publish_redis(&url, channel, &plan).map_err(Failure::Runtime)
         }
         (None, Some(url)) => {
-            let queue = parsed.get("queue").ok_or("--amqp needs --queue NAME")?;
-            let url = AmqpUrl::parse(url).map_err(|e| format!("--amqp: {e}"))?;
-            publish_amqp(&url, queue, &plan)
+            let queue = parsed
+                .get("queue")
+                .ok_or_else(|| usage("--amqp needs --queue NAME".into()))?;
+            let url = AmqpUrl::parse(url).map_err(|e| usage(format!("--amqp: {e}")))?;
+            publish_amqp(&url, queue, &plan).map_err(Failure::Runtime)
         }
-        _ => Err("give --redis URL --channel NAME or --amqp URL --queue NAME".into()),
+        _ => Err(usage(
+            "give --redis URL --channel NAME or --amqp URL --queue NAME".into(),
+        )),
     }
 }
 
