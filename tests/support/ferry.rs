@@ -1,0 +1,185 @@
+//! Runs the real `ferry` binary for integration tests: a config file in a temp dir,
+//! stderr captured to a log file, SIGTERM/SIGKILL helpers, killed on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A name no other test (or earlier run) uses: for queues and channels.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A running ferry.
+pub struct Ferry {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Ferry {
+    /// Starts `ferry run --config <file>` with `config` (JSON) written to `dir`.
+    pub fn start(dir: &Path, config: &serde_json::Value) -> Ferry {
+        let path = dir.join(format!(
+            "ferry-{}.json",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        Ferry::start_args(
+            dir,
+            &[
+                "run",
+                "--config",
+                path.to_str().unwrap(),
+                "--log-level",
+                "debug",
+            ],
+        )
+    }
+
+    /// Starts the ferry binary with `args`.
+    pub fn start_args(dir: &Path, args: &[&str]) -> Ferry {
+        let log = dir.join(format!(
+            "ferry-{}.log",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start ferry");
+        Ferry {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// What ferry logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("ferry never logged {needle:?}; log:\n{}", self.log());
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`, …).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the exit; panics after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "ferry did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `ferry publish` with `args`; panics unless it exits 0.
+pub fn publish(args: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("publish")
+        .args(args)
+        .output()
+        .expect("run ferry publish");
+    assert!(
+        output.status.success(),
+        "ferry publish {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A PHP worker that appends `{"n": …, "attempt": …, …}` to `log` (one JSON line per
+/// request) and answers with the status in POST field `status` (default 200).
+pub fn logging_worker(log: &Path) -> String {
+    format!(
+        r#"<?php
+$line = json_encode([
+    'post' => $_POST,
+    'attempt' => (int)($_SERVER['FERRY_ATTEMPT'] ?? 0),
+    'source' => $_SERVER['FERRY_SOURCE'] ?? null,
+    'channel' => $_SERVER['FERRY_CHANNEL'] ?? null,
+    'pattern' => $_SERVER['FERRY_PATTERN'] ?? null,
+    'message_id' => $_SERVER['FERRY_MESSAGE_ID'] ?? null,
+]);
+file_put_contents({log:?}, $line . "\n", FILE_APPEND | LOCK_EX);
+if (isset($_POST['status'])) {{ http_response_code((int)$_POST['status']); }}
+if (isset($_POST['action'])) {{ header('X-Ferry-Action: ' . $_POST['action']); }}
+if (isset($_POST['sleep_ms'])) {{ usleep((int)$_POST['sleep_ms'] * 1000); }}
+echo "ok";
+"#,
+        log = log.display().to_string()
+    )
+}
+
+/// The JSON lines a logging worker wrote.
+pub fn worker_lines(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("worker line is JSON"))
+        .collect()
+}
+
+/// Waits until the worker log holds at least `count` lines.
+pub fn wait_for_lines(log: &Path, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lines = worker_lines(log);
+        if lines.len() >= count || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
