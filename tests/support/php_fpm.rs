@@ -39,6 +39,7 @@ impl Default for PhpFpmOptions {
 pub struct PhpFpm {
     dir: PathBuf,
     socket: PathBuf,
+    conf: PathBuf,
     child: Child,
 }
 
@@ -63,6 +64,18 @@ pub fn php_fpm_binary() -> PathBuf {
         })
 }
 
+fn spawn(conf: &Path) -> Child {
+    let binary = php_fpm_binary();
+    Command::new(&binary)
+        .args(["-F", "-R", "-y"])
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()))
+}
+
 fn id(flag: &str) -> String {
     let out = Command::new("id").arg(flag).output().expect("run id");
     String::from_utf8(out.stdout)
@@ -80,7 +93,6 @@ impl PhpFpm {
     /// Starts a pool and waits until its socket answers.
     pub fn start_with(options: PhpFpmOptions) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let binary = php_fpm_binary();
         let dir = std::env::temp_dir().join(format!(
             "ferry-php-fpm-{}-{}",
             std::process::id(),
@@ -108,17 +120,28 @@ impl PhpFpm {
         }
         let conf_path = dir.join("php-fpm.conf");
         std::fs::write(&conf_path, conf).expect("write php-fpm.conf");
-        let child = Command::new(&binary)
-            .args(["-F", "-R", "-y"])
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        let mut fpm = Self { dir, socket, child };
+        let child = spawn(&conf_path);
+        let mut fpm = Self {
+            dir,
+            socket,
+            conf: conf_path,
+            child,
+        };
         fpm.wait_until_answering();
         fpm
+    }
+
+    /// Stops the master gracefully (SIGQUIT: requests in flight finish first) and waits.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-QUIT", &pid]).status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the master again with the same configuration and socket.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.conf);
+        self.wait_until_answering();
     }
 
     fn wait_until_answering(&mut self) {
