@@ -37,7 +37,7 @@ fn a_thousand_published_messages_reach_the_worker_exactly_once() {
         }]
     });
     let mut ferry = Ferry::start(fpm.dir(), &config);
-    ferry.wait_for_log("source events: subscribed", Duration::from_secs(10));
+    ferry.wait_for_log("source events: subscribed (RESP3, Redis 7", Duration::from_secs(10));
 
     publish(&[
         "--redis",
@@ -87,4 +87,72 @@ fn a_thousand_published_messages_reach_the_worker_exactly_once() {
     ferry.signal("TERM");
     let status = ferry.wait(Duration::from_secs(10));
     assert!(status.success(), "drain exits 0; log:\n{}", ferry.log());
+}
+
+/// RESP2: a private redis-server whose HELLO is renamed away answers `-ERR unknown
+/// command`, so ferry falls back to RESP2 (as with a Redis older than 6).
+#[test]
+fn resp2_fallback_delivers_too() {
+    let fpm = PhpFpm::start();
+    let log = fpm.dir().join("worker.log");
+    let script = fpm.write_script("worker.php", &logging_worker(&log));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--rename-command",
+            "HELLO",
+            "",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (package redis-server) must be installed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "private redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("redis://127.0.0.1:{port}");
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": { "address": format!("unix:{}", fpm.socket().display()) } },
+        "sources": [{ "name": "old", "kind": "redis", "url": url, "channels": ["jobs"],
+                      "patterns": ["jobs.*"], "job": { "pool": "php", "script": script } }]
+    });
+    let mut ferry = Ferry::start(fpm.dir(), &config);
+    ferry.wait_for_log("source old: subscribed (RESP2", Duration::from_secs(10));
+    publish(&[
+        "--redis",
+        &url,
+        "--channel",
+        "jobs",
+        "--count",
+        "50",
+        r#"{"n": {n}}"#,
+    ]);
+    publish(&["--redis", &url, "--channel", "jobs.x", r#"{"n": 51}"#]);
+    let lines = wait_for_lines(&log, 51, Duration::from_secs(20));
+    let seen: BTreeSet<u64> = lines
+        .iter()
+        .map(|l| l["post"]["n"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(seen, (1..=51).collect());
+    ferry.signal("TERM");
+    assert!(ferry.wait(Duration::from_secs(10)).success());
+    let _ = redis.kill();
+    let _ = redis.wait();
 }

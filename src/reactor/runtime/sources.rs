@@ -628,7 +628,24 @@ impl Runtime {
         let name = self.sources[source].name.clone();
         match event {
             SubscriberEvent::Ready => {
-                info!("source {name}: subscribed");
+                let (protocol, version) = match &self.sources[source].link {
+                    Link::Up {
+                        session: Session_::Redis(s),
+                        ..
+                    } => (
+                        if s.protocol() == Some(crate::proto::resp::Version::Resp3) {
+                            "RESP3"
+                        } else {
+                            "RESP2"
+                        },
+                        s.server_version().map(str::to_string),
+                    ),
+                    _ => ("?", None),
+                };
+                info!(
+                    "source {name}: subscribed ({protocol}, Redis {})",
+                    version.as_deref().unwrap_or("version unknown")
+                );
                 self.sources[source].backoff.reset();
             }
             SubscriberEvent::Message(message) => {
