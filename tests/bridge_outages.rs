@@ -287,3 +287,48 @@ fn two_ferries_share_one_queue_without_duplicates() {
     assert!(a.wait(Duration::from_secs(10)).success());
     assert!(b.wait(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn a_pool_down_past_circuit_release_hands_the_messages_back_until_it_answers() {
+    let mut fpm = PhpFpm::start();
+    let log = fpm.dir().join("worker.log");
+    let script = fpm.write_script("worker.php", &logging_worker(&log));
+    fpm.stop();
+    let queue = unique("ferry-test-release");
+    publish(&[
+        "--amqp",
+        AMQP,
+        "--queue",
+        &queue,
+        "--count",
+        "20",
+        r#"{"n": {n}}"#,
+    ]);
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": { "address": format!("unix:{}", fpm.socket().display()),
+                            "circuit_release_ms": 500 } },
+        "sources": [{ "name": "tasks", "kind": "amqp", "url": AMQP, "queue": queue,
+                      "prefetch": 8, "job": { "pool": "php", "script": script } }]
+    });
+    let mut ferry = Ferry::start(fpm.dir(), &config);
+    ferry.wait_for_log("handing messages back", Duration::from_secs(10));
+    // Every message is back in the queue for other hosts (none was started).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while amqp::queue_depth(&queue) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "messages not handed back; log:\n{}",
+            ferry.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(worker_lines(&log).is_empty());
+    fpm.restart();
+    let lines = wait_for_lines(&log, 20, Duration::from_secs(30));
+    let seen: BTreeSet<u64> = numbers(&lines).into_iter().collect();
+    assert_eq!(seen, (1..=20).collect(), "log:\n{}", ferry.log());
+    assert!(lines.iter().all(|l| l["attempt"] == 1));
+    ferry.signal("TERM");
+    assert!(ferry.wait(Duration::from_secs(10)).success());
+}

@@ -37,7 +37,10 @@ fn a_thousand_published_messages_reach_the_worker_exactly_once() {
         }]
     });
     let mut ferry = Ferry::start(fpm.dir(), &config);
-    ferry.wait_for_log("source events: subscribed (RESP3, Redis 7", Duration::from_secs(10));
+    ferry.wait_for_log(
+        "source events: subscribed (RESP3, Redis 7",
+        Duration::from_secs(10),
+    );
 
     publish(&[
         "--redis",

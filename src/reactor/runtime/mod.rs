@@ -48,6 +48,8 @@ enum TimerKey {
     Worker(usize),
     /// A pool's circuit probe.
     Probe(usize),
+    /// A pool's circuit has been open for `circuit_release_ms`: AMQP sources let go.
+    Release(usize),
     /// A job waiting out its retry delay (Redis, or AMQP `retry: hold`).
     Retry(u64),
     /// The drain's end.
@@ -249,6 +251,7 @@ impl Runtime {
                 TimerKey::Source(source) => self.on_source_timer(source, now),
                 TimerKey::Worker(token) => self.on_worker_timer(token, now),
                 TimerKey::Probe(pool) => self.on_probe_timer(pool, now),
+                TimerKey::Release(pool) => self.on_release_timer(pool, now),
                 TimerKey::Retry(job) => self.on_retry_timer(job, now),
                 TimerKey::DrainDeadline => self.on_drain_deadline(now),
             }

@@ -502,6 +502,8 @@ impl Runtime {
         p.circuit.on_connected();
         p.backoff.reset();
         self.timers.cancel(TimerKey::Probe(pool));
+        self.timers.cancel(TimerKey::Release(pool));
+        self.resume_parked_sources(pool, now);
     }
 
     /// A pool failure: the circuit opens (or stays open) and a probe is scheduled.
@@ -515,6 +517,8 @@ impl Runtime {
                 "pool {}: {reason}; circuit open, jobs wait in ferry (probing with backoff)",
                 p.name
             );
+            let release = Duration::from_millis(p.config.circuit_release_ms);
+            self.timers.arm(TimerKey::Release(pool), now + release);
         } else {
             debug!(
                 "pool {}: still failing ({reason}); next probe in {delay:?}",

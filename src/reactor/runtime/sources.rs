@@ -95,6 +95,9 @@ pub(super) struct Source {
     waiting_bytes: usize,
     /// Intake stopped (drain).
     intake_stopped: bool,
+    /// Let go of its broker connection while its pool's circuit stays open
+    /// (`circuit_release_ms`): reconnects when the pool answers again.
+    parked: bool,
     drops_since_warn: u64,
     last_drop_warn: Option<Instant>,
 }
@@ -119,6 +122,7 @@ impl Source {
             waiting_jobs: 0,
             waiting_bytes: 0,
             intake_stopped: false,
+            parked: false,
             drops_since_warn: 0,
             last_drop_warn: None,
             config,
@@ -354,6 +358,9 @@ impl Runtime {
         if self.phase != Phase::Running {
             self.sources[source].link = Link::Stopped;
             return;
+        }
+        if self.sources[source].parked {
+            return; // reconnects when its pool answers (`resume_parked_sources`)
         }
         let delay = self.sources[source].backoff.next_delay();
         debug!(
@@ -1195,6 +1202,62 @@ impl Runtime {
             }
         }
         self.flush_session(source, now);
+    }
+}
+
+impl Runtime {
+    /// SPEC "circuit breaker": a pool's circuit open longer than `circuit_release_ms`
+    /// makes the AMQP sources feeding it hand their unstarted messages back and leave, so
+    /// other ferry hosts can take the work; they come back when the pool answers.
+    pub(super) fn on_release_timer(&mut self, pool: usize, now: Instant) {
+        if self.pools[pool].circuit.is_closed() || self.phase != Phase::Running {
+            return;
+        }
+        for source in 0..self.sources.len() {
+            let s = &self.sources[source];
+            if s.pool != pool || !s.is_amqp() || s.parked || s.intake_stopped {
+                continue;
+            }
+            warn!(
+                "source {}: pool {} unavailable for {} ms; handing messages back and leaving the queue until it answers",
+                s.name,
+                self.pools[pool].name,
+                self.pools[pool].config.circuit_release_ms
+            );
+            self.sources[source].parked = true;
+            let unstarted = self.pools[pool].queue.take_source(source);
+            self.sources[source].clear_waiting();
+            for job in unstarted {
+                self.release_amqp(job);
+            }
+            match &mut self.sources[source].link {
+                Link::Up {
+                    session: Session_::Amqp(s),
+                    ..
+                } => s.close(),
+                Link::Idle => {
+                    self.timers.cancel(TimerKey::Source(source));
+                }
+                _ => {}
+            }
+            self.flush_session(source, now);
+        }
+    }
+
+    /// The pool answers again: parked sources reconnect.
+    pub(super) fn resume_parked_sources(&mut self, pool: usize, now: Instant) {
+        for source in 0..self.sources.len() {
+            if self.sources[source].pool == pool && self.sources[source].parked {
+                self.sources[source].parked = false;
+                info!(
+                    "source {}: its pool answers again; reconnecting",
+                    self.sources[source].name
+                );
+                if matches!(self.sources[source].link, Link::Idle) {
+                    self.connect_source(source, now);
+                }
+            }
+        }
     }
 }
 
