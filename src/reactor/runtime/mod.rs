@@ -117,6 +117,8 @@ struct Runtime {
     to_close: Vec<usize>,
     /// Tokens whose read stopped at the buffer cap: read again without an event.
     rearm_read: Vec<usize>,
+    /// Sources whose session has output to write at the end of the loop turn.
+    dirty_sources: Vec<usize>,
     /// Seed for backoff jitter (per process, so a fleet spreads out).
     seed: u64,
 }
@@ -146,6 +148,7 @@ pub fn run(config: Config) -> Result<i32, RunError> {
         shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
         to_close: Vec::new(),
         rearm_read: Vec::new(),
+        dirty_sources: Vec::new(),
         seed,
     };
     runtime.build(&config);
@@ -228,6 +231,7 @@ impl Runtime {
             for pool in 0..self.pools.len() {
                 self.pump_pool(pool, now);
             }
+            self.flush_dirty_sources(now);
             self.close_marked();
             if let Some(code) = self.check_phase(now) {
                 return Ok(code);

@@ -583,8 +583,23 @@ impl Runtime {
         }
     }
 
+    /// Marks a session as having output (acks, publishes): it is written once at the end
+    /// of the loop turn, so the acks of a whole batch of finished jobs share one write.
+    pub(super) fn flush_session(&mut self, source: usize, _now: Instant) {
+        if !self.dirty_sources.contains(&source) {
+            self.dirty_sources.push(source);
+        }
+    }
+
+    /// Writes the output of every session marked by [`Runtime::flush_session`].
+    pub(super) fn flush_dirty_sources(&mut self, now: Instant) {
+        for source in std::mem::take(&mut self.dirty_sources) {
+            self.transmit_session(source, now);
+        }
+    }
+
     /// Moves a session's pending output to its socket.
-    pub(super) fn flush_session(&mut self, source: usize, now: Instant) {
+    fn transmit_session(&mut self, source: usize, now: Instant) {
         let Link::Up { token, session } = &mut self.sources[source].link else {
             return;
         };
