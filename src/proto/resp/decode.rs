@@ -5,7 +5,7 @@
 //! fixed stack of "children still expected" per open aggregate, as hiredis keeps its task
 //! stack: a reply that arrives in small reads is scanned once, never from the start again.
 
-use super::frame::{Aggregate, Frame};
+use super::frame::{Aggregate, AggregateKind, Frame};
 use super::head::{parse_head, Head, Scan};
 use super::RespError;
 use crate::proto::Status;
@@ -69,6 +69,18 @@ pub struct Decoder {
     /// Open aggregates; `pending[i]` is how many children level `i` still expects.
     depth: usize,
     pending: [usize; MAX_DEPTH],
+    /// The root aggregate's header, kept from the call that read it to the call that
+    /// completes the frame, so the finished frame is built without parsing it again.
+    root: RootHeader,
+}
+
+/// What an aggregate header said, as [`Head::Open`] reports it.
+#[derive(Debug, Clone, Copy)]
+struct RootHeader {
+    kind: AggregateKind,
+    count: usize,
+    elements: usize,
+    header_len: usize,
 }
 
 impl Default for Decoder {
@@ -89,6 +101,12 @@ impl Decoder {
             line_scanned: 0,
             depth: 0,
             pending: [0; MAX_DEPTH],
+            root: RootHeader {
+                kind: AggregateKind::Array,
+                count: 0,
+                elements: 0,
+                header_len: 0,
+            },
         }
     }
 
@@ -113,9 +131,8 @@ impl Decoder {
     #[inline]
     pub fn decode<'b>(&mut self, buf: &'b [u8]) -> Result<Status<Frame<'b>>, RespError> {
         match self.validate(buf) {
-            Ok(Some(end)) => {
+            Ok(Some((frame, end))) => {
                 self.reset();
-                let frame = root_frame(buf, end).ok_or(RespError::Inconsistent)?;
                 Ok(Status::Complete(frame, end))
             }
             Ok(None) => Ok(Status::Partial),
@@ -126,10 +143,11 @@ impl Decoder {
         }
     }
 
-    /// Walks items from `pos` on; `Some(end)` when the frame that starts at `buf[0]` is whole.
+    /// Walks items from `pos` on; the frame and its length when the frame that starts at
+    /// `buf[0]` is whole.
     #[inline]
-    fn validate(&mut self, buf: &[u8]) -> Result<Option<usize>, RespError> {
-        loop {
+    fn validate<'b>(&mut self, buf: &'b [u8]) -> Result<Option<(Frame<'b>, usize)>, RespError> {
+        'items: loop {
             let rest = buf.get(self.pos..).ok_or(RespError::BufferShrunk)?;
             let head = match parse_head(rest, &self.limits, self.line_scanned)? {
                 Scan::Done(head) => head,
@@ -140,12 +158,14 @@ impl Decoder {
             };
             self.line_scanned = 0;
             match head {
+                // A leaf at depth 0 is the whole frame (and `pos` is still 0).
+                Head::Leaf(frame, used) if self.depth == 0 => return Ok(Some((frame, used))),
                 Head::Leaf(_, used) => self.pos += used,
                 Head::Open {
                     kind,
+                    count,
                     elements,
                     header_len,
-                    ..
                 } => {
                     // Attributes annotate a whole reply; nested ones would make an
                     // aggregate's element count disagree with its frames (module docs).
@@ -154,6 +174,14 @@ impl Decoder {
                     }
                     if self.depth >= self.limits.max_depth {
                         return Err(RespError::TooDeep);
+                    }
+                    if self.depth == 0 {
+                        self.root = RootHeader {
+                            kind,
+                            count,
+                            elements,
+                            header_len,
+                        };
                     }
                     self.pos += header_len;
                     if elements > 0 {
@@ -166,34 +194,24 @@ impl Decoder {
             }
             // One item is complete: settle it with its parent, closing every aggregate
             // this completes.
-            loop {
-                let Some(parent) = self.depth.checked_sub(1) else {
-                    return Ok(Some(self.pos));
-                };
+            while let Some(parent) = self.depth.checked_sub(1) {
                 let Some(remaining) = self.pending.get_mut(parent) else {
                     return Err(RespError::TooDeep);
                 };
                 *remaining = remaining.saturating_sub(1);
                 if *remaining > 0 {
-                    break;
+                    continue 'items;
                 }
                 self.depth = parent;
             }
+            // Every aggregate is closed: the root's elements are `buf[header_len..pos]`.
+            let root = self.root;
+            let body = buf
+                .get(root.header_len..self.pos)
+                .ok_or(RespError::Inconsistent)?;
+            let frame = Aggregate::new(root.kind, root.count, root.elements, body).into_frame();
+            return Ok(Some((frame, self.pos)));
         }
-    }
-}
-
-/// Builds the frame for `buf[..end]`, which was just validated as one whole frame.
-fn root_frame(buf: &[u8], end: usize) -> Option<Frame<'_>> {
-    match parse_head(buf, &Limits::UNBOUNDED, 0) {
-        Ok(Scan::Done(Head::Leaf(frame, _))) => Some(frame),
-        Ok(Scan::Done(Head::Open {
-            kind,
-            count,
-            elements,
-            header_len,
-        })) => Some(Aggregate::new(kind, count, elements, buf.get(header_len..end)?).into_frame()),
-        Ok(Scan::Partial { .. }) | Err(_) => None,
     }
 }
 
