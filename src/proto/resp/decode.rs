@@ -145,22 +145,31 @@ impl Decoder {
 
     /// Walks items from `pos` on; the frame and its length when the frame that starts at
     /// `buf[0]` is whole.
+    ///
+    /// The position and depth live in locals (registers) while the loop runs and are
+    /// stored back only when the call answers `Partial`: after `Complete` or an error
+    /// [`Decoder::decode`] resets them anyway.
     #[inline]
     fn validate<'b>(&mut self, buf: &'b [u8]) -> Result<Option<(Frame<'b>, usize)>, RespError> {
+        let mut pos = self.pos;
+        let mut depth = self.depth;
+        let mut line_scanned = self.line_scanned;
         'items: loop {
-            let rest = buf.get(self.pos..).ok_or(RespError::BufferShrunk)?;
-            let head = match parse_head(rest, &self.limits, self.line_scanned)? {
+            let rest = buf.get(pos..).ok_or(RespError::BufferShrunk)?;
+            let head = match parse_head(rest, &self.limits, line_scanned)? {
                 Scan::Done(head) => head,
                 Scan::Partial { line_scanned } => {
+                    self.pos = pos;
+                    self.depth = depth;
                     self.line_scanned = line_scanned;
                     return Ok(None);
                 }
             };
-            self.line_scanned = 0;
+            line_scanned = 0;
             match head {
                 // A leaf at depth 0 is the whole frame (and `pos` is still 0).
-                Head::Leaf(frame, used) if self.depth == 0 => return Ok(Some((frame, used))),
-                Head::Leaf(_, used) => self.pos += used,
+                Head::Leaf(frame, used) if depth == 0 => return Ok(Some((frame, used))),
+                Head::Leaf(_, used) => pos += used,
                 Head::Open {
                     kind,
                     count,
@@ -169,13 +178,13 @@ impl Decoder {
                 } => {
                     // Attributes annotate a whole reply; nested ones would make an
                     // aggregate's element count disagree with its frames (module docs).
-                    if kind.is_attribute() && self.depth > 0 {
+                    if kind.is_attribute() && depth > 0 {
                         return Err(RespError::NestedAttribute);
                     }
-                    if self.depth >= self.limits.max_depth {
+                    if depth >= self.limits.max_depth {
                         return Err(RespError::TooDeep);
                     }
-                    if self.depth == 0 {
+                    if depth == 0 {
                         self.root = RootHeader {
                             kind,
                             count,
@@ -183,18 +192,18 @@ impl Decoder {
                             header_len,
                         };
                     }
-                    self.pos += header_len;
+                    pos += header_len;
                     if elements > 0 {
-                        let slot = self.pending.get_mut(self.depth).ok_or(RespError::TooDeep)?;
+                        let slot = self.pending.get_mut(depth).ok_or(RespError::TooDeep)?;
                         *slot = elements;
-                        self.depth += 1;
+                        depth += 1;
                         continue;
                     }
                 }
             }
             // One item is complete: settle it with its parent, closing every aggregate
             // this completes.
-            while let Some(parent) = self.depth.checked_sub(1) {
+            while let Some(parent) = depth.checked_sub(1) {
                 let Some(remaining) = self.pending.get_mut(parent) else {
                     return Err(RespError::TooDeep);
                 };
@@ -202,15 +211,15 @@ impl Decoder {
                 if *remaining > 0 {
                     continue 'items;
                 }
-                self.depth = parent;
+                depth = parent;
             }
             // Every aggregate is closed: the root's elements are `buf[header_len..pos]`.
             let root = self.root;
             let body = buf
-                .get(root.header_len..self.pos)
+                .get(root.header_len..pos)
                 .ok_or(RespError::Inconsistent)?;
             let frame = Aggregate::new(root.kind, root.count, root.elements, body).into_frame();
-            return Ok(Some((frame, self.pos)));
+            return Ok(Some((frame, pos)));
         }
     }
 }
