@@ -6,7 +6,7 @@
 //! stack: a reply that arrives in small reads is scanned once, never from the start again.
 
 use super::frame::{Aggregate, AggregateKind, Frame};
-use super::head::{parse_head, Head, Scan};
+use super::head::{parse_head, whole_bulk_string, Head, Scan};
 use super::RespError;
 use crate::proto::Status;
 
@@ -156,48 +156,58 @@ impl Decoder {
         let mut line_scanned = self.line_scanned;
         'items: loop {
             let rest = buf.get(pos..).ok_or(RespError::BufferShrunk)?;
-            let head = match parse_head(rest, &self.limits, line_scanned)? {
-                Scan::Done(head) => head,
-                Scan::Partial { line_scanned } => {
-                    self.pos = pos;
-                    self.depth = depth;
-                    self.line_scanned = line_scanned;
-                    return Ok(None);
+            // An aggregate's children are nearly all bulk strings (a pub/sub message is
+            // nothing else): check them without building a `Head` whose frame nobody reads.
+            match whole_bulk_string(rest, &self.limits) {
+                Some((_, used)) if depth > 0 => {
+                    pos += used;
+                    line_scanned = 0;
                 }
-            };
-            line_scanned = 0;
-            match head {
-                // A leaf at depth 0 is the whole frame (and `pos` is still 0).
-                Head::Leaf(frame, used) if depth == 0 => return Ok(Some((frame, used))),
-                Head::Leaf(_, used) => pos += used,
-                Head::Open {
-                    kind,
-                    count,
-                    elements,
-                    header_len,
-                } => {
-                    // Attributes annotate a whole reply; nested ones would make an
-                    // aggregate's element count disagree with its frames (module docs).
-                    if kind.is_attribute() && depth > 0 {
-                        return Err(RespError::NestedAttribute);
-                    }
-                    if depth >= self.limits.max_depth {
-                        return Err(RespError::TooDeep);
-                    }
-                    if depth == 0 {
-                        self.root = RootHeader {
+                _ => {
+                    let head = match parse_head(rest, &self.limits, line_scanned)? {
+                        Scan::Done(head) => head,
+                        Scan::Partial { line_scanned } => {
+                            self.pos = pos;
+                            self.depth = depth;
+                            self.line_scanned = line_scanned;
+                            return Ok(None);
+                        }
+                    };
+                    line_scanned = 0;
+                    match head {
+                        // A leaf at depth 0 is the whole frame (and `pos` is still 0).
+                        Head::Leaf(frame, used) if depth == 0 => return Ok(Some((frame, used))),
+                        Head::Leaf(_, used) => pos += used,
+                        Head::Open {
                             kind,
                             count,
                             elements,
                             header_len,
-                        };
-                    }
-                    pos += header_len;
-                    if elements > 0 {
-                        let slot = self.pending.get_mut(depth).ok_or(RespError::TooDeep)?;
-                        *slot = elements;
-                        depth += 1;
-                        continue;
+                        } => {
+                            // Attributes annotate a whole reply; nested ones would make an
+                            // aggregate's element count disagree with its frames (module docs).
+                            if kind.is_attribute() && depth > 0 {
+                                return Err(RespError::NestedAttribute);
+                            }
+                            if depth >= self.limits.max_depth {
+                                return Err(RespError::TooDeep);
+                            }
+                            if depth == 0 {
+                                self.root = RootHeader {
+                                    kind,
+                                    count,
+                                    elements,
+                                    header_len,
+                                };
+                            }
+                            pos += header_len;
+                            if elements > 0 {
+                                let slot = self.pending.get_mut(depth).ok_or(RespError::TooDeep)?;
+                                *slot = elements;
+                                depth += 1;
+                                continue;
+                            }
+                        }
                     }
                 }
             }

@@ -160,6 +160,30 @@ fn big_number(content: &[u8]) -> Result<&[u8], RespError> {
     Ok(content)
 }
 
+/// The common case of a bulk string: `$`, a short length within the limit, then the
+/// payload and its CRLF, all present. Returns the payload and the item's length.
+///
+/// This is the happy path of [`parse_head`] for bulk strings, and the decoder calls it
+/// directly for an aggregate's children, whose frames it would throw away. `None` sends
+/// the item to the rest of `parse_head` ([`bulk`]), which judges everything else:
+/// errors, `Partial`, long length lines.
+#[inline(always)]
+pub(super) fn whole_bulk_string<'b>(buf: &'b [u8], limits: &Limits) -> Option<(&'b [u8], usize)> {
+    if buf.first() != Some(&b'$') {
+        return None;
+    }
+    let (len, header_len) = short_number_line(buf)?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= limits.max_bulk_len)?;
+    let payload_end = header_len.checked_add(len)?;
+    let total = payload_end.checked_add(2)?;
+    match buf.get(payload_end..total) {
+        Some(b"\r\n") => Some((buf.get(header_len..payload_end)?, total)),
+        _ => None,
+    }
+}
+
 /// Reads the item at the start of `buf` (whose first byte is its type byte).
 /// `line_scanned` comes from an earlier [`Scan::Partial`] on the same item, or is 0.
 ///
@@ -173,6 +197,9 @@ pub(super) fn parse_head<'b>(
     limits: &Limits,
     line_scanned: usize,
 ) -> Result<Scan<'b>, RespError> {
+    if let Some((payload, total)) = whole_bulk_string(buf, limits) {
+        return Ok(Scan::Done(Head::Leaf(Frame::BulkString(payload), total)));
+    }
     // Lines that dominate real traffic (`$64`, `*3`, `>3`, `:1`): a few digits then CRLF,
     // read in one pass. Anything else (signs, partial lines, errors, other types) takes
     // the general path, which is the single source of every error and `Partial`.
