@@ -138,6 +138,7 @@ enum Kind {
 }
 
 impl Kind {
+    #[inline]
     fn from_name(name: &[u8]) -> Option<(Kind, &'static str, usize)> {
         Some(match name {
             b"message" => (Kind::Message, "message", 3),
