@@ -2,15 +2,16 @@
 //!
 //! Both the validating [`Decoder`](super::Decoder) and the lazy aggregate iterators read
 //! items through [`parse_head`], so the two can never disagree about what a byte means.
+//! An aggregate's header is reported as [`Head::Open`]; its children are the caller's
+//! business (the decoder keeps a stack of pending counts, the iterator a single counter).
+//!
 //! (The decoder also calls [`whole_bulk_string`] directly for an aggregate's children;
 //! it is `parse_head`'s own happy path for bulk strings, not a second grammar.)
 //!
-//! Speed: a pub/sub message is four items (`*3`, then three bulk strings), and every one
-//! is read twice, once validating and once when the frame is classified, so item heads
-//! are the decoder's hot path. The common shape (a few digits then CRLF) is read by an
+//! Speed: a pub/sub message is four items (`*3`, then three bulk strings), and the three
+//! elements are read twice, once validating and once when the frame is classified, so
+//! item heads are the decoder's hot path. The common shape (a few digits then CRLF) is read by an
 //! always-inlined fast path; the full grammar, errors and `Partial` live out of line.
-//! An aggregate's header is reported as [`Head::Open`]; its children are the caller's
-//! business (the decoder keeps a stack of pending counts, the iterator a single counter).
 
 use super::frame::{Aggregate, AggregateKind, Frame};
 use super::{Limits, RespError};
