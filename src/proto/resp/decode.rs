@@ -5,8 +5,8 @@
 //! fixed stack of "children still expected" per open aggregate, as hiredis keeps its task
 //! stack: a reply that arrives in small reads is scanned once, never from the start again.
 
-use super::frame::{Aggregate, Frame};
-use super::head::{parse_head, Head, Scan};
+use super::frame::{Aggregate, AggregateKind, Frame};
+use super::head::{parse_head, whole_bulk_string, Head, Scan};
 use super::RespError;
 use crate::proto::Status;
 
@@ -69,6 +69,18 @@ pub struct Decoder {
     /// Open aggregates; `pending[i]` is how many children level `i` still expects.
     depth: usize,
     pending: [usize; MAX_DEPTH],
+    /// The root aggregate's header, kept from the call that read it to the call that
+    /// completes the frame, so the finished frame is built without parsing it again.
+    root: RootHeader,
+}
+
+/// What an aggregate header said, as [`Head::Open`] reports it.
+#[derive(Debug, Clone, Copy)]
+struct RootHeader {
+    kind: AggregateKind,
+    count: usize,
+    elements: usize,
+    header_len: usize,
 }
 
 impl Default for Decoder {
@@ -89,6 +101,12 @@ impl Decoder {
             line_scanned: 0,
             depth: 0,
             pending: [0; MAX_DEPTH],
+            root: RootHeader {
+                kind: AggregateKind::Array,
+                count: 0,
+                elements: 0,
+                header_len: 0,
+            },
         }
     }
 
@@ -113,9 +131,8 @@ impl Decoder {
     #[inline]
     pub fn decode<'b>(&mut self, buf: &'b [u8]) -> Result<Status<Frame<'b>>, RespError> {
         match self.validate(buf) {
-            Ok(Some(end)) => {
+            Ok(Some((frame, end))) => {
                 self.reset();
-                let frame = root_frame(buf, end).ok_or(RespError::Inconsistent)?;
                 Ok(Status::Complete(frame, end))
             }
             Ok(None) => Ok(Status::Partial),
@@ -126,74 +143,94 @@ impl Decoder {
         }
     }
 
-    /// Walks items from `pos` on; `Some(end)` when the frame that starts at `buf[0]` is whole.
+    /// Walks items from `pos` on; the frame and its length when the frame that starts at
+    /// `buf[0]` is whole.
+    ///
+    /// The position and depth live in locals (registers) while the loop runs and are
+    /// stored back only when the call answers `Partial`: after `Complete` or an error
+    /// [`Decoder::decode`] resets them anyway.
     #[inline]
-    fn validate(&mut self, buf: &[u8]) -> Result<Option<usize>, RespError> {
-        loop {
-            let rest = buf.get(self.pos..).ok_or(RespError::BufferShrunk)?;
-            let head = match parse_head(rest, &self.limits, self.line_scanned)? {
-                Scan::Done(head) => head,
-                Scan::Partial { line_scanned } => {
-                    self.line_scanned = line_scanned;
-                    return Ok(None);
+    fn validate<'b>(&mut self, buf: &'b [u8]) -> Result<Option<(Frame<'b>, usize)>, RespError> {
+        let mut pos = self.pos;
+        let mut depth = self.depth;
+        let mut line_scanned = self.line_scanned;
+        'items: loop {
+            let rest = buf.get(pos..).ok_or(RespError::BufferShrunk)?;
+            // An aggregate's children are nearly all bulk strings (a pub/sub message is
+            // nothing else): check them without building a `Head` whose frame nobody reads.
+            match whole_bulk_string(rest, &self.limits) {
+                Some((_, used)) if depth > 0 => {
+                    pos += used;
+                    line_scanned = 0;
                 }
-            };
-            self.line_scanned = 0;
-            match head {
-                Head::Leaf(_, used) => self.pos += used,
-                Head::Open {
-                    kind,
-                    elements,
-                    header_len,
-                    ..
-                } => {
-                    // Attributes annotate a whole reply; nested ones would make an
-                    // aggregate's element count disagree with its frames (module docs).
-                    if kind.is_attribute() && self.depth > 0 {
-                        return Err(RespError::NestedAttribute);
-                    }
-                    if self.depth >= self.limits.max_depth {
-                        return Err(RespError::TooDeep);
-                    }
-                    self.pos += header_len;
-                    if elements > 0 {
-                        let slot = self.pending.get_mut(self.depth).ok_or(RespError::TooDeep)?;
-                        *slot = elements;
-                        self.depth += 1;
-                        continue;
+                _ => {
+                    let head = match parse_head(rest, &self.limits, line_scanned)? {
+                        Scan::Done(head) => head,
+                        Scan::Partial { line_scanned } => {
+                            self.pos = pos;
+                            self.depth = depth;
+                            self.line_scanned = line_scanned;
+                            return Ok(None);
+                        }
+                    };
+                    line_scanned = 0;
+                    match head {
+                        // A leaf at depth 0 is the whole frame (and `pos` is still 0).
+                        Head::Leaf(frame, used) if depth == 0 => return Ok(Some((frame, used))),
+                        Head::Leaf(_, used) => pos += used,
+                        Head::Open {
+                            kind,
+                            count,
+                            elements,
+                            header_len,
+                        } => {
+                            // Attributes annotate a whole reply; nested ones would make an
+                            // aggregate's element count disagree with its frames (module docs).
+                            if kind.is_attribute() && depth > 0 {
+                                return Err(RespError::NestedAttribute);
+                            }
+                            if depth >= self.limits.max_depth {
+                                return Err(RespError::TooDeep);
+                            }
+                            if depth == 0 {
+                                self.root = RootHeader {
+                                    kind,
+                                    count,
+                                    elements,
+                                    header_len,
+                                };
+                            }
+                            pos += header_len;
+                            if elements > 0 {
+                                let slot = self.pending.get_mut(depth).ok_or(RespError::TooDeep)?;
+                                *slot = elements;
+                                depth += 1;
+                                continue;
+                            }
+                        }
                     }
                 }
             }
             // One item is complete: settle it with its parent, closing every aggregate
             // this completes.
-            loop {
-                let Some(parent) = self.depth.checked_sub(1) else {
-                    return Ok(Some(self.pos));
-                };
+            while let Some(parent) = depth.checked_sub(1) {
                 let Some(remaining) = self.pending.get_mut(parent) else {
                     return Err(RespError::TooDeep);
                 };
                 *remaining = remaining.saturating_sub(1);
                 if *remaining > 0 {
-                    break;
+                    continue 'items;
                 }
-                self.depth = parent;
+                depth = parent;
             }
+            // Every aggregate is closed: the root's elements are `buf[header_len..pos]`.
+            let root = self.root;
+            let body = buf
+                .get(root.header_len..pos)
+                .ok_or(RespError::Inconsistent)?;
+            let frame = Aggregate::new(root.kind, root.count, root.elements, body).into_frame();
+            return Ok(Some((frame, pos)));
         }
-    }
-}
-
-/// Builds the frame for `buf[..end]`, which was just validated as one whole frame.
-fn root_frame(buf: &[u8], end: usize) -> Option<Frame<'_>> {
-    match parse_head(buf, &Limits::UNBOUNDED, 0) {
-        Ok(Scan::Done(Head::Leaf(frame, _))) => Some(frame),
-        Ok(Scan::Done(Head::Open {
-            kind,
-            count,
-            elements,
-            header_len,
-        })) => Some(Aggregate::new(kind, count, elements, buf.get(header_len..end)?).into_frame()),
-        Ok(Scan::Partial { .. }) | Err(_) => None,
     }
 }
 

@@ -190,7 +190,9 @@ pub struct Elements<'b> {
 impl<'b> Iterator for Elements<'b> {
     type Item = Frame<'b>;
 
-    #[inline]
+    // Always inlined: for the bulk strings that make up nearly every aggregate, reading
+    // the next element is a few instructions, fewer than a call that returns a `Frame`.
+    #[inline(always)]
     fn next(&mut self) -> Option<Frame<'b>> {
         if self.remaining == 0 {
             return None;

@@ -4,6 +4,14 @@
 //! items through [`parse_head`], so the two can never disagree about what a byte means.
 //! An aggregate's header is reported as [`Head::Open`]; its children are the caller's
 //! business (the decoder keeps a stack of pending counts, the iterator a single counter).
+//!
+//! (The decoder also calls [`whole_bulk_string`] directly for an aggregate's children;
+//! it is `parse_head`'s own happy path for bulk strings, not a second grammar.)
+//!
+//! Speed: a pub/sub message is four items (`*3`, then three bulk strings), and the three
+//! elements are read twice, once validating and once when the frame is classified, so
+//! item heads are the decoder's hot path. The common shape (a few digits then CRLF) is read by an
+//! always-inlined fast path; the full grammar, errors and `Partial` live out of line.
 
 use super::frame::{Aggregate, AggregateKind, Frame};
 use super::{Limits, RespError};
@@ -98,25 +106,34 @@ pub(super) fn signed(content: &[u8]) -> Result<i64, RespError> {
     }
 }
 
-/// A whole line of 1 to [`MAX_NUMBER_LINE`] digits after the type byte, ending in CRLF,
-/// whose value fits in a `u64`: its value and the line's length. `None` for anything
-/// else, including a line not yet complete.
+/// Most digits [`short_number_line`] reads: any 19-digit number is below 10^19, which
+/// fits in a `u64` (≈ 1.8 × 10^19), so the fast path needs no overflow checks.
+const SHORT_NUMBER_DIGITS: usize = 19;
+
+/// A whole line of 1 to [`SHORT_NUMBER_DIGITS`] digits after the type byte, ending in
+/// CRLF: its value and the line's length. `None` for anything else (a sign, more digits,
+/// a line not yet complete, a malformed end), which the general path then judges.
 #[inline(always)]
-fn fast_unsigned_line(buf: &[u8]) -> Option<(u64, usize)> {
-    let line = buf.get(1..)?;
+fn short_number_line(buf: &[u8]) -> Option<(u64, usize)> {
     let mut value: u64 = 0;
-    for (index, &byte) in line.iter().enumerate().take(MAX_NUMBER_LINE + 1) {
-        let digit = byte.wrapping_sub(b'0');
-        if digit <= 9 {
-            value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
-            continue;
+    // `index` is the position of the byte being read; digits start after the type byte.
+    let mut index = 1;
+    loop {
+        let digit = buf.get(index)?.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
         }
-        if byte == b'\r' && index > 0 && line.get(index + 1) == Some(&b'\n') {
-            return Some((value, index + 3));
+        if index > SHORT_NUMBER_DIGITS {
+            return None;
         }
-        return None;
+        value = value * 10 + u64::from(digit);
+        index += 1;
     }
-    None
+    // One comparison of two bytes rather than two branches: this runs for every item.
+    match buf.get(index..index + 2) {
+        Some(b"\r\n") if index > 1 => Some((value, index + 2)),
+        _ => None,
+    }
 }
 
 /// A length or count header: `Some(n)`, or `None` for the RESP2 null `-1`.
@@ -151,21 +168,50 @@ fn big_number(content: &[u8]) -> Result<&[u8], RespError> {
     Ok(content)
 }
 
+/// The common case of a bulk string: `$`, a short length within the limit, then the
+/// payload and its CRLF, all present. Returns the payload and the item's length.
+///
+/// This is the happy path of [`parse_head`] for bulk strings, and the decoder calls it
+/// directly for an aggregate's children, whose frames it would throw away. `None` sends
+/// the item to the rest of `parse_head` ([`bulk`]), which judges everything else:
+/// errors, `Partial`, long length lines.
+#[inline(always)]
+pub(super) fn whole_bulk_string<'b>(buf: &'b [u8], limits: &Limits) -> Option<(&'b [u8], usize)> {
+    if buf.first() != Some(&b'$') {
+        return None;
+    }
+    let (len, header_len) = short_number_line(buf)?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= limits.max_bulk_len)?;
+    let payload_end = header_len.checked_add(len)?;
+    let total = payload_end.checked_add(2)?;
+    match buf.get(payload_end..total) {
+        Some(b"\r\n") => Some((buf.get(header_len..payload_end)?, total)),
+        _ => None,
+    }
+}
+
 /// Reads the item at the start of `buf` (whose first byte is its type byte).
 /// `line_scanned` comes from an earlier [`Scan::Partial`] on the same item, or is 0.
-#[inline]
+///
+/// Always inlined, and only the fast path is: every caller (the decoder's loop, the
+/// aggregate iterators) then sees what the `Head` holds and drops what it does not use
+/// (the validator never looks at a leaf's `Frame`). Everything else is out of line in
+/// [`parse_head_general`].
+#[inline(always)]
 pub(super) fn parse_head<'b>(
     buf: &'b [u8],
     limits: &Limits,
     line_scanned: usize,
 ) -> Result<Scan<'b>, RespError> {
-    let Some(&type_byte) = buf.first() else {
-        return Ok(Scan::Partial { line_scanned: 0 });
-    };
-    // Fast path for the lines that dominate real traffic (`$64`, `*3`, `:1`): digits then
-    // CRLF, read in one pass. Anything else (signs, partial lines, errors) takes the
-    // general path below, which is the single source of every error and `Partial`.
-    if let Some((value, total)) = fast_unsigned_line(buf) {
+    if let Some((payload, total)) = whole_bulk_string(buf, limits) {
+        return Ok(Scan::Done(Head::Leaf(Frame::BulkString(payload), total)));
+    }
+    // Lines that dominate real traffic (`$64`, `*3`, `>3`, `:1`): a few digits then CRLF,
+    // read in one pass. Anything else (signs, partial lines, errors, other types) takes
+    // the general path, which is the single source of every error and `Partial`.
+    if let (Some(&type_byte), Some((value, total))) = (buf.first(), short_number_line(buf)) {
         match type_byte {
             b'$' | b'!' | b'=' => return bulk(buf, type_byte, Some(value), total, limits),
             b'*' | b'~' | b'%' | b'|' | b'>' => {
@@ -179,6 +225,19 @@ pub(super) fn parse_head<'b>(
             _ => {}
         }
     }
+    parse_head_general(buf, limits, line_scanned)
+}
+
+/// [`parse_head`] for every item: the grammar in full.
+#[inline(never)]
+fn parse_head_general<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    line_scanned: usize,
+) -> Result<Scan<'b>, RespError> {
+    let Some(&type_byte) = buf.first() else {
+        return Ok(Scan::Partial { line_scanned: 0 });
+    };
     let cap = match type_byte {
         b'+' | b'-' | b'(' => limits.max_line_len,
         b',' => MAX_DOUBLE_LINE,
@@ -294,17 +353,24 @@ fn aggregate<'b>(
 /// Reads one already-validated item and, for an aggregate, skips over its children to
 /// find where it ends. Returns `None` if the bytes are not a complete item, which cannot
 /// happen on bytes the decoder accepted; callers end their iteration then.
-#[inline]
+#[inline(always)]
 pub(super) fn element_at(buf: &[u8]) -> Option<(Frame<'_>, usize)> {
     // Bulk strings are nearly every element Redis sends (pub/sub frames are nothing
-    // else): read them straight away. Their CRLF was checked during validation.
+    // else): read them here, inlined into the iterator. Their limit and CRLF were checked
+    // during validation; everything else goes out of line.
     if buf.first() == Some(&b'$') {
-        if let Some((len, header_len)) = fast_unsigned_line(buf) {
+        if let Some((len, header_len)) = short_number_line(buf) {
             let end = header_len.checked_add(usize::try_from(len).ok()?)?;
             let payload = buf.get(header_len..end)?;
             return Some((Frame::BulkString(payload), end.checked_add(2)?));
         }
     }
+    element_at_general(buf)
+}
+
+/// [`element_at`] for every item.
+#[inline(never)]
+fn element_at_general(buf: &[u8]) -> Option<(Frame<'_>, usize)> {
     let (kind, count, elements, header_len) = match parse_head(buf, &Limits::UNBOUNDED, 0) {
         Ok(Scan::Done(Head::Leaf(frame, used))) => return Some((frame, used)),
         Ok(Scan::Done(Head::Open {

@@ -138,6 +138,7 @@ enum Kind {
 }
 
 impl Kind {
+    #[inline]
     fn from_name(name: &[u8]) -> Option<(Kind, &'static str, usize)> {
         Some(match name {
             b"message" => (Kind::Message, "message", 3),
@@ -163,6 +164,7 @@ struct Fields<'b> {
 }
 
 impl<'b> Fields<'b> {
+    #[inline(always)]
     fn next(&mut self) -> Result<Frame<'b>, PubSubError> {
         self.index += 1;
         // The arity was checked first, so `None` means the impossible happened.
@@ -172,6 +174,9 @@ impl<'b> Fields<'b> {
         })
     }
 
+    // Always inlined, as `Elements::next` is: the pair reads a bulk string in a few
+    // instructions, and a call per field would cost more than the reading.
+    #[inline(always)]
     fn bytes(&mut self) -> Result<&'b [u8], PubSubError> {
         match self.next()? {
             Frame::BulkString(bytes) | Frame::SimpleString(bytes) => Ok(bytes),
