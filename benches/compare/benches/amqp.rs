@@ -189,6 +189,7 @@ mod ferry_impl {
                     message_id = header.properties.message_id;
                     assembler.on_header(&header).unwrap();
                 }
+                FramePayload::BadHeader(bad) => panic!("unreadable header {bad:?}"),
                 FramePayload::Body(chunk) => match assembler.on_body(chunk).unwrap() {
                     // The result borrows the assembler (a multi-frame body lives in its
                     // buffer); a single-frame body is the frame's own slice of the input,
@@ -197,7 +198,9 @@ mod ferry_impl {
                         assert!(std::ptr::eq(data, chunk), "single-frame body borrowed");
                         body = chunk;
                     }
-                    Assembled::Pending => panic!("single-frame body not complete"),
+                    Assembled::Pending | Assembled::Discarded => {
+                        panic!("single-frame body not complete")
+                    }
                 },
                 FramePayload::Heartbeat => panic!("unexpected heartbeat"),
             }
