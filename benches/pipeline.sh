@@ -2,7 +2,7 @@
 # End-to-end throughput of ferry: broker → ferry → php-fpm, with ferry's CPU time per
 # message and peak RSS. A benchmark, not a test (numbers go to BENCHMARKS.md).
 #
-#   benches/pipeline.sh redis|amqp POOL_SIZE COUNT [null|logging]
+#   [KEEP_CONN=true] benches/pipeline.sh redis|amqp POOL_SIZE COUNT [null|logging]
 #
 # Starts a private php-fpm (pm static, POOL_SIZE children) with a worker that appends one
 # byte per request to a counter file ("null" does only that; "logging" also writes a JSON
@@ -39,41 +39,38 @@ php-fpm8.2 -F -R -y "$dir/fpm.conf" & fpm_pid=$!
 for _ in $(seq 1 100); do [ -S "$dir/fpm.sock" ] && break; sleep 0.05; done
 
 name=bench-$$-$RANDOM
+keep=${KEEP_CONN:-false}
 case $kind in
-  redis) source=(--redis redis://127.0.0.1:6379 --channel "$name")
+  redis) source_json="{\"name\": \"bench\", \"kind\": \"redis\", \"url\": \"redis://127.0.0.1:6379\",
+           \"channels\": [\"$name\"], \"backlog\": $((count + 1)), \"backlog_bytes\": 1073741824,
+           \"job\": {\"pool\": \"php\", \"script\": \"$dir/w.php\"}}"
          publish=(--redis redis://127.0.0.1:6379 --channel "$name") ;;
-  amqp)  source=(--amqp amqp://guest:guest@127.0.0.1:5672/%2f --queue "$name" --prefetch $((size * 2)))
+  amqp)  source_json="{\"name\": \"bench\", \"kind\": \"amqp\",
+           \"url\": \"amqp://guest:guest@127.0.0.1:5672/%2f\", \"queue\": \"$name\",
+           \"prefetch\": $((size * 2)), \"job\": {\"pool\": \"php\", \"script\": \"$dir/w.php\"}}"
          publish=(--amqp amqp://guest:guest@127.0.0.1:5672/%2f --queue "$name") ;;
 esac
-# Redis pub/sub drops what does not fit the backlog: size it to the run.
-cfg_flags=(--fastcgi "unix:$dir/fpm.sock" --script "$dir/w.php" --max-in-flight "$size")
-if [ "$kind" = redis ]; then
-  cat > "$dir/ferry.json" <<JSON
-{"pools": {"php": {"address": "unix:$dir/fpm.sock", "max_in_flight": $size}},
- "sources": [{"name": "bench", "kind": "redis", "url": "redis://127.0.0.1:6379",
-              "channels": ["$name"], "backlog": $((count + 1)), "backlog_bytes": 1073741824,
-              "job": {"pool": "php", "script": "$dir/w.php"}}]}
+cat > "$dir/ferry.json" <<JSON
+{"control": {"listen": null},
+ "pools": {"php": {"address": "unix:$dir/fpm.sock", "max_in_flight": $size, "keep_conn": $keep}},
+ "sources": [$source_json]}
 JSON
-  $ferry run --config "$dir/ferry.json" --log-level warn 2>"$dir/ferry.log" & ferry_pid=$!
-else
-  $ferry run "${source[@]}" "${cfg_flags[@]}" --log-level warn 2>"$dir/ferry.log" & ferry_pid=$!
-fi
-sleep 0.5
+message='{"number": {n}, "name": "benchmark message"}'
 if [ "$kind" = amqp ]; then
-  # AMQP: the queue is filled first, then drained by ferry (publish is not the bottleneck).
-  kill $ferry_pid; wait $ferry_pid 2>/dev/null || true
-  $ferry publish "${publish[@]}" --count "$count" '{"number": {n}, "name": "benchmark message"}' 2>/dev/null
-  $ferry run "${source[@]}" "${cfg_flags[@]}" --log-level warn 2>"$dir/ferry.log" & ferry_pid=$!
+  # AMQP: the queue is filled first, then drained by ferry (publish is not measured).
+  $ferry publish "${publish[@]}" --count "$count" "$message" 2>/dev/null
 fi
+$ferry run --config "$dir/ferry.json" --log-level warn 2>"$dir/ferry.log" & ferry_pid=$!
+sleep 0.5
 cpu() { awk '{print $14 + $15}' "/proc/$ferry_pid/stat"; }
 start_cpu=$(cpu); start=$(date +%s.%N)
-[ "$kind" = redis ] && $ferry publish "${publish[@]}" --count "$count" '{"number": {n}, "name": "benchmark message"}' 2>/dev/null
+[ "$kind" = redis ] && $ferry publish "${publish[@]}" --count "$count" "$message" 2>/dev/null
 while [ "$(stat -c %s "$dir/counter" 2>/dev/null || echo 0)" -lt "$count" ]; do sleep 0.01; done
 end=$(date +%s.%N); end_cpu=$(cpu)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$ferry_pid/status")
 tck=$(getconf CLK_TCK)
-awk -v k="$kind" -v s="$size" -v w="$worker" -v n="$count" -v t0="$start" -v t1="$end" \
+awk -v k="$kind" -v s="$size" -v w="$worker" -v kc="$keep" -v n="$count" -v t0="$start" -v t1="$end" \
     -v c0="$start_cpu" -v c1="$end_cpu" -v tck="$tck" -v rss="$rss" 'BEGIN {
   t = t1 - t0; cpu_us = (c1 - c0) / tck * 1e6
-  printf "%s pool=%d worker=%s messages=%d seconds=%.2f msg/s=%.0f ferry_cpu_us/msg=%.1f peak_rss_kb=%d\n",
-         k, s, w, n, t, n / t, cpu_us / n, rss }'
+  printf "%s pool=%d keep_conn=%s worker=%s messages=%d seconds=%.2f msg/s=%.0f ferry_cpu_us/msg=%.1f peak_rss_kb=%d\n",
+         k, s, kc, w, n, t, n / t, cpu_us / n, rss }'

@@ -126,8 +126,11 @@ pub enum Fill {
 pub struct Conn {
     /// The socket.
     pub stream: Stream,
+    /// Read buffer: `rbuf[rstart..rend]` is unconsumed input; the rest is room, zeroed
+    /// once when the buffer grows (not on every read).
     rbuf: Vec<u8>,
     rstart: usize,
+    rend: usize,
     read_cap: usize,
     wbuf: Vec<u8>,
     wstart: usize,
@@ -146,6 +149,7 @@ impl Conn {
             stream,
             rbuf: Vec::new(),
             rstart: 0,
+            rend: 0,
             read_cap,
             wbuf: Vec::new(),
             wstart: 0,
@@ -159,59 +163,58 @@ impl Conn {
     pub fn fill(&mut self) -> io::Result<Fill> {
         self.compact_input();
         loop {
-            let len = self.rbuf.len();
             let room = self.read_cap.saturating_sub(self.unconsumed());
             if room == 0 {
                 return Ok(Fill::Full);
             }
-            let chunk = room.min(READ_CHUNK);
-            self.rbuf.resize(len + chunk, 0);
-            let result = self.stream.read(&mut self.rbuf[len..]);
+            let want = self.rend + room.min(READ_CHUNK);
+            if self.rbuf.len() < want {
+                self.rbuf.resize(want, 0);
+            }
+            let result = self.stream.read(&mut self.rbuf[self.rend..want]);
             let n = match result {
                 Ok(n) => n,
-                Err(e) => {
-                    self.rbuf.truncate(len);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
-                        io::ErrorKind::Interrupted => continue,
-                        _ => return Err(e),
-                    }
-                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(e),
+                },
             };
-            self.rbuf.truncate(len + n);
             if n == 0 {
                 return Ok(Fill::Eof);
             }
+            self.rend += n;
             self.bytes_in += n as u64;
         }
     }
 
     /// The bytes read and not yet consumed.
     pub fn input(&self) -> &[u8] {
-        self.rbuf.get(self.rstart..).unwrap_or_default()
+        self.rbuf.get(self.rstart..self.rend).unwrap_or_default()
     }
 
     /// Marks `n` bytes of [`Conn::input`] as used.
     pub fn consume(&mut self, n: usize) {
-        self.rstart = (self.rstart + n).min(self.rbuf.len());
-        if self.rstart == self.rbuf.len() {
-            self.rbuf.clear();
+        self.rstart = (self.rstart + n).min(self.rend);
+        if self.rstart == self.rend {
             self.rstart = 0;
+            self.rend = 0;
         }
     }
 
     /// Unconsumed input bytes.
     pub fn unconsumed(&self) -> usize {
-        self.rbuf.len() - self.rstart
+        self.rend - self.rstart
     }
 
     /// Moves unconsumed bytes to the front, and gives back memory a burst left behind.
     fn compact_input(&mut self) {
         if self.rstart > 0 {
-            self.rbuf.drain(..self.rstart);
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
             self.rstart = 0;
         }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+        if self.rend == 0 && self.rbuf.len() > 4 * READ_CHUNK {
             self.rbuf = Vec::new();
         }
     }
