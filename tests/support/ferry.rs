@@ -163,10 +163,15 @@ echo "ok";
     )
 }
 
-/// The JSON lines a logging worker wrote.
+/// The JSON lines a logging worker wrote. A worker may be appending while we read: a
+/// last line without its newline is not complete yet and is left for the next read.
 pub fn worker_lines(log: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete
         .lines()
         .map(|line| serde_json::from_str(line).expect("worker line is JSON"))
         .collect()
