@@ -2,7 +2,9 @@
 # End-to-end throughput of ferry: broker → ferry → php-fpm, with ferry's CPU time per
 # message and peak RSS. A benchmark, not a test (numbers go to BENCHMARKS.md).
 #
-#   [KEEP_CONN=true] benches/pipeline.sh redis|amqp POOL_SIZE COUNT [null|logging]
+#   [KEEP_CONN=true] benches/pipeline.sh redis|amqp|direct POOL_SIZE COUNT [null|logging]
+#
+# `direct` drives the same php-fpm with POOL_SIZE concurrent clients and no ferry: the limit.
 #
 # Starts a private php-fpm (pm static, POOL_SIZE children) with a worker that appends one
 # byte per request to a counter file ("null" does only that; "logging" also writes a JSON
@@ -12,8 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
-kind=${1:?redis|amqp}; size=${2:?pool size}; count=${3:?message count}; worker=${4:-null}
+kind=${1:?redis|amqp|direct}; size=${2:?pool size}; count=${3:?message count}; worker=${4:-null}
 dir=$(mktemp -d /tmp/ferry-bench.XXXXXX)
+ferry_pid=""; fpm_pid=""
 trap 'kill $ferry_pid $fpm_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 cargo build --release --quiet
 ferry=./target/release/ferry
@@ -37,6 +40,14 @@ env[LOG] = $dir/worker.log
 CONF
 php-fpm8.2 -F -R -y "$dir/fpm.conf" & fpm_pid=$!
 for _ in $(seq 1 100); do [ -S "$dir/fpm.sock" ] && break; sleep 0.05; done
+
+if [ "$kind" = direct ]; then
+  # The limit: php-fpm driven with no broker and no ferry (POOL_SIZE concurrent clients).
+  cargo build --release --quiet --example fastcgi_direct
+  keep_flag=(); [ "${KEEP_CONN:-false}" = true ] && keep_flag=(--keep)
+  ./target/release/examples/fastcgi_direct "$dir/fpm.sock" "$dir/w.php" "$count" "$size" "${keep_flag[@]}"
+  exit 0
+fi
 
 name=bench-$$-$RANDOM
 keep=${KEEP_CONN:-false}
