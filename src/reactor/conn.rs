@@ -139,6 +139,9 @@ pub struct Conn {
     pub bytes_in: u64,
     /// Bytes written over the connection's life.
     pub bytes_out: u64,
+    /// The interest the poll has for this socket, so it is re-registered only when it
+    /// changes (one `epoll_ctl` per change rather than per write).
+    pub registered: Option<Interest>,
 }
 
 impl Conn {
@@ -156,6 +159,7 @@ impl Conn {
             write_high_water,
             bytes_in: 0,
             bytes_out: 0,
+            registered: None,
         }
     }
 

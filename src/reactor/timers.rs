@@ -7,21 +7,51 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::Instant;
+
+/// A fast hasher for small integer-like keys: timer keys are ferry's own (never from a
+/// peer), so SipHash's flooding resistance buys nothing on this hot path.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // A multiply-rotate mix (as in FxHash): cheap and spreads consecutive keys.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+}
 
 /// Deadlines keyed by `K`; see the module docs.
 #[derive(Debug)]
 pub struct Timers<K> {
     heap: BinaryHeap<Reverse<(Instant, K)>>,
-    armed: HashMap<K, Instant>,
+    armed: HashMap<K, Instant, BuildHasherDefault<KeyHasher>>,
 }
 
 impl<K: Copy + Eq + Hash + Ord> Default for Timers<K> {
     fn default() -> Self {
         Timers {
             heap: BinaryHeap::new(),
-            armed: HashMap::new(),
+            armed: HashMap::default(),
         }
     }
 }

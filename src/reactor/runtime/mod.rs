@@ -306,11 +306,12 @@ impl Runtime {
             Endpoint::Source { conn, .. } => conn,
             Endpoint::Worker(worker) => &mut worker.conn,
         };
-        self.poll.registry().register(
-            &mut conn.stream,
-            Token(token),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        // Writable too until connected: a nonblocking connect completes as writable.
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(&mut conn.stream, Token(token), interest)?;
+        conn.registered = Some(interest);
         entry.insert(endpoint);
         Ok(token)
     }
@@ -326,6 +327,10 @@ impl Runtime {
         };
         conn.flush()?;
         let interest = conn.interest();
+        if conn.registered == Some(interest) {
+            return Ok(());
+        }
+        conn.registered = Some(interest);
         self.poll
             .registry()
             .reregister(&mut conn.stream, Token(token), interest)
