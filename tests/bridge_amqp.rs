@@ -12,7 +12,9 @@ mod php_fpm;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use ferry_proc::{logging_worker, publish, unique, wait_for_lines, worker_lines, Ferry};
+use ferry_proc::{
+    logging_worker, publish, unique, wait_for_lines, wait_for_numbers, worker_lines, Ferry,
+};
 use php_fpm::{PhpFpm, PhpFpmOptions};
 use serde_json::{json, Value};
 
@@ -119,7 +121,7 @@ fn kill_9_mid_run_loses_nothing() {
     let at_kill = worker_lines(&log).len();
 
     let mut second = Ferry::start(fpm.dir(), &config);
-    let lines = wait_for_lines(&log, 2000, Duration::from_secs(60));
+    let lines = wait_for_numbers(&log, 2000, Duration::from_secs(60));
     let all = numbers(&lines);
     let seen: BTreeSet<u64> = all.iter().copied().collect();
     assert_eq!(

@@ -13,7 +13,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferry_proc::{logging_worker, publish, unique, wait_for_lines, worker_lines, Ferry};
+use ferry_proc::{
+    logging_worker, publish, unique, wait_for_lines, wait_for_numbers, worker_lines, Ferry,
+};
 use php_fpm::{PhpFpm, PhpFpmOptions};
 use serde_json::{json, Value};
 
@@ -142,7 +144,7 @@ fn rabbitmq_closing_the_connection_is_survived_without_loss() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    let lines = wait_for_lines(&log, 300, Duration::from_secs(60));
+    let lines = wait_for_numbers(&log, 300, Duration::from_secs(60));
     let seen: BTreeSet<u64> = numbers(&lines).into_iter().collect();
     assert_eq!(
         seen,

@@ -188,3 +188,20 @@ pub fn wait_for_lines(log: &Path, count: usize, timeout: Duration) -> Vec<serde_
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+/// Waits until the worker saw every number in `1..=count` (POST field `n`) — not merely
+/// `count` lines, which duplicates after a crash or a reconnect could reach first.
+pub fn wait_for_numbers(log: &Path, count: u64, timeout: Duration) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lines = worker_lines(log);
+        let seen: std::collections::BTreeSet<u64> = lines
+            .iter()
+            .filter_map(|l| l["post"]["n"].as_str().and_then(|n| n.parse().ok()))
+            .collect();
+        if (1..=count).all(|n| seen.contains(&n)) || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
