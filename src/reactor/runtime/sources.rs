@@ -1007,34 +1007,19 @@ impl Runtime {
                         exchange,
                         routing_key,
                     }) => {
-                        let mut props = (**properties).clone();
-                        let _ = props
-                            .set_header("x-ferry-failure", FieldValue::LongStr(reason.as_bytes()));
-                        let seq = match self.live_session(source, generation) {
-                            Some(session) => session.publish(
-                                &exchange,
-                                &routing_key,
-                                true,
-                                &props.as_basic(),
-                                &job.payload,
-                            ),
-                            None => return,
-                        };
-                        match seq {
-                            Ok(seq) => {
-                                self.sources[source].pending.insert(
-                                    seq,
-                                    PendingSettle {
-                                        generation,
-                                        tag,
-                                        what: "dead-letter",
-                                    },
-                                );
-                            }
-                            Err(e) => {
-                                error!("source {name}: cannot publish the dead-letter copy: {e}; rejecting");
-                                self.reject_tag(source, tag, reason);
-                            }
+                        let failure = FieldValue::LongStr(reason.as_bytes());
+                        let copy = self.publish_copy(
+                            source,
+                            (generation, tag),
+                            (&exchange, &routing_key),
+                            properties,
+                            ("x-ferry-failure", failure),
+                            &job.payload,
+                            "dead-letter",
+                        );
+                        if let Err(e) = copy {
+                            error!("source {name}: cannot publish the dead-letter copy: {e}; rejecting");
+                            self.reject_tag(source, tag, reason);
                         }
                     }
                     _ => self.reject_tag(source, tag, reason),
@@ -1090,35 +1075,24 @@ impl Runtime {
                         true,
                     ) => {
                         let (generation, tag) = (*generation, *tag);
-                        let mut props = (**properties).clone();
-                        let next = i64::from(job.attempt) + 1;
-                        let _ = props.set_header("x-ferry-attempt", FieldValue::I64(next));
+                        let next = FieldValue::I64(i64::from(job.attempt) + 1);
                         let queue = self.sources[source].queue().unwrap_or_default().to_string();
                         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
                         let target = retry_queue_name(&queue, ms);
                         let name = self.sources[source].name.clone();
-                        let seq = match self.live_session(source, generation) {
-                            Some(session) => {
-                                session.publish("", &target, true, &props.as_basic(), &job.payload)
-                            }
-                            None => return,
-                        };
-                        match seq {
-                            Ok(seq) => {
-                                self.sources[source].pending.insert(
-                                    seq,
-                                    PendingSettle {
-                                        generation,
-                                        tag,
-                                        what: "retry",
-                                    },
-                                );
-                            }
-                            Err(e) => {
-                                error!("source {name}: cannot publish the retry copy: {e}; the delivery goes back to its queue");
-                                if let Some(session) = self.live_session(source, generation) {
-                                    let _ = session.nack(tag, true);
-                                }
+                        let copy = self.publish_copy(
+                            source,
+                            (generation, tag),
+                            ("", &target),
+                            properties,
+                            ("x-ferry-attempt", next),
+                            &job.payload,
+                            "retry",
+                        );
+                        if let Err(e) = copy {
+                            error!("source {name}: cannot publish the retry copy: {e}; the delivery goes back to its queue");
+                            if let Some(session) = self.live_session(source, generation) {
+                                let _ = session.nack(tag, true);
                             }
                         }
                         self.flush_session(source, now);
@@ -1133,6 +1107,40 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// Publishes a copy of a delivery (a retry or a dead-letter copy) on the confirm
+    /// channel, with `header` set and every other property and header kept; the original
+    /// is acked when the broker confirms the copy. A session that is gone (its deliveries
+    /// went back to the queue with it) is no error.
+    #[allow(clippy::too_many_arguments)]
+    fn publish_copy(
+        &mut self,
+        source: usize,
+        (generation, tag): (u64, DeliveryTag),
+        (exchange, routing_key): (&str, &str),
+        properties: &crate::proto::amqp::MessageProperties,
+        (name, value): (&str, FieldValue<'_>),
+        payload: &[u8],
+        what: &'static str,
+    ) -> Result<(), String> {
+        let mut props = properties.clone();
+        props.set_header(name, value).map_err(|e| e.to_string())?;
+        let Some(session) = self.live_session(source, generation) else {
+            return Ok(());
+        };
+        let seq = session
+            .publish(exchange, routing_key, true, &props.as_basic(), payload)
+            .map_err(|e| e.to_string())?;
+        self.sources[source].pending.insert(
+            seq,
+            PendingSettle {
+                generation,
+                tag,
+                what,
+            },
+        );
+        Ok(())
     }
 
     /// A retry delay ended: back into the pool's queue.
