@@ -291,3 +291,49 @@ fn sigterm_under_load_drains_and_hands_back_the_rest() {
     assert_eq!(processed + left, 300, "processed {processed}, left {left}");
     assert!(left > 0, "the drain stopped intake");
 }
+
+#[test]
+fn dead_letter_publish_sends_a_confirmed_copy_with_the_reason() {
+    let fpm = PhpFpm::start();
+    let log = fpm.dir().join("worker.log");
+    let script = fpm.write_script("worker.php", &logging_worker(&log));
+    let queue = unique("ferry-test-dlx");
+    let dead = format!("{queue}.failed");
+    // The target queue exists (with one seed message) before ferry publishes to it.
+    publish(&["--amqp", AMQP, "--queue", &dead, "seed"]);
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": pool(&fpm, 2) },
+        "sources": [{
+            "name": "tasks", "kind": "amqp", "url": AMQP, "queue": queue,
+            "dead_letter": { "exchange": "", "routing_key": dead },
+            "job": { "pool": "php", "script": script }
+        }]
+    });
+    let mut ferry = Ferry::start(fpm.dir(), &config);
+    ferry.wait_for_log("source tasks: consuming", Duration::from_secs(10));
+    publish(&[
+        "--amqp",
+        AMQP,
+        "--queue",
+        &queue,
+        r#"{"n": 1, "status": "422"}"#,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while amqp::queue_depth(&dead) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        amqp::queue_depth(&dead),
+        2,
+        "the copy arrived; log:\n{}",
+        ferry.log()
+    );
+    assert_eq!(
+        amqp::queue_depth(&queue),
+        0,
+        "the original was acked after the confirm"
+    );
+    ferry.signal("TERM");
+    assert!(ferry.wait(Duration::from_secs(10)).success());
+}
