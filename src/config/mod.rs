@@ -594,6 +594,12 @@ fn valid_name(name: &str) -> bool {
 impl Config {
     /// Checks what types cannot say and resolves dependent defaults.
     pub fn validate(&mut self, base: Option<&Path>) -> Result<(), ConfigError> {
+        if self.shutdown_timeout_ms > MAX_DURATION_MS {
+            return Err(ConfigError::new(
+                "shutdown_timeout_ms",
+                format!("must be at most {MAX_DURATION_MS} ms (a week)"),
+            ));
+        }
         for (name, pool) in &self.pools {
             let key = |field: &str| format!("pools.{name}.{field}");
             if !valid_name(name) {
@@ -635,9 +641,13 @@ impl Config {
                 ("connect_timeout_ms", pool.connect_timeout_ms),
                 ("request_timeout_ms", pool.request_timeout_ms),
                 ("idle_timeout_ms", pool.idle_timeout_ms),
+                ("circuit_release_ms", pool.circuit_release_ms),
             ] {
-                if value == 0 {
-                    return Err(ConfigError::new(key(field), "must be above 0"));
+                if value == 0 || value > MAX_DURATION_MS {
+                    return Err(ConfigError::new(
+                        key(field),
+                        format!("must be 1–{MAX_DURATION_MS} ms (a week)"),
+                    ));
                 }
             }
         }
@@ -735,7 +745,17 @@ impl Config {
     }
 }
 
+/// The longest duration any `*_ms` setting may have: a week. Larger values are
+/// mistakes, and bounded values keep deadline arithmetic from overflowing.
+pub const MAX_DURATION_MS: u64 = 7 * 24 * 3600 * 1000;
+
 fn check_retries(at: &str, max_attempts: u32, delays: &[u64]) -> Result<(), ConfigError> {
+    if delays.iter().any(|&ms| ms > MAX_DURATION_MS) {
+        return Err(ConfigError::new(
+            format!("{at}.retry_delays_ms"),
+            format!("each delay must be at most {MAX_DURATION_MS} ms (a week)"),
+        ));
+    }
     if max_attempts == 0 {
         return Err(ConfigError::new(
             format!("{at}.max_attempts"),

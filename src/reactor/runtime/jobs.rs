@@ -51,6 +51,9 @@ pub(super) struct Job {
     pub received_at: Instant,
     /// A resend on a fresh connection after a kept one closed under it was used.
     pub resent: bool,
+    /// `ack: on_dispatch` acked it when its request was written: nothing is left to
+    /// settle, and it must never be acked twice (a resend writes it again).
+    pub dispatch_acked: bool,
 }
 
 impl Job {

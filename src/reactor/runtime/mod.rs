@@ -187,7 +187,7 @@ impl Runtime {
             ));
         }
         for pool in 0..self.pools.len() {
-            self.resolve_pool(pool);
+            self.resolve_pool(pool, now);
         }
         for source in 0..self.sources.len() {
             self.connect_source(source, now);
@@ -241,7 +241,12 @@ impl Runtime {
 
     /// The earliest deadline of every timer; `None` sleeps until an event.
     fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
-        if !self.rearm_read.is_empty() {
+        // Work queued for the end of a turn (re-reads, session output, closes) must not
+        // wait for the next event.
+        if !self.rearm_read.is_empty()
+            || !self.dirty_sources.is_empty()
+            || !self.to_close.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         self.timers
@@ -393,6 +398,8 @@ impl Runtime {
             Phase::Draining { .. } => {
                 if self.work_remaining() == 0 {
                     self.begin_closing(now);
+                    self.flush_dirty_sources(now);
+                    self.close_marked();
                 }
                 None
             }

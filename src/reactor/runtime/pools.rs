@@ -92,8 +92,9 @@ impl Pool {
 }
 
 impl Runtime {
-    /// Resolves a pool's address (unix paths and IP literals at once).
-    pub(super) fn resolve_pool(&mut self, pool: usize) {
+    /// Resolves a pool's address (unix paths and IP literals at once). A failed lookup is
+    /// a pool failure: the circuit opens and the probe timer looks the name up again.
+    pub(super) fn resolve_pool(&mut self, pool: usize, now: Instant) {
         let Some(address) = self.pools[pool].config.address.clone() else {
             warn!(
                 "pool {}: spawned pools arrive with the embedded-deployment work; this pool has no address",
@@ -104,10 +105,13 @@ impl Runtime {
         match self.resolver.resolve(&address) {
             Ok(Resolution::Ready(targets)) => self.pools[pool].targets = Some(targets),
             Ok(Resolution::Pending(id)) => self.pools[pool].resolving = Some(id),
-            Err(e) => warn!(
-                "pool {}: cannot resolve {address}: {e}",
-                self.pools[pool].name
-            ),
+            Err(e) => {
+                warn!(
+                    "pool {}: cannot resolve {address}: {e}",
+                    self.pools[pool].name
+                );
+                self.open_circuit(pool, "address lookup failed", now);
+            }
         }
     }
 
@@ -116,15 +120,26 @@ impl Runtime {
         &mut self,
         id: u64,
         result: &std::io::Result<Vec<Target>>,
+        now: Instant,
     ) -> bool {
         let Some(pool) = self.pools.iter().position(|p| p.resolving == Some(id)) else {
             return false;
         };
-        let pool = &mut self.pools[pool];
-        pool.resolving = None;
+        self.pools[pool].resolving = None;
         match result {
-            Ok(targets) => pool.targets = Some(targets.clone()),
-            Err(e) => warn!("pool {}: cannot resolve its address: {e}", pool.name),
+            Ok(targets) => {
+                self.pools[pool].targets = Some(targets.clone());
+                if !self.pools[pool].circuit.is_closed() {
+                    self.timers.arm(TimerKey::Probe(pool), now);
+                }
+            }
+            Err(e) => {
+                warn!(
+                    "pool {}: cannot resolve its address: {e}",
+                    self.pools[pool].name
+                );
+                self.open_circuit(pool, "address lookup failed", now);
+            }
         }
         true
     }
@@ -376,13 +391,20 @@ impl Runtime {
         let pool = worker.pool;
         let reused = worker.served > 0;
         worker.served += 1;
+        // Live state, not the copy taken at END_REQUEST: an EOF read in the same batch
+        // (php-fpm recycling the child) makes the connection unusable.
+        let reusable = finished.reusable
+            && worker
+                .exchange
+                .as_ref()
+                .is_some_and(|exchange| exchange.is_reusable());
         worker.exchange = None;
         let Some(job) = worker.job.take() else {
             return;
         };
         self.timers.cancel(TimerKey::Worker(token));
         self.pools[pool].in_flight = self.pools[pool].in_flight.saturating_sub(1);
-        let keep = finished.reusable
+        let keep = reusable
             && self.pools[pool].config.keep_conn
             && matches!(self.phase, Phase::Running | Phase::Draining { .. });
         if keep {
@@ -443,7 +465,9 @@ impl Runtime {
         worker.exchange = None;
         self.mark_close(token);
         self.timers.cancel(TimerKey::Worker(token));
-        self.pools[pool].probing = false;
+        if job.is_none() {
+            self.pools[pool].probing = false;
+        }
         match job {
             Some(job) => {
                 self.pools[pool].in_flight = self.pools[pool].in_flight.saturating_sub(1);
@@ -535,6 +559,15 @@ impl Runtime {
         if !self.pools[pool].circuit.probe_due(now) || self.pools[pool].probing {
             return;
         }
+        if self.pools[pool].targets.is_none() {
+            // The address never resolved: look it up again (the answer re-arms the probe).
+            if self.pools[pool].resolving.is_none() {
+                self.resolve_pool(pool, now);
+            }
+            if self.pools[pool].targets.is_none() {
+                return;
+            }
+        }
         self.pools[pool].circuit.probe_started();
         self.pools[pool].probing = true;
         match self.open_worker(pool, now) {
@@ -551,6 +584,9 @@ impl Runtime {
 
     /// Puts a job back at the head of its pool's queue (no attempt burned).
     pub(super) fn requeue_front(&mut self, job: Job) {
+        let Some(job) = self.may_wait(job) else {
+            return;
+        };
         let source = &mut self.sources[job.source];
         source.note_enqueued(&job);
         let pool = source.pool;
@@ -580,8 +616,16 @@ impl Runtime {
         for id in retrying {
             if let Some(job) = self.retrying.remove(&id) {
                 self.timers.cancel(TimerKey::Retry(id));
-                if let Origin::Amqp { .. } = job.origin {
-                    self.release_amqp(job);
+                match job.origin {
+                    Origin::Amqp { .. } => self.release_amqp(job),
+                    Origin::Redis { .. } => {
+                        warn!(
+                            "source {}: message {} waiting to be retried discarded at shutdown",
+                            self.sources[job.source].name,
+                            job.log_id()
+                        );
+                        self.sources[job.source].stats.dropped_shutdown += 1;
+                    }
                 }
             }
         }

@@ -290,7 +290,7 @@ impl Runtime {
     /// Finished host-name lookups (the resolver woke the loop).
     pub(super) fn on_resolved(&mut self, now: Instant) {
         for (id, result) in self.resolver.finished() {
-            if self.on_pool_resolved(id, &result) {
+            if self.on_pool_resolved(id, &result, now) {
                 continue;
             }
             let Some(source) = self
@@ -525,11 +525,21 @@ impl Runtime {
             }
         }
         self.after_source_io(source, token, now);
-        if again {
+        let still_up = self.up_token(source) == Some(token);
+        if again && still_up {
             self.rearm_read.push(token);
         }
-        if lost {
+        // An event may already have handled the loss (a Closed event).
+        if lost && still_up {
             self.source_lost(source, now);
+        }
+    }
+
+    /// The token of `source`'s connection while its session is up.
+    fn up_token(&self, source: usize) -> Option<usize> {
+        match self.sources[source].link {
+            Link::Up { token, .. } => Some(token),
+            _ => None,
         }
     }
 
@@ -571,10 +581,18 @@ impl Runtime {
             Some(at) => self.timers.arm(TimerKey::Source(source), at),
             None => self.timers.cancel(TimerKey::Source(source)),
         }
+        // Once an event lost the connection, the rest of the batch belongs to a session
+        // that is gone (its tags are void): stop there.
         for event in redis_events {
+            if self.up_token(source) != Some(token) {
+                break;
+            }
             self.on_redis_event(source, event, now);
         }
         for event in amqp_events {
+            if self.up_token(source) != Some(token) {
+                break;
+            }
             self.on_amqp_event(source, event, now);
         }
         // Commands issued while handling events (acks, publishes) produced output.
@@ -687,6 +705,7 @@ impl Runtime {
                     },
                     received_at: now,
                     resent: false,
+                    dispatch_acked: false,
                 };
                 self.next_job_id += 1;
                 self.offer_redis_job(job, now);
@@ -794,6 +813,7 @@ impl Runtime {
                     },
                     received_at: now,
                     resent: false,
+                    dispatch_acked: false,
                 };
                 self.next_job_id += 1;
                 if self.sources[source].intake_stopped {
@@ -805,12 +825,14 @@ impl Runtime {
             AmqpEvent::TooLarge { tag, size } => {
                 self.sources[source].stats.received += 1;
                 warn!("source {name}: delivery of {size} bytes exceeds max_message_bytes; dead-lettered");
-                self.reject_tag(source, tag, "too_large");
+                let generation = self.sources[source].generation;
+                self.reject_tag(source, generation, tag, "too_large");
             }
             AmqpEvent::Unreadable { tag, error } => {
                 self.sources[source].stats.received += 1;
                 warn!("source {name}: delivery with an unreadable header ({error}); dead-lettered");
-                self.reject_tag(source, tag, "unreadable");
+                let generation = self.sources[source].generation;
+                self.reject_tag(source, generation, tag, "unreadable");
             }
             AmqpEvent::RetryQueueDeclared { queue } => {
                 debug!("source {name}: retry queue {queue} ready")
@@ -913,8 +935,7 @@ impl Runtime {
     }
 
     /// basic.reject requeue=false of a delivery that never became a job.
-    fn reject_tag(&mut self, source: usize, tag: DeliveryTag, why: &str) {
-        let generation = self.sources[source].generation;
+    fn reject_tag(&mut self, source: usize, generation: u64, tag: DeliveryTag, why: &str) {
         if let Some(session) = self.live_session(source, generation) {
             if session.reject(tag, false).is_ok() {
                 self.sources[source].stats.dead_lettered += 1;
@@ -943,23 +964,23 @@ impl Runtime {
         let Some(AckMode::OnDispatch) = self.sources[source].amqp().map(|a| a.ack) else {
             return;
         };
-        let Some(Endpoint::Worker(worker)) = self.slab.get(token) else {
+        let Some(Endpoint::Worker(worker)) = self.slab.get_mut(token) else {
             return;
         };
-        if let Some(Job {
-            origin: Origin::Amqp {
-                generation, tag, ..
-            },
-            ..
-        }) = &worker.job
-        {
-            let (generation, tag) = (*generation, *tag);
-            self.ack_tag(source, generation, tag);
+        let Some(job) = worker.job.as_mut() else {
+            return;
+        };
+        let Origin::Amqp {
+            generation, tag, ..
+        } = job.origin
+        else {
+            return;
+        };
+        if job.dispatch_acked {
+            return;
         }
-    }
-
-    fn on_dispatch_mode(&self, source: usize) -> bool {
-        self.sources[source].amqp().map(|a| a.ack) == Some(AckMode::OnDispatch)
+        job.dispatch_acked = true;
+        self.ack_tag(source, generation, tag);
     }
 
     /// The worker succeeded.
@@ -969,7 +990,7 @@ impl Runtime {
             Origin::Amqp {
                 generation, tag, ..
             } => {
-                if !self.on_dispatch_mode(source) {
+                if !job.dispatch_acked {
                     self.ack_tag(source, generation, tag);
                 }
             }
@@ -983,8 +1004,8 @@ impl Runtime {
     pub(super) fn dead_letter(&mut self, job: Job, reason: &str) {
         let source = job.source;
         let name = self.sources[source].name.clone();
-        if self.on_dispatch_mode(source) {
-            return; // already acked at dispatch: nothing left to settle
+        if job.dispatch_acked {
+            return; // acked at dispatch (`ack: on_dispatch`): nothing left to settle
         }
         match &job.origin {
             Origin::Redis { .. } => {
@@ -1019,10 +1040,10 @@ impl Runtime {
                         );
                         if let Err(e) = copy {
                             error!("source {name}: cannot publish the dead-letter copy: {e}; rejecting");
-                            self.reject_tag(source, tag, reason);
+                            self.reject_tag(source, generation, tag, reason);
                         }
                     }
-                    _ => self.reject_tag(source, tag, reason),
+                    _ => self.reject_tag(source, generation, tag, reason),
                 }
             }
         }
@@ -1038,8 +1059,8 @@ impl Runtime {
         now: Instant,
     ) {
         let source = job.source;
-        if self.on_dispatch_mode(source) {
-            return; // `on_dispatch` never retries (documented as lossy)
+        if job.dispatch_acked {
+            return; // `ack: on_dispatch` never retries once written (documented as lossy)
         }
         match self.sources[source]
             .policy
@@ -1145,9 +1166,33 @@ impl Runtime {
 
     /// A retry delay ended: back into the pool's queue.
     pub(super) fn on_retry_timer(&mut self, id: u64, _now: Instant) {
-        if let Some(job) = self.retrying.remove(&id) {
+        if let Some(job) = self.retrying.remove(&id).and_then(|job| self.may_wait(job)) {
             self.enqueue(job);
         }
+    }
+
+    /// Whether a job coming back (a pool failure, a resend, the end of a retry delay)
+    /// may wait in its pool's queue. An AMQP delivery of a closed connection may not: the
+    /// broker already requeued it, and its tag is void. One whose source stopped taking
+    /// work (drain, circuit release) goes back to the broker now (nack, requeue).
+    pub(super) fn may_wait(&mut self, job: Job) -> Option<Job> {
+        let Origin::Amqp { generation, .. } = job.origin else {
+            return Some(job);
+        };
+        let source = &self.sources[job.source];
+        if generation != source.generation {
+            debug!(
+                "source {}: job {} belongs to a closed connection; the broker redelivers it",
+                source.name,
+                job.log_id()
+            );
+            return None;
+        }
+        if source.intake_stopped || source.parked {
+            self.release_amqp(job);
+            return None;
+        }
+        Some(job)
     }
 
     /// Drain: unsubscribe / cancel, and hand back what AMQP has not started.
@@ -1258,7 +1303,15 @@ impl Runtime {
                     session: Session_::Amqp(s),
                     ..
                 } => s.close(),
-                Link::Idle => {
+                Link::Connecting { token } => {
+                    let token = *token;
+                    self.mark_close(token);
+                    self.sources[source].link = Link::Idle;
+                    self.timers.cancel(TimerKey::Source(source));
+                }
+                Link::Idle | Link::Resolving { .. } => {
+                    // A lookup still running then finds no source waiting for it.
+                    self.sources[source].link = Link::Idle;
                     self.timers.cancel(TimerKey::Source(source));
                 }
                 _ => {}
