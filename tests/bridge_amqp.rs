@@ -337,3 +337,46 @@ fn dead_letter_publish_sends_a_confirmed_copy_with_the_reason() {
     ferry.signal("TERM");
     assert!(ferry.wait(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn on_dispatch_acks_once_written_and_never_retries() {
+    let fpm = PhpFpm::start();
+    let log = fpm.dir().join("worker.log");
+    let script = fpm.write_script("worker.php", &logging_worker(&log));
+    let queue = unique("ferry-test-on-dispatch");
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": pool(&fpm, 2) },
+        "sources": [{ "name": "tasks", "kind": "amqp", "url": AMQP, "queue": queue,
+                      "ack": "on_dispatch", "retry_delays_ms": [100],
+                      "job": { "pool": "php", "script": script } }]
+    });
+    let mut ferry = Ferry::start(fpm.dir(), &config);
+    ferry.wait_for_log("source tasks: consuming", Duration::from_secs(10));
+    publish(&[
+        "--amqp",
+        AMQP,
+        "--queue",
+        &queue,
+        "--count",
+        "5",
+        r#"{"n": {n}, "status": "500"}"#,
+    ]);
+    let lines = wait_for_numbers(&log, 5, Duration::from_secs(20));
+    // Give a wrongly scheduled retry time to happen before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    let lines_after = worker_lines(&log);
+    assert_eq!(lines.len(), 5);
+    assert_eq!(
+        lines_after.len(),
+        5,
+        "a failed on_dispatch job is not retried"
+    );
+    assert_eq!(amqp::queue_depth(&queue), 0, "acked when written");
+    assert!(
+        !ferry.log().contains("PRECONDITION_FAILED"),
+        "no double ack"
+    );
+    ferry.signal("TERM");
+    assert!(ferry.wait(Duration::from_secs(10)).success());
+}
