@@ -366,7 +366,7 @@ fn on_dispatch_acks_once_written_and_never_retries() {
     // Give a wrongly scheduled retry time to happen before counting.
     std::thread::sleep(Duration::from_millis(500));
     let lines_after = worker_lines(&log);
-    assert_eq!(lines.len(), 5);
+    assert_eq!(lines.len(), 5, "log:\n{}", ferry.log());
     assert_eq!(
         lines_after.len(),
         5,

@@ -907,9 +907,15 @@ impl Runtime {
     }
 
     /// The AMQP session of `source` when it is up and `generation` is current.
+    /// Whatever the caller sends through it (ack, nack, reject, publish) is written at the
+    /// end of the loop turn: the session is marked for a flush here, so no command can be
+    /// left sitting in its buffer until an unrelated event.
     fn live_session(&mut self, source: usize, generation: u64) -> Option<&mut Session> {
         if self.sources[source].generation != generation {
             return None;
+        }
+        if !self.dirty_sources.contains(&source) {
+            self.dirty_sources.push(source);
         }
         match &mut self.sources[source].link {
             Link::Up {
