@@ -7,6 +7,8 @@
 //!   no logging. Everything that touches the network is built on top of them.
 //! - [`dispatch`]: ferry's rules between sessions and pools: requests, outcomes, retries.
 //! - [`logging`]: the log line format, levels, file reopen.
+//! - [`metrics`]: counters, gauges, histograms and their Prometheus text (issue 4).
+//! - [`process`]: pidfile, daemonizing, systemd notify (issue 4).
 //! - [`reactor`]: the single-threaded mio loop, connections, timers and signals.
 //! - `src/bin/ferry.rs`: the command-line interface.
 
@@ -16,5 +18,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod logging;
+pub mod metrics;
+pub mod process;
 pub mod proto;
 pub mod reactor;

@@ -1,0 +1,1 @@
+//! Process concerns (issue 4): pidfile lock, daemonizing, systemd notify.
