@@ -1067,30 +1067,46 @@ impl Session {
         Ok(())
     }
 
-    fn on_delivery_header(&mut self, header: &ContentHeader<'_>) -> Result<(), SessionError> {
+    /// The delivery a content header belongs to: a header must follow a basic.deliver
+    /// and be of the basic class.
+    fn pending_for_header(&mut self, class_id: u16) -> Result<PendingDelivery, SessionError> {
         let Incoming::AwaitingHeader(pending) = std::mem::take(&mut self.incoming) else {
             return Err(SessionError::UnexpectedContent {
                 frame: "content header",
                 channel: CONSUMER_CHANNEL,
             });
         };
-        if header.class_id != CLASS_BASIC {
+        if class_id != CLASS_BASIC {
             return Err(AmqpError::ContentClassMismatch {
                 expected: CLASS_BASIC,
-                found: header.class_id,
+                found: class_id,
             }
             .into());
         }
-        if header.body_size > self.config.max_message_bytes {
-            self.assembler.reset();
-            self.events.push_back(Event::TooLarge {
-                tag: DeliveryTag(pending.tag),
-                size: header.body_size,
-            });
+        Ok(pending)
+    }
+
+    /// Reports a delivery that will not be delivered (`event`) and skips its body frames
+    /// as they arrive, never buffering them.
+    fn refuse_and_skip(&mut self, event: Event, body_size: u64) {
+        self.assembler.reset();
+        self.events.push_back(event);
+        if body_size > 0 {
             self.incoming = Incoming::Skipping {
-                size: header.body_size,
+                size: body_size,
                 received: 0,
             };
+        }
+    }
+
+    fn on_delivery_header(&mut self, header: &ContentHeader<'_>) -> Result<(), SessionError> {
+        let pending = self.pending_for_header(header.class_id)?;
+        if header.body_size > self.config.max_message_bytes {
+            let event = Event::TooLarge {
+                tag: DeliveryTag(pending.tag),
+                size: header.body_size,
+            };
+            self.refuse_and_skip(event, header.body_size);
             return Ok(());
         }
         let properties = MessageProperties::from_basic(&header.properties);
@@ -1107,30 +1123,12 @@ impl Session {
     /// we parse): reported for dispatch to refuse it, its body skipped like a too-large
     /// one's; the connection lives on (otherwise the broker would redeliver it forever).
     fn on_delivery_bad_header(&mut self, bad: &BadContentHeader) -> Result<(), SessionError> {
-        let Incoming::AwaitingHeader(pending) = std::mem::take(&mut self.incoming) else {
-            return Err(SessionError::UnexpectedContent {
-                frame: "content header",
-                channel: CONSUMER_CHANNEL,
-            });
-        };
-        if bad.class_id != CLASS_BASIC {
-            return Err(AmqpError::ContentClassMismatch {
-                expected: CLASS_BASIC,
-                found: bad.class_id,
-            }
-            .into());
-        }
-        self.assembler.reset();
-        self.events.push_back(Event::Unreadable {
+        let pending = self.pending_for_header(bad.class_id)?;
+        let event = Event::Unreadable {
             tag: DeliveryTag(pending.tag),
             error: bad.error,
-        });
-        if bad.body_size > 0 {
-            self.incoming = Incoming::Skipping {
-                size: bad.body_size,
-                received: 0,
-            };
-        }
+        };
+        self.refuse_and_skip(event, bad.body_size);
         Ok(())
     }
 
