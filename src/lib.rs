@@ -5,6 +5,7 @@
 //! - [`proto`]: the wire formats ferry speaks (RESP, AMQP 0-9-1, FastCGI) and the
 //!   message-body encoding, as sans-IO codecs: bytes in, frames out, no sockets, no clock,
 //!   no logging. Everything that touches the network is built on top of them.
+//! - [`control`]: the control endpoint's HTTP, sans-IO (issue 4).
 //! - [`dispatch`]: ferry's rules between sessions and pools: requests, outcomes, retries.
 //! - [`logging`]: the log line format, levels, file reopen.
 //! - [`metrics`]: counters, gauges, histograms and their Prometheus text (issue 4).
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod dispatch;
 pub mod logging;
 pub mod metrics;
