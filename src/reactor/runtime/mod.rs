@@ -14,6 +14,7 @@
 //! - `pools.rs`: worker connections, starting jobs, outcomes, the circuit breaker.
 //! - `jobs.rs`: a job and its origin.
 
+mod control;
 mod jobs;
 mod pools;
 mod sources;
@@ -52,14 +53,34 @@ enum TimerKey {
     Release(usize),
     /// A job waiting out its retry delay (Redis, or AMQP `retry: hold`).
     Retry(u64),
+    /// A control client's idle timeout.
+    Client(usize),
     /// The drain's end.
     DrainDeadline,
 }
 
 /// One slab entry: a source's broker connection or a worker connection.
 enum Endpoint {
-    Source { source: usize, conn: Conn },
+    Source {
+        source: usize,
+        conn: Conn,
+    },
     Worker(Box<Worker>),
+    /// The control endpoint's listening socket.
+    Listener(control::Listener),
+    /// A control endpoint client.
+    Client(Conn),
+}
+
+impl Endpoint {
+    /// The connection, for every endpoint that has one.
+    fn conn_mut(&mut self) -> Option<&mut Conn> {
+        match self {
+            Endpoint::Source { conn, .. } | Endpoint::Client(conn) => Some(conn),
+            Endpoint::Worker(worker) => Some(&mut worker.conn),
+            Endpoint::Listener(_) => None,
+        }
+    }
 }
 
 /// Where the process stands.
@@ -81,12 +102,17 @@ enum Phase {
 pub enum RunError {
     /// Setting up the poll, signals or the waker failed.
     Io(io::Error),
+    /// The control endpoint could not listen on its address.
+    Control(String, io::Error),
 }
 
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RunError::Io(e) => write!(f, "cannot start the event loop: {e}"),
+            RunError::Control(address, e) => {
+                write!(f, "control endpoint: cannot listen on {address}: {e}")
+            }
         }
     }
 }
@@ -121,6 +147,10 @@ struct Runtime {
     dirty_sources: Vec<usize>,
     /// Seed for backoff jitter (per process, so a fleet spreads out).
     seed: u64,
+    /// The bearer token POST requests to the control endpoint must carry.
+    control_token: Option<String>,
+    /// When the loop started (`/status` uptime).
+    started_at: Instant,
 }
 
 /// Runs ferry until a drain completes; see the module docs. Returns the exit code.
@@ -150,15 +180,27 @@ pub fn run(config: Config) -> Result<i32, RunError> {
         rearm_read: Vec::new(),
         dirty_sources: Vec::new(),
         seed,
+        control_token: config.control.token.clone(),
+        started_at: Instant::now(),
     };
-    runtime.build(&config);
+    runtime.build(&config)?;
     runtime.event_loop(&mut signals)
 }
 
 impl Runtime {
     /// Creates the pools and sources of `config` and starts connecting.
-    fn build(&mut self, config: &Config) {
+    fn build(&mut self, config: &Config) -> Result<(), RunError> {
         let now = Instant::now();
+        if let Some(address) = &config.control.listen {
+            let listener = control::Listener::bind(address)
+                .map_err(|e| RunError::Control(address.to_string(), e))?;
+            let entry = self.slab.vacant_entry();
+            let token = entry.key();
+            let mut listener = listener;
+            listener.register(self.poll.registry(), Token(token))?;
+            entry.insert(Endpoint::Listener(listener));
+            info!("control endpoint listening on {address}");
+        }
         for (index, (name, pool)) in config.pools.iter().enumerate() {
             self.pools.push(Pool::new(
                 name.clone(),
@@ -198,6 +240,7 @@ impl Runtime {
             self.sources.len(),
             self.pools.len()
         );
+        Ok(())
     }
 
     fn event_loop(&mut self, signals: &mut Signals) -> Result<i32, RunError> {
@@ -262,6 +305,7 @@ impl Runtime {
                 TimerKey::Probe(pool) => self.on_probe_timer(pool, now),
                 TimerKey::Release(pool) => self.on_release_timer(pool, now),
                 TimerKey::Retry(job) => self.on_retry_timer(job, now),
+                TimerKey::Client(token) => self.mark_close(token),
                 TimerKey::DrainDeadline => self.on_drain_deadline(now),
             }
         }
@@ -275,6 +319,8 @@ impl Runtime {
                 self.on_source_ready(source, token, writable, now);
             }
             Some(Endpoint::Worker(_)) => self.on_worker_ready(token, writable, now),
+            Some(Endpoint::Listener(_)) => self.on_accept(token, now),
+            Some(Endpoint::Client(_)) => self.on_client_ready(token, now),
             // Closed earlier in this batch: a stale event (mio "tolerate spurious events").
             None => {}
         }
@@ -291,13 +337,19 @@ impl Runtime {
         for token in std::mem::take(&mut self.to_close) {
             if self.slab.contains(token) {
                 let mut endpoint = self.slab.remove(token);
-                let conn = match &mut endpoint {
-                    Endpoint::Source { conn, .. } => conn,
-                    Endpoint::Worker(worker) => &mut worker.conn,
-                };
-                let _ = self.poll.registry().deregister(&mut conn.stream);
-                conn.stream.shutdown();
+                match endpoint.conn_mut() {
+                    Some(conn) => {
+                        let _ = self.poll.registry().deregister(&mut conn.stream);
+                        conn.stream.shutdown();
+                    }
+                    None => {
+                        if let Endpoint::Listener(listener) = &mut endpoint {
+                            listener.close(self.poll.registry());
+                        }
+                    }
+                }
                 self.timers.cancel(TimerKey::Worker(token));
+                self.timers.cancel(TimerKey::Client(token));
             }
         }
     }
@@ -307,9 +359,10 @@ impl Runtime {
         let entry = self.slab.vacant_entry();
         let token = entry.key();
         let mut endpoint = endpoint;
-        let conn = match &mut endpoint {
-            Endpoint::Source { conn, .. } => conn,
-            Endpoint::Worker(worker) => &mut worker.conn,
+        let Some(conn) = endpoint.conn_mut() else {
+            return Err(io::Error::other(
+                "listeners are registered by control::bind",
+            ));
         };
         // Writable too until connected: a nonblocking connect completes as writable.
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -323,12 +376,8 @@ impl Runtime {
 
     /// Writes what is queued on `token` and re-derives its interest.
     fn flush(&mut self, token: usize) -> io::Result<()> {
-        let Some(endpoint) = self.slab.get_mut(token) else {
+        let Some(conn) = self.slab.get_mut(token).and_then(Endpoint::conn_mut) else {
             return Ok(());
-        };
-        let conn = match endpoint {
-            Endpoint::Source { conn, .. } => conn,
-            Endpoint::Worker(worker) => &mut worker.conn,
         };
         conn.flush()?;
         let interest = conn.interest();

@@ -86,6 +86,11 @@ impl Pool {
         self.last_request_id
     }
 
+    /// Idle kept connections.
+    pub fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+
     fn max_in_flight(&self) -> usize {
         usize::try_from(self.config.max_in_flight).unwrap_or(usize::MAX)
     }

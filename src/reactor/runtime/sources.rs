@@ -98,6 +98,8 @@ pub(super) struct Source {
     /// Let go of its broker connection while its pool's circuit stays open
     /// (`circuit_release_ms`): reconnects when the pool answers again.
     parked: bool,
+    /// Subscribed (Redis) or consuming (AMQP) on the current connection.
+    ready: bool,
     drops_since_warn: u64,
     last_drop_warn: Option<Instant>,
 }
@@ -123,6 +125,7 @@ impl Source {
             waiting_bytes: 0,
             intake_stopped: false,
             parked: false,
+            ready: false,
             drops_since_warn: 0,
             last_drop_warn: None,
             config,
@@ -170,6 +173,32 @@ impl Source {
     pub fn clear_waiting(&mut self) {
         self.waiting_jobs = 0;
         self.waiting_bytes = 0;
+    }
+
+    /// Subscribed or consuming now (`/readyz`, `ferry_source_connected`).
+    pub fn is_ready(&self) -> bool {
+        self.ready && matches!(self.link, Link::Up { .. })
+    }
+
+    /// Where the source stands, in one word (`/status`).
+    pub fn state_label(&self) -> &'static str {
+        match &self.link {
+            _ if self.parked => "released",
+            Link::Up { .. } if self.ready => "connected",
+            Link::Up { .. } | Link::Connecting { .. } | Link::Resolving { .. } => "connecting",
+            Link::Idle => "disconnected",
+            Link::Stopped => "stopped",
+        }
+    }
+
+    /// The kind as configured.
+    pub fn kind(&self) -> &'static str {
+        self.config.kind()
+    }
+
+    /// Jobs of this source waiting in its pool's queue.
+    pub fn waiting(&self) -> usize {
+        self.waiting_jobs
     }
 
     /// Settles waiting for a broker confirm.
@@ -379,6 +408,7 @@ impl Runtime {
         }
         let was_stopping = matches!(self.phase, Phase::Closing { .. });
         self.sources[source].link = Link::Idle;
+        self.sources[source].ready = false;
         self.timers.cancel(TimerKey::Source(source));
         if self.sources[source].is_amqp() {
             // Every tag of the old connection is void; the broker requeues its deliveries.
@@ -686,6 +716,7 @@ impl Runtime {
                     "source {name}: subscribed ({protocol}, Redis {})",
                     version.as_deref().unwrap_or("version unknown")
                 );
+                self.sources[source].ready = true;
                 self.sources[source].backoff.reset();
             }
             SubscriberEvent::Message(message) => {
@@ -791,6 +822,7 @@ impl Runtime {
                 info!(
                     "source {name}: consuming ({message_count} ready, {consumer_count} other consumers)"
                 );
+                self.sources[source].ready = true;
                 self.sources[source].backoff.reset();
                 self.declare_retry_queues(source);
             }

@@ -1,0 +1,358 @@
+//! The control endpoint inside the loop (SPEC "Control endpoint"): a listener and its
+//! clients in the same slab as everything else. Requests are parsed and routed by
+//! `crate::control` (sans-IO); this file answers them from the runtime's state.
+//!
+//! Bounds: at most [`MAX_CLIENTS`] connections (more are accepted and closed at once, so
+//! the backlog never fills), a client idle for [`CLIENT_IDLE`] is closed, request heads and
+//! bodies are capped by the parser, and a client whose answers pile up unread is closed.
+//! `accept` errors such as EMFILE or ECONNABORTED are logged and survived.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use mio::net::{TcpListener, UnixListener};
+use mio::{Interest, Registry, Token};
+use serde_json::json;
+
+use super::{Endpoint, Runtime, TimerKey};
+use crate::config::Address;
+use crate::control::http::{parse_request, write_error, write_response};
+use crate::control::route::{route, Route};
+use crate::proto::Status;
+use crate::reactor::conn::{Conn, Fill, Stream};
+
+/// Most control connections at once.
+pub(super) const MAX_CLIENTS: usize = 64;
+/// A control connection idle this long is closed.
+const CLIENT_IDLE: Duration = Duration::from_secs(30);
+/// Read buffer of a client: one request head and a small body.
+const CLIENT_READ_CAP: usize = 16 * 1024;
+/// A client with more unread answer bytes than this is closed.
+const CLIENT_WRITE_HIGH_WATER: usize = 4 << 20;
+
+/// The control endpoint's listening socket.
+#[derive(Debug)]
+pub(super) enum Listener {
+    Tcp(TcpListener),
+    /// A unix socket and its path (removed when ferry exits).
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds `address`. A unix socket path left by a dead ferry is replaced.
+    pub fn bind(address: &Address) -> io::Result<Listener> {
+        match address {
+            Address::Unix(path) => {
+                if std::os::unix::net::UnixStream::connect(path).is_err() {
+                    let _ = std::fs::remove_file(path);
+                }
+                Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
+            }
+            Address::Tcp { host, port } => {
+                let ip: std::net::IpAddr = match host.as_str() {
+                    "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+                    other => other.parse().map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "the control endpoint listens on an IP address or localhost",
+                        )
+                    })?,
+                };
+                Ok(Listener::Tcp(TcpListener::bind((ip, *port).into())?))
+            }
+        }
+    }
+
+    /// Registers for readiness.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
+            Listener::Unix(l, _) => registry.register(l, token, Interest::READABLE),
+        }
+    }
+
+    /// Deregisters and removes a unix socket's path.
+    pub fn close(&mut self, registry: &Registry) {
+        match self {
+            Listener::Tcp(l) => {
+                let _ = registry.deregister(l);
+            }
+            Listener::Unix(l, path) => {
+                let _ = registry.deregister(l);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+}
+
+impl Runtime {
+    /// Accepts until `WouldBlock`.
+    pub(super) fn on_accept(&mut self, token: usize, now: Instant) {
+        loop {
+            let Some(Endpoint::Listener(listener)) = self.slab.get(token) else {
+                return;
+            };
+            let stream = match listener.accept() {
+                Ok(stream) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE, ENFILE, ECONNABORTED…: log and keep serving.
+                    warn!("control endpoint: accept failed: {e}");
+                    return;
+                }
+            };
+            let clients = self
+                .slab
+                .iter()
+                .filter(|(_, e)| matches!(e, Endpoint::Client(_)))
+                .count();
+            if clients >= MAX_CLIENTS {
+                debug!("control endpoint: {MAX_CLIENTS} clients already; closing a new one");
+                stream.shutdown();
+                continue;
+            }
+            let conn = Conn::new(stream, CLIENT_READ_CAP, CLIENT_WRITE_HIGH_WATER);
+            match self.insert(Endpoint::Client(conn)) {
+                Ok(client) => self.timers.arm(TimerKey::Client(client), now + CLIENT_IDLE),
+                Err(e) => warn!("control endpoint: cannot register a client: {e}"),
+            }
+        }
+    }
+
+    /// Reads requests and answers them in order.
+    pub(super) fn on_client_ready(&mut self, token: usize, now: Instant) {
+        let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) else {
+            return;
+        };
+        let fill = conn.fill();
+        let mut close = matches!(fill, Ok(Fill::Eof) | Err(_));
+        let mut answers = Vec::new();
+        loop {
+            let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) else {
+                return;
+            };
+            let input = conn.input();
+            if input.is_empty() {
+                break;
+            }
+            match parse_request(input) {
+                Ok(Status::Partial) => {
+                    if matches!(fill, Ok(Fill::Full)) {
+                        close = true; // cannot happen within the parser's caps; be safe
+                    }
+                    break;
+                }
+                Ok(Status::Complete(request, used)) => {
+                    let keep_alive = request.keep_alive;
+                    let routed =
+                        route(&request, self.control_token.as_deref()).map(|r| owned_route(&r));
+                    if let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) {
+                        conn.consume(used);
+                    }
+                    match routed {
+                        Ok(route) => self.answer(&route, keep_alive, &mut answers, now),
+                        Err(e) => {
+                            let (status, reason, message) = e.status();
+                            write_error(&mut answers, status, reason, message, keep_alive);
+                        }
+                    }
+                    if !keep_alive {
+                        close = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let (status, reason) = e.status();
+                    write_error(&mut answers, status, reason, reason, false);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) {
+            conn.write_buf().extend_from_slice(&answers);
+            if conn.write_backlogged() {
+                close = true;
+            }
+        }
+        if self.flush(token).is_err() {
+            close = true;
+        }
+        self.timers.arm(TimerKey::Client(token), now + CLIENT_IDLE);
+        if close {
+            self.mark_close(token);
+        }
+    }
+
+    fn answer(&mut self, route: &OwnedRoute, keep_alive: bool, out: &mut Vec<u8>, now: Instant) {
+        match route {
+            OwnedRoute::Healthz => {
+                write_response(out, 200, "OK", "text/plain", b"ok\n", keep_alive)
+            }
+            OwnedRoute::Readyz => {
+                let reasons = self.not_ready_reasons();
+                let body = json!({ "ready": reasons.is_empty(), "reasons": reasons }).to_string();
+                let (status, reason) = if reasons.is_empty() {
+                    (200, "OK")
+                } else {
+                    (503, "Service Unavailable")
+                };
+                write_response(
+                    out,
+                    status,
+                    reason,
+                    "application/json",
+                    body.as_bytes(),
+                    keep_alive,
+                );
+            }
+            OwnedRoute::Status => {
+                let body = self.status_json(now).to_string();
+                write_response(
+                    out,
+                    200,
+                    "OK",
+                    "application/json",
+                    body.as_bytes(),
+                    keep_alive,
+                );
+            }
+            OwnedRoute::Jobs => {
+                let body = self.jobs_json(now).to_string();
+                write_response(
+                    out,
+                    200,
+                    "OK",
+                    "application/json",
+                    body.as_bytes(),
+                    keep_alive,
+                );
+            }
+            OwnedRoute::Pause(name) | OwnedRoute::Resume(name)
+                if !self.sources.iter().any(|s| &s.name == name) =>
+            {
+                let message = format!("no source named '{name}'");
+                write_error(out, 404, "Not Found", &message, keep_alive);
+            }
+            OwnedRoute::Metrics | OwnedRoute::Pause(_) | OwnedRoute::Resume(_) => write_error(
+                out,
+                501,
+                "Not Implemented",
+                "not in this build yet (metrics and pause/resume arrive with issue 4)",
+                keep_alive,
+            ),
+        }
+    }
+
+    /// Why `/readyz` says no: sources not connected, pools whose circuit is open.
+    fn not_ready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        for source in &self.sources {
+            if !source.is_ready() {
+                reasons.push(format!(
+                    "source {} is {}",
+                    source.name,
+                    source.state_label()
+                ));
+            }
+        }
+        for pool in &self.pools {
+            if !pool.circuit.is_closed() {
+                reasons.push(format!("pool {} circuit is open", pool.name));
+            }
+        }
+        reasons
+    }
+
+    fn status_json(&self, now: Instant) -> serde_json::Value {
+        let sources: Vec<_> = self
+            .sources
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name, "kind": s.kind(), "state": s.state_label(),
+                    "waiting": s.waiting(),
+                    "received": s.stats.received, "acked": s.stats.acked,
+                    "retried": s.stats.retried, "dead_lettered": s.stats.dead_lettered,
+                    "discarded": s.stats.discarded, "reconnects": s.stats.reconnects,
+                    "dropped": {
+                        "backlog_full": s.stats.dropped_backlog,
+                        "too_large": s.stats.dropped_too_large,
+                        "shutdown": s.stats.dropped_shutdown,
+                    },
+                })
+            })
+            .collect();
+        let pools: Vec<_> = self
+            .pools
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name, "in_flight": p.in_flight, "waiting": p.queue.len(),
+                    "idle_connections": p.idle_count(),
+                    "circuit": if p.circuit.is_closed() { "closed" } else { "open" },
+                })
+            })
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": now.saturating_duration_since(self.started_at).as_secs(),
+            "sources": sources,
+            "pools": pools,
+        })
+    }
+
+    fn jobs_json(&self, now: Instant) -> serde_json::Value {
+        let jobs: Vec<_> = self
+            .slab
+            .iter()
+            .filter_map(|(_, endpoint)| match endpoint {
+                Endpoint::Worker(worker) => worker.job.as_ref().map(|job| (worker.pool, job)),
+                _ => None,
+            })
+            .map(|(pool, job)| {
+                json!({
+                    "id": job.id,
+                    "source": self.sources[job.source].name,
+                    "pool": self.pools[pool].name,
+                    "attempt": job.attempt,
+                    "age_ms": now.saturating_duration_since(job.received_at).as_millis() as u64,
+                })
+            })
+            .collect();
+        json!(jobs)
+    }
+}
+
+/// A route that no longer borrows the read buffer (so the client can be consumed).
+enum OwnedRoute {
+    Healthz,
+    Readyz,
+    Metrics,
+    Status,
+    Jobs,
+    Pause(String),
+    Resume(String),
+}
+
+fn owned_route(route: &Route<'_>) -> OwnedRoute {
+    match route {
+        Route::Healthz => OwnedRoute::Healthz,
+        Route::Readyz => OwnedRoute::Readyz,
+        Route::Metrics => OwnedRoute::Metrics,
+        Route::Status => OwnedRoute::Status,
+        Route::Jobs => OwnedRoute::Jobs,
+        Route::Pause(name) => OwnedRoute::Pause((*name).to_string()),
+        Route::Resume(name) => OwnedRoute::Resume((*name).to_string()),
+    }
+}

@@ -1,0 +1,167 @@
+//! The control endpoint of a running ferry (issue 4, first part): health, readiness with
+//! reasons, status and jobs as JSON, the bearer token on POST, keep-alive, and hostile
+//! requests refused without disturbing anything. Needs Redis on 127.0.0.1:6379.
+
+#[path = "support/ferry.rs"]
+mod ferry_proc;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ferry_proc::{publish, unique, Ferry};
+use serde_json::{json, Value};
+
+/// Sends raw request bytes and reads until the connection closes (requests here say
+/// `Connection: close`) or the read times out.
+fn exchange(port: u16, raw: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(raw);
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    let text = exchange(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn health_readiness_status_jobs_and_refusals() {
+    let dir = std::env::temp_dir().join(unique("ferry-control"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let channel = unique("ferry-control");
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}"), "token": "s3cret" },
+        // The job waiting for the absent pool is worked off until this deadline at drain.
+        "shutdown_timeout_ms": 1000,
+        "pools": { "php": { "address": format!("unix:{}/absent.sock", dir.display()) } },
+        "sources": [{ "name": "events", "kind": "redis", "url": "redis://127.0.0.1:6379",
+                      "channels": [channel], "job": { "pool": "php", "script": "/w.php" } }]
+    });
+    let mut ferry = Ferry::start(&dir, &config);
+    ferry.wait_for_log("source events: subscribed", Duration::from_secs(10));
+
+    assert_eq!(get(port, "/healthz"), (200, "ok\n".to_string()));
+    let (status, body) = get(port, "/readyz");
+    assert_eq!(status, 200, "{body}");
+
+    // A message for a pool that does not answer: the circuit opens, /readyz says why.
+    publish(&[
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--channel",
+        &channel,
+        r#"{"n": 1}"#,
+    ]);
+    ferry.wait_for_log("circuit open", Duration::from_secs(10));
+    let (status, body) = get(port, "/readyz");
+    assert_eq!(status, 503);
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["ready"], false);
+    assert!(
+        ready["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("pool php circuit is open"),
+        "{body}"
+    );
+
+    let (status, body) = get(port, "/status");
+    assert_eq!(status, 200);
+    let status_json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status_json["sources"][0]["name"], "events");
+    assert_eq!(status_json["sources"][0]["state"], "connected");
+    assert_eq!(status_json["sources"][0]["received"], 1);
+    assert_eq!(
+        status_json["sources"][0]["waiting"], 1,
+        "the job waits while the pool is down"
+    );
+    assert_eq!(status_json["pools"][0]["circuit"], "open");
+    let (status, body) = get(port, "/jobs");
+    assert_eq!((status, body.as_str()), (200, "[]"));
+
+    // POST needs the token; unknown sources and paths are 404.
+    let unauthorized = exchange(
+        port,
+        b"POST /sources/events/pause HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(unauthorized.starts_with("HTTP/1.1 401"), "{unauthorized}");
+    let unknown = exchange(
+        port,
+        b"POST /sources/nope/pause HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n",
+    );
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+    assert_eq!(get(port, "/nowhere").0, 404);
+
+    // Keep-alive: two requests on one connection, two answers.
+    let both = exchange(
+        port,
+        b"GET /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(both.matches("HTTP/1.1 200 OK").count(), 2, "{both}");
+
+    // A 1 MB header and garbage are refused; the endpoint and ferry carry on.
+    let mut huge = b"GET /healthz HTTP/1.1\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let refused = exchange(port, &huge);
+    assert!(
+        refused.is_empty() || refused.starts_with("HTTP/1.1 431"),
+        "{}",
+        &refused[..refused.len().min(200)]
+    );
+    let garbage = exchange(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert_eq!(get(port, "/healthz").0, 200);
+
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(15)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+#[test]
+fn a_taken_control_address_is_a_startup_error() {
+    let dir = std::env::temp_dir().join(unique("ferry-control-taken"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "pools": { "php": { "address": "unix:/nonexistent.sock" } },
+        "sources": [{ "name": "events", "kind": "redis", "url": "redis://127.0.0.1:6379",
+                      "channels": ["x"], "job": { "pool": "php", "script": "/w.php" } }]
+    });
+    let mut ferry = Ferry::start(&dir, &config);
+    let status = ferry.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        ferry.log().contains("control endpoint: cannot listen"),
+        "{}",
+        ferry.log()
+    );
+}
