@@ -16,6 +16,9 @@ struct Driver {
     session: Session,
     inbuf: Vec<u8>,
     events: Vec<Event>,
+    /// Events seen while waiting for another one, not yet claimed by `until` (a delivery
+    /// may arrive before the confirm of the publish that produced it).
+    unclaimed: std::collections::VecDeque<Event>,
 }
 
 impl Driver {
@@ -31,6 +34,7 @@ impl Driver {
             session: Session::new(config, Instant::now()),
             inbuf: Vec::new(),
             events: Vec::new(),
+            unclaimed: std::collections::VecDeque::new(),
         }
     }
 
@@ -46,6 +50,11 @@ impl Driver {
     /// a session error or after 10 s.
     fn until(&mut self, what: &str, wanted: impl Fn(&Event) -> bool) -> Event {
         let deadline = Instant::now() + Duration::from_secs(10);
+        if let Some(at) = self.unclaimed.iter().position(&wanted) {
+            if let Some(event) = self.unclaimed.remove(at) {
+                return event;
+            }
+        }
         loop {
             while let Some(event) = self.session.poll_event() {
                 self.events.push(event.clone());
@@ -53,6 +62,7 @@ impl Driver {
                     self.flush();
                     return event;
                 }
+                self.unclaimed.push_back(event.clone());
                 if let Event::Failed(e) = &event {
                     panic!("session failed waiting for {what}: {e}");
                 }
@@ -67,11 +77,17 @@ impl Driver {
                 Ok(0) => self.session.handle_eof(Instant::now()),
                 Ok(n) => {
                     self.inbuf.extend_from_slice(&chunk[..n]);
-                    let used = self
-                        .session
-                        .handle_input(&self.inbuf, Instant::now())
-                        .unwrap_or_else(|e| panic!("protocol error waiting for {what}: {e}"));
-                    self.inbuf.drain(..used);
+                    // The session may take the input in several calls: feed it all.
+                    loop {
+                        let used = self
+                            .session
+                            .handle_input(&self.inbuf, Instant::now())
+                            .unwrap_or_else(|e| panic!("protocol error waiting for {what}: {e}"));
+                        if used == 0 {
+                            break;
+                        }
+                        self.inbuf.drain(..used);
+                    }
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => panic!("read: {e}"),
