@@ -409,3 +409,21 @@ fn run_exchange(mut conn: Conn, request: Vec<u8>, timeout: Duration) -> Result<F
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::split_cgi;
+
+    #[test]
+    fn cgi_status_and_body_are_split() {
+        assert_eq!(
+            split_cgi(b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found."),
+            (Some(404), &b"File not found."[..])
+        );
+        assert_eq!(
+            split_cgi(b"Content-type: text/plain\r\n\r\npool: www\n"),
+            (None, &b"pool: www\n"[..])
+        );
+        assert_eq!(split_cgi(b"no head"), (None, &b"no head"[..]));
+    }
+}
