@@ -129,8 +129,24 @@ impl Endpoint {
     }
 }
 
+/// `ferry check ARGS…`: parses the flags, prints help or runs; returns the exit code.
+pub fn command(args: &[String]) -> u8 {
+    let parsed = match crate::args::parse("check", FLAGS, args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    if parsed.has("help") {
+        print!("{HELP}");
+        return 0;
+    }
+    run(&parsed)
+}
+
 /// Runs `ferry check`; returns the exit code (usage and config errors are printed here).
-pub fn run(parsed: &Parsed) -> u8 {
+fn run(parsed: &Parsed) -> u8 {
     if !parsed.positional.is_empty() {
         eprintln!(
             "ferry check: unexpected argument '{}'",

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         }
         Some("run") => run_command(&args[1..]),
         Some("publish") => publish_command(&args[1..]),
-        Some("check") => check_command(&args[1..]),
+        Some("check") => ExitCode::from(check::command(&args[1..])),
         Some(command @ ("responder" | "bench")) => {
             eprintln!("ferry: '{command}' is not available in this build yet");
             ExitCode::from(2)
@@ -138,19 +138,4 @@ fn publish_command(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn check_command(args: &[String]) -> ExitCode {
-    let parsed = match args::parse("check", check::FLAGS, args) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    if parsed.has("help") {
-        print!("{}", check::HELP);
-        return ExitCode::SUCCESS;
-    }
-    ExitCode::from(check::run(&parsed))
 }
