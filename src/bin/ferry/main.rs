@@ -4,6 +4,7 @@
 //! (see DEVELOPERS.md), and ferry's flags are few and regular.
 
 mod args;
+mod check;
 mod publish;
 mod run;
 
@@ -27,7 +28,7 @@ Options:
   -h, --help     print this help
   -V, --version  print the version
 
-Not yet available in this build: check, responder, bench.
+Not yet available in this build: responder, bench.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
@@ -49,7 +50,8 @@ fn main() -> ExitCode {
         }
         Some("run") => run_command(&args[1..]),
         Some("publish") => publish_command(&args[1..]),
-        Some(command @ ("check" | "responder" | "bench")) => {
+        Some("check") => ExitCode::from(check::command(&args[1..])),
+        Some(command @ ("responder" | "bench")) => {
             eprintln!("ferry: '{command}' is not available in this build yet");
             ExitCode::from(2)
         }
