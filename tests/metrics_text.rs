@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use ferry::dispatch::outcome::{AttemptResult, PoolFailureReason};
 use ferry::metrics::{
-    render, DropReason, Exposition, PoolGauges, PoolMetrics, PoolSeries, ProcessStats,
-    Settlement, SourceGauges, SourceMetrics, SourceSeries,
+    render, DropReason, Exposition, PoolGauges, PoolMetrics, PoolSeries, ProcessStats, Settlement,
+    SourceGauges, SourceMetrics, SourceSeries,
 };
 
-fn rendered(sources: &[SourceSeries<'_>], pools: &[PoolSeries<'_>], process: &ProcessStats) -> String {
+fn rendered(
+    sources: &[SourceSeries<'_>],
+    pools: &[PoolSeries<'_>],
+    process: &ProcessStats,
+) -> String {
     let mut out = String::new();
     render(
         &mut out,
@@ -206,7 +210,10 @@ fn an_empty_registry_still_has_every_family() {
             "process_start_time_seconds gauge",
         ]
     );
-    assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 19);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("# HELP ")).count(),
+        19
+    );
     // The only sample without a source or pool: build info.
     let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(samples, [r#"ferry_build_info{version="1.2.3"} 1"#]);
@@ -236,7 +243,10 @@ fn label_values_are_escaped() {
     assert!(text.contains("ferry_jobs_in_flight{pool=\"p\\\"1\"} 0\n"));
     // No raw newline from a label value ever splits a line.
     for line in text.lines() {
-        assert!(line.starts_with('#') || line.starts_with("ferry_"), "{line:?}");
+        assert!(
+            line.starts_with('#') || line.starts_with("ferry_"),
+            "{line:?}"
+        );
     }
 }
 
@@ -245,7 +255,9 @@ fn histogram_buckets_are_cumulative() {
     let mut pool = PoolMetrics::default();
     // One observation per finite bucket, at its bound (bounds are inclusive), and two
     // beyond the last.
-    let bounds_ms = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000];
+    let bounds_ms = [
+        5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000,
+    ];
     for ms in bounds_ms {
         pool.on_job_finished(Duration::from_millis(ms));
     }

@@ -11,10 +11,10 @@
 //! simply not passed to [`render`], and its series disappear.
 //!
 //! # Layout
-//! - [`labels`]: the enums whose labels index the counter arrays.
-//! - [`histogram`]: `ferry_job_duration_seconds`.
-//! - [`text`]: the exposition format: HELP/TYPE lines, samples, label escaping.
-//! - [`process`]: the `process_*` metrics, read from `/proc/self` (the only I/O here).
+//! - [`labels`] — the enums whose labels index the counter arrays.
+//! - [`histogram`] — `ferry_job_duration_seconds`.
+//! - [`text`] — the exposition format: HELP/TYPE lines, samples, label escaping.
+//! - [`process`] — the `process_*` metrics, read from `/proc/self` (the only I/O here).
 
 pub mod histogram;
 pub mod labels;

@@ -50,7 +50,9 @@ impl ProcessStats {
                 .as_deref()
                 .and_then(parse_resident_bytes),
             open_fds: count_open_fds(),
-            max_fds: getrlimit(Resource::RLIMIT_NOFILE).ok().map(|(soft, _)| soft),
+            max_fds: getrlimit(Resource::RLIMIT_NOFILE)
+                .ok()
+                .map(|(soft, _)| soft),
             start_time_seconds: times.zip(boot_time).map(|(t, boot)| t.start_time(boot)),
         }
     }
@@ -106,7 +108,12 @@ pub fn parse_boot_time(text: &str) -> Option<u64> {
 /// The resident set size in bytes from `/proc/<pid>/status` (`VmRSS:  1234 kB`).
 pub fn parse_resident_bytes(text: &str) -> Option<u64> {
     let value = text.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
-    let kib = value.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+    let kib = value
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
     kib.checked_mul(1024)
 }
 
@@ -164,8 +171,12 @@ mod tests {
         assert!(stats.resident_memory_bytes.is_some_and(|b| b > 0));
         // stdin, stdout and stderr at least.
         assert!(stats.open_fds.is_some_and(|n| n >= 3));
-        assert!(stats.max_fds.is_some_and(|n| n >= stats.open_fds.unwrap_or(0)));
+        assert!(stats
+            .max_fds
+            .is_some_and(|n| n >= stats.open_fds.unwrap_or(0)));
         assert!(stats.cpu_seconds.is_some());
-        assert!(stats.start_time_seconds.is_some_and(|t| t > 1_000_000_000.0));
+        assert!(stats
+            .start_time_seconds
+            .is_some_and(|t| t > 1_000_000_000.0));
     }
 }

@@ -117,7 +117,12 @@ pub fn render(out: &mut String, exposition: &Exposition<'_>) {
     );
     for s in sources {
         let value = Value::Int(s.metrics.received());
-        sample(out, "ferry_messages_received_total", &[("source", s.name)], value);
+        sample(
+            out,
+            "ferry_messages_received_total",
+            &[("source", s.name)],
+            value,
+        );
     }
 
     family(
@@ -142,7 +147,11 @@ pub fn render(out: &mut String, exposition: &Exposition<'_>) {
     );
     for s in sources {
         for result in ATTEMPT_RESULTS {
-            let labels = [("source", s.name), ("pool", s.pool), ("result", result.as_str())];
+            let labels = [
+                ("source", s.name),
+                ("pool", s.pool),
+                ("result", result.as_str()),
+            ];
             let value = Value::Int(s.metrics.attempts(result));
             sample(out, "ferry_attempts_total", &labels, value);
         }
@@ -195,7 +204,12 @@ pub fn render(out: &mut String, exposition: &Exposition<'_>) {
     );
     for p in pools {
         let value = Value::Int(p.metrics.stderr_lines());
-        sample(out, "ferry_worker_stderr_lines_total", &[("pool", p.name)], value);
+        sample(
+            out,
+            "ferry_worker_stderr_lines_total",
+            &[("pool", p.name)],
+            value,
+        );
     }
 
     family(
@@ -272,7 +286,12 @@ pub fn render(out: &mut String, exposition: &Exposition<'_>) {
         let histogram = p.metrics.job_duration();
         for (&(_, le), count) in BUCKETS.iter().zip(histogram.cumulative()) {
             let labels = [("pool", p.name), ("le", le)];
-            sample(out, "ferry_job_duration_seconds_bucket", &labels, Value::Int(count));
+            sample(
+                out,
+                "ferry_job_duration_seconds_bucket",
+                &labels,
+                Value::Int(count),
+            );
         }
         let count = Value::Int(histogram.count());
         let labels = [("pool", p.name), ("le", "+Inf")];
