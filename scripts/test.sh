@@ -50,6 +50,15 @@ done
 redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "test.sh: Redis does not answer" >&2; exit 1; }
 answers 5672 || { echo "test.sh: RabbitMQ does not answer on 5672" >&2; exit 1; }
 
+# The metrics test checks ferry's Prometheus text with the reference Python parser.
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "test.sh: installing the Python package prometheus-client"
+  # pip where Python has it (pyenv here); Debian's own package for a system Python
+  # that lacks pip or refuses pip installs (PEP 668), or when python3 is missing.
+  python3 -m pip install --quiet prometheus-client 2>/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq python3 python3-prometheus-client >/dev/null; }
+fi
+
 command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust first)" >&2; exit 1; }
 
 cargo fmt --all -- --check
