@@ -42,7 +42,10 @@ impl fmt::Display for DaemonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DaemonError::Threads(n) => {
-                write!(f, "cannot daemonize: {n} threads already run (fork needs one)")
+                write!(
+                    f,
+                    "cannot daemonize: {n} threads already run (fork needs one)"
+                )
             }
             DaemonError::Sys { call, error } => write!(f, "cannot daemonize: {call}: {error}"),
         }

@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(abstract_name.as_abstract_name(), Some(&b"ferry/notify"[..]));
         for bad in ["relative/path", "@", "", "vsock:2:1234"] {
             assert!(
-                matches!(parse_address(OsStr::new(bad)), Err(NotifyError::BadAddress(_))),
+                matches!(
+                    parse_address(OsStr::new(bad)),
+                    Err(NotifyError::BadAddress(_))
+                ),
                 "{bad}"
             );
         }

@@ -238,7 +238,10 @@ mod tests {
         let mut first = Pidfile::acquire(&path).unwrap();
         first.lock.as_mut().unwrap().set_len(0).unwrap();
         let err = Pidfile::acquire(&path).unwrap_err();
-        assert!(matches!(err, PidfileError::Running { pid: None }), "{err:?}");
+        assert!(
+            matches!(err, PidfileError::Running { pid: None }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("already running"));
     }
 
