@@ -13,7 +13,7 @@
 //! - [`reactor`]: the single-threaded mio loop, connections, timers and signals.
 //! - `src/bin/ferry.rs`: the command-line interface.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;

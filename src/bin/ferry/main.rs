@@ -97,22 +97,70 @@ fn run_command(args: &[String]) -> ExitCode {
         eprintln!("ferry run: --log-format: '{format_text}' is not text or json");
         return ExitCode::from(2);
     };
-    if parsed.has("pidfile") || parsed.has("daemonize") {
-        eprintln!("ferry run: --pidfile and --daemonize arrive with the operations work (issue 4)");
+    let daemonize = parsed.has("daemonize");
+    if daemonize && ferry::process::notify::notify_socket_set() {
+        eprintln!(
+            "ferry run: --daemonize: NOTIFY_SOCKET is set, so a service manager runs ferry \
+             in the foreground (systemd Type=notify); drop --daemonize"
+        );
         return ExitCode::from(2);
     }
-    let log_file = parsed.get("log-file").map(std::path::PathBuf::from);
-    if let Err(e) = ferry::logging::init(level, format, log_file) {
+    // Daemonizing changes directory to `/`: paths used later must be absolute.
+    let log_file = match parsed.get("log-file").map(run::absolute).transpose() {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("ferry run: --log-file: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = ferry::logging::init(level, format, log_file.clone()) {
         eprintln!("ferry run: --log-file: {e}");
         return ExitCode::from(2);
     }
-    match ferry::reactor::run(config) {
+    // Locked before daemonizing, so a second instance is refused on the terminal; the
+    // daemon inherits the lock and writes its own pid.
+    let mut pidfile = match parsed.get("pidfile").map(run::lock_pidfile).transpose() {
+        Ok(pidfile) => pidfile,
+        Err(e) => {
+            eprintln!(
+                "ferry run: --pidfile {}: {e}",
+                parsed.get("pidfile").unwrap_or("")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if daemonize {
+        if log_file.is_none() {
+            log::warn!("--daemonize without --log-file: the daemon's logs go to /dev/null");
+        }
+        if let Err(e) = run::detach(pidfile.as_mut()) {
+            log::error!("{e}");
+            return ExitCode::from(1);
+        }
+    }
+    let notifier = run::notifier();
+    if let Some(notifier) = &notifier {
+        // SPEC "Process": READY=1 once the config is loaded; ferry does not wait for
+        // brokers, so a broker outage never puts systemd into a restart loop.
+        // TODO(issue 4, control endpoint): once the runtime binds the control listener,
+        // READY=1 belongs right after that bind (the runtime should own the notifier).
+        if let Err(e) = notifier.ready() {
+            log::warn!("{e}");
+        }
+    }
+    let code = match ferry::reactor::run(config) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             log::error!("{e}");
             ExitCode::from(1)
         }
+    };
+    if let Some(pidfile) = pidfile {
+        if let Err(e) = pidfile.release() {
+            log::warn!("--pidfile: {e}");
+        }
     }
+    code
 }
 
 fn publish_command(args: &[String]) -> ExitCode {

@@ -1,6 +1,11 @@
-//! `ferry run`: the configuration from `--config` or the single-source shortcut flags.
+//! `ferry run`: the configuration from `--config` or the single-source shortcut flags,
+//! and the process setup before the loop (`--pidfile`, `--daemonize`, `NOTIFY_SOCKET`;
+//! SPEC "Process").
+
+use std::path::{Path, PathBuf};
 
 use ferry::config::{self, Config};
+use ferry::process::{Notifier, Pidfile, PidfileError};
 use serde_json::json;
 
 use crate::args::{Kind, Parsed, UsageError};
@@ -42,8 +47,9 @@ Or one source and one pool from flags (no config file):
   [--body form|raw] [--max-in-flight N]
 Options:
   --control ADDR           control endpoint (default 127.0.0.1:9180)
-  --pidfile PATH           write and lock a pidfile
-  --daemonize              detach (double fork, setsid)
+  --pidfile PATH           write and lock a pidfile; a second ferry with it exits 2
+  --daemonize              detach (double fork, setsid, chdir /, stdio to /dev/null);
+                           returns once the daemon is up; not under NOTIFY_SOCKET
   --log-level LEVEL        error, warn, info (default), debug, trace; or FERRY_LOG
   --log-format text|json   log line format (default text)
   --log-file PATH          log to a file, reopened on SIGHUP
@@ -70,6 +76,48 @@ pub fn config(parsed: &Parsed) -> Result<Config, String> {
             Some(config::Address::parse(control).map_err(|why| format!("--control: {why}"))?);
     }
     Ok(config)
+}
+
+/// `path` made absolute against the current directory (daemonizing moves to `/`).
+pub fn absolute(path: &str) -> std::io::Result<PathBuf> {
+    std::path::absolute(Path::new(path))
+}
+
+/// Locks `--pidfile PATH` (see [`Pidfile::acquire`]).
+pub fn lock_pidfile(path: &str) -> Result<Pidfile, PidfileError> {
+    let path = absolute(path).map_err(|error| PidfileError::Io {
+        doing: "resolve the path",
+        error,
+    })?;
+    Pidfile::acquire(&path)
+}
+
+/// `--daemonize`: detaches; in the daemon, writes its pid to the pidfile and tells the
+/// starting process (which then exits 0) that it is up.
+pub fn detach(pidfile: Option<&mut Pidfile>) -> Result<(), String> {
+    let detached = ferry::process::daemonize().map_err(|e| e.to_string())?;
+    if let Some(pidfile) = pidfile {
+        pidfile
+            .write_pid()
+            .map_err(|e| format!("--pidfile {}: {e}", pidfile.path().display()))?;
+    }
+    log::info!("daemonized: pid {}", std::process::id());
+    detached
+        .ready()
+        .map_err(|e| format!("--daemonize: cannot tell the starting process: {e}"))
+}
+
+/// The systemd notifier when `NOTIFY_SOCKET` is set. Takes `NOTIFY_SOCKET`,
+/// `WATCHDOG_USEC` and `WATCHDOG_PID` out of the environment, so no process ferry spawns
+/// inherits them; call before any thread starts. A bad value is logged and ignored.
+pub fn notifier() -> Option<Notifier> {
+    match Notifier::from_env() {
+        Ok(notifier) => notifier,
+        Err(e) => {
+            log::warn!("{e}; not notifying the service manager");
+            None
+        }
+    }
 }
 
 /// Builds the one-source, one-pool configuration of the shortcut flags. It goes through
