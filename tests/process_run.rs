@@ -257,8 +257,7 @@ fn ready_through(dir: &Path, receiver: &UnixDatagram, address: &str) {
     receiver.set_read_timeout(Some(EXIT)).unwrap();
     let mut buf = [0u8; 512];
     let got = receiver.recv(&mut buf).map(|n| buf[..n].to_vec());
-    // READY=1 comes before the loop installs its signal handlers: wait for the loop
-    // before asking for a drain.
+    // Wait for the subscription, so the drain has a connected source to report on.
     wait_until("the source to subscribe", EXIT, || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("source events: subscribed"))
     });
@@ -267,6 +266,21 @@ fn ready_through(dir: &Path, receiver: &UnixDatagram, address: &str) {
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     let got = got.unwrap_or_else(|e| panic!("no datagram ({e}); log:\n{log}"));
     assert_eq!(String::from_utf8_lossy(&got), "READY=1", "{log}");
+    // Then STATUS= lines as sources connect, and STOPPING=1 when the drain starts.
+    let mut later = Vec::new();
+    receiver
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    while let Ok(n) = receiver.recv(&mut buf) {
+        later.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(later.iter().any(|m| m == "STOPPING=1"), "{later:?}");
+    assert!(
+        later
+            .iter()
+            .any(|m| m.starts_with("STATUS=1/1 sources connected")),
+        "{later:?}"
+    );
     assert_eq!(status.code(), Some(0), "{log}");
 }
 

@@ -138,17 +138,10 @@ fn run_command(args: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    // READY=1, STOPPING=1 and the watchdog are sent by the runtime (after the control
+    // listener is bound and the signal handlers are installed).
     let notifier = run::notifier();
-    if let Some(notifier) = &notifier {
-        // SPEC "Process": READY=1 once the config is loaded; ferry does not wait for
-        // brokers, so a broker outage never puts systemd into a restart loop.
-        // TODO(issue 4, control endpoint): once the runtime binds the control listener,
-        // READY=1 belongs right after that bind (the runtime should own the notifier).
-        if let Err(e) = notifier.ready() {
-            log::warn!("{e}");
-        }
-    }
-    let code = match ferry::reactor::run(config) {
+    let code = match ferry::reactor::run(config, notifier) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             log::error!("{e}");

@@ -34,6 +34,7 @@ use super::connect::Resolver;
 use super::timers::Timers;
 use crate::config::Config;
 use crate::dispatch::request::RequestBuilder;
+use crate::process::Notifier;
 use pools::{Pool, Worker};
 use sources::Source;
 
@@ -55,6 +56,8 @@ enum TimerKey {
     Retry(u64),
     /// A control client's idle timeout.
     Client(usize),
+    /// Time to tell systemd's watchdog the loop is alive.
+    Watchdog,
     /// The drain's end.
     DrainDeadline,
 }
@@ -151,10 +154,14 @@ struct Runtime {
     control_token: Option<String>,
     /// When the loop started (`/status` uptime).
     started_at: Instant,
+    /// systemd's notify socket, when ferry runs under `Type=notify`.
+    notifier: Option<Notifier>,
+    /// The last `STATUS=` line sent (sent again only when it changes).
+    last_status: String,
 }
 
 /// Runs ferry until a drain completes; see the module docs. Returns the exit code.
-pub fn run(config: Config) -> Result<i32, RunError> {
+pub fn run(config: Config, notifier: Option<Notifier>) -> Result<i32, RunError> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
     let mut signals = Signals::new([nix::libc::SIGTERM, nix::libc::SIGINT, nix::libc::SIGHUP])?;
@@ -182,8 +189,22 @@ pub fn run(config: Config) -> Result<i32, RunError> {
         seed,
         control_token: config.control.token.clone(),
         started_at: Instant::now(),
+        notifier,
+        last_status: String::new(),
     };
     runtime.build(&config)?;
+    // SPEC "Process": READY=1 once the config is loaded and the listeners are bound; ferry
+    // does not wait for brokers, so a broker outage never puts systemd into a restart loop.
+    runtime.notify(|n| n.ready());
+    if let Some(interval) = runtime
+        .notifier
+        .as_ref()
+        .and_then(Notifier::watchdog_interval)
+    {
+        runtime
+            .timers
+            .arm(TimerKey::Watchdog, Instant::now() + interval);
+    }
     runtime.event_loop(&mut signals)
 }
 
@@ -276,6 +297,7 @@ impl Runtime {
             }
             self.flush_dirty_sources(now);
             self.close_marked();
+            self.update_status_line();
             if let Some(code) = self.check_phase(now) {
                 return Ok(code);
             }
@@ -306,6 +328,15 @@ impl Runtime {
                 TimerKey::Release(pool) => self.on_release_timer(pool, now),
                 TimerKey::Retry(job) => self.on_retry_timer(job, now),
                 TimerKey::Client(token) => self.mark_close(token),
+                TimerKey::Watchdog => {
+                    // From the loop's own timer: a stuck loop stops these, as it should.
+                    self.notify(|n| n.watchdog());
+                    if let Some(interval) =
+                        self.notifier.as_ref().and_then(Notifier::watchdog_interval)
+                    {
+                        self.timers.arm(TimerKey::Watchdog, now + interval);
+                    }
+                }
                 TimerKey::DrainDeadline => self.on_drain_deadline(now),
             }
         }
@@ -323,6 +354,34 @@ impl Runtime {
             Some(Endpoint::Client(_)) => self.on_client_ready(token, now),
             // Closed earlier in this batch: a stale event (mio "tolerate spurious events").
             None => {}
+        }
+    }
+
+    /// Sends a message to systemd when ferry runs under it; a failure is logged once per
+    /// call and never stops ferry.
+    fn notify(&self, send: impl Fn(&Notifier) -> Result<(), crate::process::notify::NotifyError>) {
+        if let Some(notifier) = &self.notifier {
+            if let Err(e) = send(notifier) {
+                warn!("systemd notify: {e}");
+            }
+        }
+    }
+
+    /// `STATUS=` with a one-line summary, sent when it changes.
+    fn update_status_line(&mut self) {
+        if self.notifier.is_none() {
+            return;
+        }
+        let connected = self.sources.iter().filter(|s| s.is_ready()).count();
+        let open = self.pools.iter().filter(|p| !p.circuit.is_closed()).count();
+        let in_flight: usize = self.pools.iter().map(|p| p.in_flight).sum();
+        let line = format!(
+            "{connected}/{} sources connected, {open} pool circuits open, {in_flight} jobs in flight",
+            self.sources.len()
+        );
+        if line != self.last_status {
+            self.notify(|n| n.status(&line));
+            self.last_status = line;
         }
     }
 
@@ -419,6 +478,7 @@ impl Runtime {
     fn start_drain(&mut self, now: Instant) {
         let deadline = now + self.shutdown_timeout;
         self.phase = Phase::Draining { deadline };
+        self.notify(|n| n.stopping());
         self.timers.arm(TimerKey::DrainDeadline, deadline);
         for source in 0..self.sources.len() {
             self.stop_intake(source, now);
@@ -449,6 +509,8 @@ impl Runtime {
                     self.begin_closing(now);
                     self.flush_dirty_sources(now);
                     self.close_marked();
+                    // Sources that closed at once (Redis) need no further wake-up.
+                    return self.check_phase(now);
                 }
                 None
             }
