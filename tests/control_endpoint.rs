@@ -102,6 +102,31 @@ fn health_readiness_status_jobs_and_refusals() {
     let (status, body) = get(port, "/jobs");
     assert_eq!((status, body.as_str()), (200, "[]"));
 
+    // /metrics counts what happened: one message received, the pool failures, the gauges.
+    let (status, metrics) = get(port, "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "ferry_messages_received_total{source=\"events\"} 1",
+        "ferry_backlog_messages{source=\"events\"} 1",
+        "ferry_source_connected{source=\"events\"} 1",
+        "ferry_pool_circuit_open{pool=\"php\"} 1",
+        "ferry_jobs_in_flight{pool=\"php\"} 0",
+        "# TYPE ferry_job_duration_seconds histogram",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in:\n{metrics}"
+        );
+    }
+    let failures: u64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("ferry_pool_failures_total{pool=\"php\",reason=\"socket_not_found\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(failures >= 1, "{metrics}");
+
     // POST needs the token; unknown sources and paths are 404.
     let unauthorized = exchange(
         port,

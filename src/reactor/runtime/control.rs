@@ -20,6 +20,10 @@ use super::{Endpoint, Runtime, TimerKey};
 use crate::config::Address;
 use crate::control::http::{parse_request, write_error, write_response};
 use crate::control::route::{route, Route};
+use crate::metrics::{
+    render, DropReason, Exposition, PoolGauges, PoolSeries, ProcessStats, Settlement, SourceGauges,
+    SourceSeries,
+};
 use crate::proto::Status;
 use crate::reactor::conn::{Conn, Fill, Stream};
 
@@ -238,20 +242,73 @@ impl Runtime {
                     keep_alive,
                 );
             }
+            OwnedRoute::Metrics => {
+                let body = self.render_metrics();
+                write_response(
+                    out,
+                    200,
+                    "OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    body.as_bytes(),
+                    keep_alive,
+                );
+            }
             OwnedRoute::Pause(name) | OwnedRoute::Resume(name)
                 if !self.sources.iter().any(|s| &s.name == name) =>
             {
                 let message = format!("no source named '{name}'");
                 write_error(out, 404, "Not Found", &message, keep_alive);
             }
-            OwnedRoute::Metrics | OwnedRoute::Pause(_) | OwnedRoute::Resume(_) => write_error(
+            OwnedRoute::Pause(_) | OwnedRoute::Resume(_) => write_error(
                 out,
                 501,
                 "Not Implemented",
-                "not in this build yet (metrics and pause/resume arrive with issue 4)",
+                "pause/resume are not in this build yet (issue 4)",
                 keep_alive,
             ),
         }
+    }
+
+    /// `/metrics`: every family of the SPEC, gauges read from the live state.
+    fn render_metrics(&self) -> String {
+        let sources: Vec<SourceSeries<'_>> = self
+            .sources
+            .iter()
+            .map(|s| SourceSeries {
+                name: &s.name,
+                pool: &self.pools[s.pool].name,
+                metrics: &s.metrics,
+                gauges: SourceGauges {
+                    backlog: s.waiting() as u64,
+                    unacked: s.unacked() as u64,
+                    connected: s.is_ready(),
+                },
+            })
+            .collect();
+        let pools: Vec<PoolSeries<'_>> = self
+            .pools
+            .iter()
+            .map(|p| PoolSeries {
+                name: &p.name,
+                metrics: &p.metrics,
+                gauges: PoolGauges {
+                    in_flight: p.in_flight as u64,
+                    circuit_open: !p.circuit.is_closed(),
+                },
+            })
+            .collect();
+        let process = ProcessStats::read();
+        let mut out = String::with_capacity(8 * 1024);
+        render(
+            &mut out,
+            &Exposition {
+                version: env!("CARGO_PKG_VERSION"),
+                sources: &sources,
+                pools: &pools,
+                process: &process,
+            },
+        );
+        out
     }
 
     /// Why `/readyz` says no: sources not connected, pools whose circuit is open.
@@ -282,13 +339,17 @@ impl Runtime {
                 json!({
                     "name": s.name, "kind": s.kind(), "state": s.state_label(),
                     "waiting": s.waiting(),
-                    "received": s.stats.received, "acked": s.stats.acked,
-                    "retried": s.stats.retried, "dead_lettered": s.stats.dead_lettered,
-                    "discarded": s.stats.discarded, "reconnects": s.stats.reconnects,
+                    "received": s.metrics.received(),
+                    "acked": s.metrics.settled(Settlement::Acked),
+                    "retried": s.metrics.settled(Settlement::Retried),
+                    "dead_lettered": s.metrics.settled(Settlement::DeadLettered),
+                    "discarded": s.metrics.settled(Settlement::Discarded),
+                    "reconnects": s.metrics.reconnects(),
                     "dropped": {
-                        "backlog_full": s.stats.dropped_backlog,
-                        "too_large": s.stats.dropped_too_large,
-                        "shutdown": s.stats.dropped_shutdown,
+                        "backlog_full": s.metrics.dropped(DropReason::BacklogFull),
+                        "paused": s.metrics.dropped(DropReason::Paused),
+                        "too_large": s.metrics.dropped(DropReason::TooLarge),
+                        "shutdown": s.metrics.dropped(DropReason::Shutdown),
                     },
                 })
             })

@@ -18,6 +18,7 @@ use crate::config::PoolConfig;
 use crate::dispatch::outcome::{classify, Attempt, ConnectFailure, Outcome, Reason};
 use crate::dispatch::pool::{Circuit, FairQueue};
 use crate::dispatch::request::RequestOptions;
+use crate::metrics::{DropReason, PoolMetrics};
 use crate::proto::fastcgi::{Exchange, ExchangeEvent, ExchangeOptions, Finished};
 use crate::reactor::backoff::Backoff;
 use crate::reactor::conn::{Conn, Fill};
@@ -49,6 +50,8 @@ pub(super) struct Pool {
     /// The last FastCGI request id used: each request gets the next, so a stale
     /// END_REQUEST on a kept connection can never end a newer request.
     last_request_id: u16,
+    /// Its counters and job-duration histogram (`/metrics`).
+    pub metrics: PoolMetrics,
 }
 
 /// A worker connection (a slab entry).
@@ -77,6 +80,7 @@ impl Pool {
             resolving: None,
             probing: false,
             last_request_id: 0,
+            metrics: PoolMetrics::default(),
         }
     }
 
@@ -418,6 +422,10 @@ impl Runtime {
         } else {
             self.mark_close(token);
         }
+        self.pools[pool]
+            .metrics
+            .on_stderr_lines(finished.stderr.lines);
+        self.pools[pool].metrics.on_job_finished(finished.duration);
         if finished.stderr.total_bytes > 0 {
             warn!(
                 "pool {}: job {} stderr ({} bytes, {} lines): {}",
@@ -479,7 +487,10 @@ impl Runtime {
                 let outcome = classify(Attempt::ConnectFailed(failure), false, false);
                 self.on_outcome(job, outcome, now);
             }
-            None => self.open_circuit(pool, failure_label(failure), now),
+            None => {
+                self.pools[pool].metrics.on_failure(failure.into());
+                self.open_circuit(pool, failure_label(failure), now)
+            }
         }
     }
 
@@ -582,6 +593,7 @@ impl Runtime {
             }
             Err(failure) => {
                 self.pools[pool].probing = false;
+                self.pools[pool].metrics.on_failure(failure.into());
                 self.open_circuit(pool, failure_label(failure), now);
             }
         }
@@ -612,7 +624,9 @@ impl Runtime {
                         self.sources[source].name,
                         dropped.len()
                     );
-                    self.sources[source].stats.dropped_shutdown += dropped.len() as u64;
+                    self.sources[source]
+                        .metrics
+                        .on_dropped_many(DropReason::Shutdown, dropped.len() as u64);
                     self.sources[source].clear_waiting();
                 }
             }
@@ -629,7 +643,9 @@ impl Runtime {
                             self.sources[job.source].name,
                             job.log_id()
                         );
-                        self.sources[job.source].stats.dropped_shutdown += 1;
+                        self.sources[job.source]
+                            .metrics
+                            .on_dropped(DropReason::Shutdown);
                     }
                 }
             }
@@ -652,6 +668,9 @@ impl Runtime {
     /// What a finished (or failed) attempt means for its job.
     pub(super) fn on_outcome(&mut self, mut job: Job, outcome: Outcome, now: Instant) {
         let source = job.source;
+        if let Some(result) = outcome.attempt_result() {
+            self.sources[source].metrics.on_attempt(result);
+        }
         match outcome {
             Outcome::Success => self.settle_success(job),
             Outcome::Permanent { reason } => {
@@ -669,6 +688,7 @@ impl Runtime {
             } => self.retry_or_give_up(job, reason.as_str(), retry_after, now),
             Outcome::PoolFailure { reason } => {
                 let pool = self.sources[source].pool;
+                self.pools[pool].metrics.on_failure(reason);
                 self.requeue_front(job);
                 self.open_circuit(pool, reason.as_str(), now);
             }

@@ -19,6 +19,7 @@ use crate::config::{
     AckMode, AmqpSource, DeadLetter, Declare, JobConfig, RedisSource, RetryMode, SourceConfig,
 };
 use crate::dispatch::retry::{Next, RetryPolicy};
+use crate::metrics::{DropReason, Settlement, SourceMetrics};
 use crate::proto::amqp::session::table_from_json;
 use crate::proto::amqp::{
     DeclareMode, DeliveryTag, Event as AmqpEvent, FieldValue, PublishSeq, Session, SessionConfig,
@@ -63,20 +64,6 @@ struct PendingSettle {
     what: &'static str,
 }
 
-/// Counters of one source (exported as metrics with the control endpoint).
-#[derive(Debug, Default, Clone)]
-pub(super) struct SourceStats {
-    pub received: u64,
-    pub dropped_backlog: u64,
-    pub dropped_too_large: u64,
-    pub dropped_shutdown: u64,
-    pub acked: u64,
-    pub retried: u64,
-    pub dead_lettered: u64,
-    pub discarded: u64,
-    pub reconnects: u64,
-}
-
 /// One configured source at run time.
 pub(super) struct Source {
     pub name: String,
@@ -87,7 +74,8 @@ pub(super) struct Source {
     link: Link,
     generation: u64,
     backoff: Backoff,
-    pub stats: SourceStats,
+    /// Its counters (`/metrics`, `/status`).
+    pub metrics: SourceMetrics,
     /// Publishes (retry copies, dead-letter copies) awaiting a broker confirm.
     pending: HashMap<PublishSeq, PendingSettle>,
     /// Jobs of this source waiting in its pool's queue, and their bytes.
@@ -119,7 +107,7 @@ impl Source {
             link: Link::Idle,
             generation: 0,
             backoff,
-            stats: SourceStats::default(),
+            metrics: SourceMetrics::default(),
             pending: HashMap::new(),
             waiting_jobs: 0,
             waiting_bytes: 0,
@@ -199,6 +187,17 @@ impl Source {
     /// Jobs of this source waiting in its pool's queue.
     pub fn waiting(&self) -> usize {
         self.waiting_jobs
+    }
+
+    /// AMQP deliveries held unacknowledged on the current connection (0 for Redis).
+    pub fn unacked(&self) -> usize {
+        match &self.link {
+            Link::Up {
+                session: Session_::Amqp(s),
+                ..
+            } => s.unacked_count(),
+            _ => 0,
+        }
     }
 
     /// Settles waiting for a broker confirm.
@@ -432,7 +431,7 @@ impl Runtime {
             self.sources[source].link = Link::Stopped;
             return;
         }
-        self.sources[source].stats.reconnects += 1;
+        self.sources[source].metrics.on_reconnect();
         self.schedule_reconnect(source, now);
     }
 
@@ -720,9 +719,11 @@ impl Runtime {
                 self.sources[source].backoff.reset();
             }
             SubscriberEvent::Message(message) => {
-                self.sources[source].stats.received += 1;
+                self.sources[source].metrics.on_received();
                 if self.sources[source].intake_stopped {
-                    self.sources[source].stats.dropped_shutdown += 1;
+                    self.sources[source]
+                        .metrics
+                        .on_dropped(DropReason::Shutdown);
                     return;
                 }
                 let job = Job {
@@ -742,8 +743,10 @@ impl Runtime {
                 self.offer_redis_job(job, now);
             }
             SubscriberEvent::Dropped(dropped) => {
-                self.sources[source].stats.received += 1;
-                self.sources[source].stats.dropped_too_large += 1;
+                self.sources[source].metrics.on_received();
+                self.sources[source]
+                    .metrics
+                    .on_dropped(DropReason::TooLarge);
                 warn!(
                     "source {name}: a message of {} bytes exceeds max_message_bytes; dropped",
                     dropped.bytes
@@ -778,7 +781,7 @@ impl Runtime {
         let (max_jobs, max_bytes) = (config.backlog, config.backlog_bytes);
         let s = &mut self.sources[source];
         if s.waiting_jobs >= max_jobs || s.waiting_bytes + job.held_bytes() > max_bytes {
-            s.stats.dropped_backlog += 1;
+            s.metrics.on_dropped(DropReason::BacklogFull);
             s.drops_since_warn += 1;
             let due = s
                 .last_drop_warn
@@ -827,7 +830,7 @@ impl Runtime {
                 self.declare_retry_queues(source);
             }
             AmqpEvent::Delivery(delivery) => {
-                self.sources[source].stats.received += 1;
+                self.sources[source].metrics.on_received();
                 let attempt = attempt_of(delivery.properties.header("x-ferry-attempt"));
                 let generation = self.sources[source].generation;
                 let job = Job {
@@ -855,13 +858,13 @@ impl Runtime {
                 }
             }
             AmqpEvent::TooLarge { tag, size } => {
-                self.sources[source].stats.received += 1;
+                self.sources[source].metrics.on_received();
                 warn!("source {name}: delivery of {size} bytes exceeds max_message_bytes; dead-lettered");
                 let generation = self.sources[source].generation;
                 self.reject_tag(source, generation, tag, "too_large");
             }
             AmqpEvent::Unreadable { tag, error } => {
-                self.sources[source].stats.received += 1;
+                self.sources[source].metrics.on_received();
                 warn!("source {name}: delivery with an unreadable header ({error}); dead-lettered");
                 let generation = self.sources[source].generation;
                 self.reject_tag(source, generation, tag, "unreadable");
@@ -873,8 +876,10 @@ impl Runtime {
                 if let Some(pending) = self.sources[source].pending.remove(&seq) {
                     self.ack_tag(source, pending.generation, pending.tag);
                     match pending.what {
-                        "retry" => self.sources[source].stats.retried += 1,
-                        _ => self.sources[source].stats.dead_lettered += 1,
+                        "retry" => self.sources[source].metrics.on_settled(Settlement::Retried),
+                        _ => self.sources[source]
+                            .metrics
+                            .on_settled(Settlement::DeadLettered),
                     }
                 }
             }
@@ -965,7 +970,7 @@ impl Runtime {
                 if let Err(e) = session.ack(tag) {
                     warn!("source {name}: cannot ack {tag:?}: {e}");
                 } else {
-                    self.sources[source].stats.acked += 1;
+                    self.sources[source].metrics.on_settled(Settlement::Acked);
                 }
             }
             None => debug!("source {name}: {tag:?} belongs to a closed connection; not acked"),
@@ -976,7 +981,9 @@ impl Runtime {
     fn reject_tag(&mut self, source: usize, generation: u64, tag: DeliveryTag, why: &str) {
         if let Some(session) = self.live_session(source, generation) {
             if session.reject(tag, false).is_ok() {
-                self.sources[source].stats.dead_lettered += 1;
+                self.sources[source]
+                    .metrics
+                    .on_settled(Settlement::DeadLettered);
             }
         }
         debug!(
@@ -1032,7 +1039,7 @@ impl Runtime {
                     self.ack_tag(source, generation, tag);
                 }
             }
-            Origin::Redis { .. } => self.sources[source].stats.acked += 1,
+            Origin::Redis { .. } => self.sources[source].metrics.on_settled(Settlement::Acked),
         }
         let flush_now = Instant::now();
         self.flush_session(source, flush_now);
@@ -1051,7 +1058,9 @@ impl Runtime {
                     "source {name}: message {} discarded ({reason})",
                     job.log_id()
                 );
-                self.sources[source].stats.discarded += 1;
+                self.sources[source]
+                    .metrics
+                    .on_settled(Settlement::Discarded);
             }
             Origin::Amqp {
                 generation,
