@@ -259,13 +259,25 @@ impl Runtime {
                 let message = format!("no source named '{name}'");
                 write_error(out, 404, "Not Found", &message, keep_alive);
             }
-            OwnedRoute::Pause(_) | OwnedRoute::Resume(_) => write_error(
-                out,
-                501,
-                "Not Implemented",
-                "pause/resume are not in this build yet (issue 4)",
-                keep_alive,
-            ),
+            OwnedRoute::Pause(name) | OwnedRoute::Resume(name) => {
+                let pause = matches!(route, OwnedRoute::Pause(_));
+                if let Some(source) = self.sources.iter().position(|s| &s.name == name) {
+                    if pause {
+                        self.pause_source(source, now);
+                    } else {
+                        self.resume_source(source, now);
+                    }
+                }
+                let body = json!({ "source": name, "paused": pause }).to_string();
+                write_response(
+                    out,
+                    200,
+                    "OK",
+                    "application/json",
+                    body.as_bytes(),
+                    keep_alive,
+                );
+            }
         }
     }
 
@@ -338,6 +350,7 @@ impl Runtime {
             .map(|s| {
                 json!({
                     "name": s.name, "kind": s.kind(), "state": s.state_label(),
+                    "paused": s.paused,
                     "waiting": s.waiting(),
                     "received": s.metrics.received(),
                     "acked": s.metrics.settled(Settlement::Acked),

@@ -88,6 +88,9 @@ pub(super) struct Source {
     parked: bool,
     /// Subscribed (Redis) or consuming (AMQP) on the current connection.
     ready: bool,
+    /// Paused through the control endpoint (SPEC: AMQP cancels its consumer and hands
+    /// unstarted messages back; Redis stays subscribed and drops what arrives).
+    pub paused: bool,
     drops_since_warn: u64,
     last_drop_warn: Option<Instant>,
 }
@@ -114,6 +117,7 @@ impl Source {
             intake_stopped: false,
             parked: false,
             ready: false,
+            paused: false,
             drops_since_warn: 0,
             last_drop_warn: None,
             config,
@@ -171,6 +175,7 @@ impl Source {
     /// Where the source stands, in one word (`/status`).
     pub fn state_label(&self) -> &'static str {
         match &self.link {
+            _ if self.paused => "paused",
             _ if self.parked => "released",
             Link::Up { .. } if self.ready => "connected",
             Link::Up { .. } | Link::Connecting { .. } | Link::Resolving { .. } => "connecting",
@@ -726,6 +731,11 @@ impl Runtime {
                         .on_dropped(DropReason::Shutdown);
                     return;
                 }
+                if self.sources[source].paused {
+                    // Pub/sub cannot hold messages: what arrives while paused is dropped.
+                    self.sources[source].metrics.on_dropped(DropReason::Paused);
+                    return;
+                }
                 let job = Job {
                     id: self.next_job_id,
                     source,
@@ -828,6 +838,17 @@ impl Runtime {
                 self.sources[source].ready = true;
                 self.sources[source].backoff.reset();
                 self.declare_retry_queues(source);
+                if self.sources[source].paused {
+                    // Reconnected while paused: stay off the queue.
+                    if let Link::Up {
+                        session: Session_::Amqp(s),
+                        ..
+                    } = &mut self.sources[source].link
+                    {
+                        let _ = s.cancel();
+                    }
+                    self.flush_session(source, now);
+                }
             }
             AmqpEvent::Delivery(delivery) => {
                 self.sources[source].metrics.on_received();
@@ -851,7 +872,7 @@ impl Runtime {
                     dispatch_acked: false,
                 };
                 self.next_job_id += 1;
-                if self.sources[source].intake_stopped {
+                if self.sources[source].intake_stopped || self.sources[source].paused {
                     self.release_amqp(job);
                 } else {
                     self.enqueue(job);
@@ -904,7 +925,14 @@ impl Runtime {
                 warn!("source {name}: broker blocked publishing: {reason}")
             }
             AmqpEvent::Unblocked => info!("source {name}: broker unblocked publishing"),
-            AmqpEvent::Cancelled => info!("source {name}: consumer cancelled"),
+            AmqpEvent::Cancelled => {
+                info!("source {name}: consumer cancelled");
+                // A resume that came while the cancel was in flight.
+                let s = &self.sources[source];
+                if !s.paused && !s.intake_stopped && !s.parked {
+                    self.resume_source(source, now);
+                }
+            }
             AmqpEvent::ConsumerCancelledByServer => {
                 warn!("source {name}: the broker cancelled the consumer (queue deleted?); reconnecting");
                 self.source_lost(source, now);
@@ -1235,7 +1263,7 @@ impl Runtime {
             );
             return None;
         }
-        if source.intake_stopped || source.parked {
+        if source.intake_stopped || source.parked || source.paused {
             self.release_amqp(job);
             return None;
         }
@@ -1381,6 +1409,63 @@ impl Runtime {
                 }
             }
         }
+    }
+}
+
+impl Runtime {
+    /// `POST /sources/{name}/pause` (SPEC "Control endpoint").
+    pub(super) fn pause_source(&mut self, source: usize, now: Instant) {
+        if self.sources[source].paused {
+            return;
+        }
+        self.sources[source].paused = true;
+        info!("source {}: paused", self.sources[source].name);
+        if !self.sources[source].is_amqp() {
+            return; // Redis stays subscribed; arrivals are dropped (reason "paused")
+        }
+        if let Link::Up {
+            session: Session_::Amqp(s),
+            ..
+        } = &mut self.sources[source].link
+        {
+            let _ = s.cancel();
+        }
+        let pool = self.sources[source].pool;
+        let unstarted = self.pools[pool].queue.take_source(source);
+        self.sources[source].clear_waiting();
+        for job in unstarted {
+            self.release_amqp(job);
+        }
+        let held: Vec<u64> = self
+            .retrying
+            .iter()
+            .filter(|(_, j)| j.source == source && matches!(j.origin, Origin::Amqp { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            if let Some(job) = self.retrying.remove(&id) {
+                self.timers.cancel(TimerKey::Retry(id));
+                self.release_amqp(job);
+            }
+        }
+        self.flush_session(source, now);
+    }
+
+    /// `POST /sources/{name}/resume`.
+    pub(super) fn resume_source(&mut self, source: usize, now: Instant) {
+        if self.sources[source].paused {
+            self.sources[source].paused = false;
+            info!("source {}: resumed", self.sources[source].name);
+        }
+        if let Link::Up {
+            session: Session_::Amqp(s),
+            ..
+        } = &mut self.sources[source].link
+        {
+            // NotReady while the cancel is in flight: the Cancelled event resumes then.
+            let _ = s.consume();
+        }
+        self.flush_session(source, now);
     }
 }
 

@@ -474,6 +474,39 @@ impl Session {
         )
     }
 
+    /// Registers the consumer again after [`Session::cancel`] (a resume after a pause):
+    /// basic.consume on the same channel, and [`Event::Ready`] again at its consume-ok.
+    /// Deliveries of before the pause stay settleable. While the cancel is still in flight
+    /// this answers [`CommandError::NotReady`]: call again after [`Event::Cancelled`].
+    pub fn consume(&mut self) -> Result<(), CommandError> {
+        match self.state {
+            State::ConsumerCancelled if self.config.consume => {
+                self.send_consume().map_err(CommandError::Encode)?;
+                self.state = State::AwaitingConsumeOk;
+                Ok(())
+            }
+            State::Consuming | State::AwaitingConsumeOk => Ok(()),
+            State::AwaitingCloseOk { .. } | State::Closed => Err(CommandError::Closed),
+            state => Err(CommandError::NotReady {
+                state: state.name(),
+            }),
+        }
+    }
+
+    fn send_consume(&mut self) -> Result<(), AmqpError> {
+        let consume = BasicConsume {
+            ticket: 0,
+            queue: self.config.queue.as_bytes(),
+            consumer_tag: self.config.consumer_tag.as_bytes(),
+            no_local: false,
+            no_ack: false,
+            exclusive: false,
+            no_wait: false,
+            arguments: FieldTable::EMPTY,
+        };
+        self.out.method(CONSUMER_CHANNEL, consume.into())
+    }
+
     /// Cancels the consumer (basic.cancel; [`Event::Cancelled`] follows). Deliveries
     /// already on their way still arrive and must be settled. A no-op when the consumer
     /// is already cancelled or being cancelled.
@@ -919,19 +952,7 @@ impl Session {
                 Ok(())
             }
             (State::AwaitingQosOk, Method::BasicQosOk(_)) => {
-                let consume = BasicConsume {
-                    ticket: 0,
-                    queue: self.config.queue.as_bytes(),
-                    consumer_tag: self.config.consumer_tag.as_bytes(),
-                    no_local: false,
-                    no_ack: false,
-                    exclusive: false,
-                    no_wait: false,
-                    arguments: FieldTable::EMPTY,
-                };
-                self.out
-                    .method(CONSUMER_CHANNEL, consume.into())
-                    .map_err(SessionError::Encode)?;
+                self.send_consume().map_err(SessionError::Encode)?;
                 self.state = State::AwaitingConsumeOk;
                 Ok(())
             }
