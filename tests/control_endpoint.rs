@@ -64,6 +64,15 @@ fn health_readiness_status_jobs_and_refusals() {
     ferry.wait_for_log("source events: subscribed", Duration::from_secs(10));
 
     assert_eq!(get(port, "/healthz"), (200, "ok\n".to_string()));
+    // SPEC "Process": the open-files soft limit is raised to the hard limit.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", ferry.pid())).unwrap();
+    let files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(files[3], files[4], "soft = hard: {limits}");
     let (status, body) = get(port, "/readyz");
     assert_eq!(status, 200, "{body}");
 

@@ -260,3 +260,12 @@ fn syntax_errors_give_the_position() {
     let err = parse_str("{\n  \"pools\": {,}\n}").unwrap_err();
     assert_eq!(err.key, "line 2 column 13");
 }
+
+#[test]
+fn the_contrib_example_is_a_valid_configuration() {
+    let text = include_str!("../../contrib/ferry.example.json");
+    // Keys and types (the password file only exists on a real host).
+    let config: Config = serde_json::from_str(text).unwrap();
+    assert_eq!(config.sources.len(), 2);
+    assert_eq!(config.pools["php"].status_path.as_deref(), Some("/status"));
+}

@@ -141,6 +141,7 @@ fn run_command(args: &[String]) -> ExitCode {
     // READY=1, STOPPING=1 and the watchdog are sent by the runtime (after the control
     // listener is bound and the signal handlers are installed).
     let notifier = run::notifier();
+    raise_fd_limit();
     let code = match ferry::reactor::run(config, notifier) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
@@ -178,5 +179,20 @@ fn publish_command(args: &[String]) -> ExitCode {
             eprintln!("ferry publish: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// SPEC "Process": the soft `RLIMIT_NOFILE` is raised to the hard limit, so a busy pool and
+/// many control clients never hit a low default of 1024 descriptors.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                log::warn!("cannot raise the open-files limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot read the open-files limit: {e}"),
     }
 }
