@@ -64,15 +64,6 @@ fn health_readiness_status_jobs_and_refusals() {
     ferry.wait_for_log("source events: subscribed", Duration::from_secs(10));
 
     assert_eq!(get(port, "/healthz"), (200, "ok\n".to_string()));
-    // SPEC "Process": the open-files soft limit is raised to the hard limit.
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", ferry.pid())).unwrap();
-    let files: Vec<&str> = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    assert_eq!(files[3], files[4], "soft = hard: {limits}");
     let (status, body) = get(port, "/readyz");
     assert_eq!(status, 200, "{body}");
 
@@ -198,4 +189,50 @@ fn a_taken_control_address_is_a_startup_error() {
         "{}",
         ferry.log()
     );
+}
+
+/// SPEC "Process": ferry raises its open-files soft limit to the hard limit. Started with
+/// a soft limit of 256 (a shell lowers it), it runs with soft = hard.
+#[test]
+fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
+    let dir = std::env::temp_dir().join(unique("ferry-nofile"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_path = dir.join("ferry.json");
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": { "address": "unix:/nonexistent.sock" } },
+        "sources": [{ "name": "events", "kind": "redis", "url": "redis://127.0.0.1:6379",
+                      "channels": [unique("nofile")], "job": { "pool": "php", "script": "/w.php" } }]
+    });
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let log = dir.join("ferry.log");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec {} run --config {}",
+            env!("CARGO_BIN_EXE_ferry"),
+            config_path.display()
+        ))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("subscribed")
+    {
+        assert!(std::time::Instant::now() < deadline, "ferry did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_ne!(files[3], "256", "the soft limit was not raised: {limits}");
+    assert_eq!(files[3], files[4], "soft = hard: {limits}");
 }
