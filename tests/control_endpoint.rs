@@ -236,3 +236,41 @@ fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
     assert_ne!(files[3], "256", "the soft limit was not raised: {limits}");
     assert_eq!(files[3], files[4], "soft = hard: {limits}");
 }
+
+/// SPEC "Process": passwords never appear in logs — not in URLs, not in errors, not at
+/// debug level. A wrong AMQP password and a Redis password both show up only as `***`.
+#[test]
+fn passwords_never_reach_the_log() {
+    let dir = std::env::temp_dir().join(unique("ferry-secrets"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": { "address": "unix:/nonexistent.sock" } },
+        "sources": [
+            { "name": "tasks", "kind": "amqp",
+              "url": "amqp://guest:Sup3rS3cretAmqp@127.0.0.1:5672/%2f", "queue": unique("secret"),
+              "job": { "pool": "php", "script": "/w.php" } },
+            { "name": "events", "kind": "redis",
+              "url": "redis://someone:Sup3rS3cretRedis@127.0.0.1:6379", "channels": ["x"],
+              "job": { "pool": "php", "script": "/w.php" } }
+        ]
+    });
+    let mut ferry = Ferry::start(&dir, &config);
+    // Both fail to authenticate (and retry); wait until both said so.
+    ferry.wait_for_log(
+        "source tasks: authentication failed",
+        Duration::from_secs(10),
+    );
+    ferry.wait_for_log(
+        "source events: authentication failed",
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    ferry.signal("TERM");
+    let _ = ferry.wait(Duration::from_secs(15));
+    let log = ferry.log();
+    assert!(
+        !log.contains("Sup3rS3cret"),
+        "a password reached the log:\n{log}"
+    );
+}
