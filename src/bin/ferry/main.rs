@@ -142,7 +142,10 @@ fn run_command(args: &[String]) -> ExitCode {
     // listener is bound and the signal handlers are installed).
     let notifier = run::notifier();
     raise_fd_limit();
-    let code = match ferry::reactor::run(config, notifier) {
+    let config_path = parsed
+        .get("config")
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.into()));
+    let code = match ferry::reactor::run(config, notifier, config_path) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             log::error!("{e}");

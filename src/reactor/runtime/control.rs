@@ -254,14 +254,18 @@ impl Runtime {
                 );
             }
             OwnedRoute::Pause(name) | OwnedRoute::Resume(name)
-                if !self.sources.iter().any(|s| &s.name == name) =>
+                if !self.sources.iter().any(|s| !s.retired && &s.name == name) =>
             {
                 let message = format!("no source named '{name}'");
                 write_error(out, 404, "Not Found", &message, keep_alive);
             }
             OwnedRoute::Pause(name) | OwnedRoute::Resume(name) => {
                 let pause = matches!(route, OwnedRoute::Pause(_));
-                if let Some(source) = self.sources.iter().position(|s| &s.name == name) {
+                if let Some(source) = self
+                    .sources
+                    .iter()
+                    .position(|s| !s.retired && &s.name == name)
+                {
                     if pause {
                         self.pause_source(source, now);
                     } else {
@@ -286,6 +290,7 @@ impl Runtime {
         let sources: Vec<SourceSeries<'_>> = self
             .sources
             .iter()
+            .filter(|s| !s.retired)
             .map(|s| SourceSeries {
                 name: &s.name,
                 pool: &self.pools[s.pool].name,
@@ -300,6 +305,7 @@ impl Runtime {
         let pools: Vec<PoolSeries<'_>> = self
             .pools
             .iter()
+            .filter(|p| !p.retired)
             .map(|p| PoolSeries {
                 name: &p.name,
                 metrics: &p.metrics,
@@ -326,7 +332,7 @@ impl Runtime {
     /// Why `/readyz` says no: sources not connected, pools whose circuit is open.
     fn not_ready_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        for source in &self.sources {
+        for source in self.sources.iter().filter(|s| !s.retired) {
             if !source.is_ready() {
                 reasons.push(format!(
                     "source {} is {}",
@@ -335,7 +341,7 @@ impl Runtime {
                 ));
             }
         }
-        for pool in &self.pools {
+        for pool in self.pools.iter().filter(|p| !p.retired) {
             if !pool.circuit.is_closed() {
                 reasons.push(format!("pool {} circuit is open", pool.name));
             }
@@ -347,6 +353,7 @@ impl Runtime {
         let sources: Vec<_> = self
             .sources
             .iter()
+            .filter(|s| !s.retired)
             .map(|s| {
                 json!({
                     "name": s.name, "kind": s.kind(), "state": s.state_label(),
@@ -370,6 +377,7 @@ impl Runtime {
         let pools: Vec<_> = self
             .pools
             .iter()
+            .filter(|p| !p.retired)
             .map(|p| {
                 json!({
                     "name": p.name, "in_flight": p.in_flight, "waiting": p.queue.len(),

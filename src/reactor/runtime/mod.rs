@@ -17,9 +17,11 @@
 mod control;
 mod jobs;
 mod pools;
+mod reload;
 mod sources;
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -158,10 +160,16 @@ struct Runtime {
     notifier: Option<Notifier>,
     /// The last `STATUS=` line sent (sent again only when it changes).
     last_status: String,
+    /// The configuration file, reloaded on SIGHUP (absolute: a daemon runs in `/`).
+    config_path: Option<PathBuf>,
 }
 
 /// Runs ferry until a drain completes; see the module docs. Returns the exit code.
-pub fn run(config: Config, notifier: Option<Notifier>) -> Result<i32, RunError> {
+pub fn run(
+    config: Config,
+    notifier: Option<Notifier>,
+    config_path: Option<PathBuf>,
+) -> Result<i32, RunError> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
     let mut signals = Signals::new([nix::libc::SIGTERM, nix::libc::SIGINT, nix::libc::SIGHUP])?;
@@ -191,6 +199,7 @@ pub fn run(config: Config, notifier: Option<Notifier>) -> Result<i32, RunError> 
         started_at: Instant::now(),
         notifier,
         last_status: String::new(),
+        config_path,
     };
     runtime.build(&config)?;
     // SPEC "Process": READY=1 once the config is loaded and the listeners are bound; ferry
@@ -295,6 +304,7 @@ impl Runtime {
             for pool in 0..self.pools.len() {
                 self.pump_pool(pool, now);
             }
+            self.close_retired_sources(now);
             self.flush_dirty_sources(now);
             self.close_marked();
             self.update_status_line();
@@ -455,7 +465,10 @@ impl Runtime {
                 if let Err(e) = crate::logging::reopen() {
                     error!("SIGHUP: cannot reopen the log file: {e}");
                 }
-                info!("SIGHUP: log reopened (configuration reload arrives with issue 4)");
+                match self.config_path.clone() {
+                    Some(path) => self.reload(&path, now),
+                    None => info!("SIGHUP: log reopened (no configuration file to reload)"),
+                }
                 None
             }
             _ if self.phase == Phase::Running => {

@@ -52,6 +52,8 @@ pub(super) struct Pool {
     last_request_id: u16,
     /// Its counters and job-duration histogram (`/metrics`).
     pub metrics: PoolMetrics,
+    /// Removed by a reload: it works off what waits in its queue, takes nothing new.
+    pub retired: bool,
 }
 
 /// A worker connection (a slab entry).
@@ -81,6 +83,7 @@ impl Pool {
             probing: false,
             last_request_id: 0,
             metrics: PoolMetrics::default(),
+            retired: false,
         }
     }
 
@@ -88,6 +91,12 @@ impl Pool {
     fn next_request_id(&mut self) -> u16 {
         self.last_request_id = self.last_request_id % u16::MAX + 1;
         self.last_request_id
+    }
+
+    /// Forgets resolved addresses (the address changed in a reload).
+    pub fn forget_targets(&mut self) {
+        self.targets = None;
+        self.resolving = None;
     }
 
     /// Idle kept connections.

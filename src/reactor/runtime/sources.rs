@@ -91,6 +91,8 @@ pub(super) struct Source {
     /// Paused through the control endpoint (SPEC: AMQP cancels its consumer and hands
     /// unstarted messages back; Redis stays subscribed and drops what arrives).
     pub paused: bool,
+    /// Removed or replaced by a reload: finishing its work, then closed for good.
+    pub retired: bool,
     drops_since_warn: u64,
     last_drop_warn: Option<Instant>,
 }
@@ -118,6 +120,7 @@ impl Source {
             parked: false,
             ready: false,
             paused: false,
+            retired: false,
             drops_since_warn: 0,
             last_drop_warn: None,
             config,
@@ -182,6 +185,11 @@ impl Source {
             Link::Idle => "disconnected",
             Link::Stopped => "stopped",
         }
+    }
+
+    /// Its configuration (a reload compares it with the new one).
+    pub fn config(&self) -> &SourceConfig {
+        &self.config
     }
 
     /// The kind as configured.
@@ -394,6 +402,10 @@ impl Runtime {
         }
         if self.sources[source].parked {
             return; // reconnects when its pool answers (`resume_parked_sources`)
+        }
+        if self.sources[source].retired {
+            self.sources[source].link = Link::Stopped;
+            return;
         }
         let delay = self.sources[source].backoff.next_delay();
         debug!(
