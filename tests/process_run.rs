@@ -249,6 +249,8 @@ fn ready_through(dir: &Path, receiver: &UnixDatagram, address: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("NOTIFY_SOCKET", address)
+        // Watchdog every 50 ms (half of WATCHDOG_USEC), from the loop's own timer.
+        .env("WATCHDOG_USEC", "100000")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -261,6 +263,8 @@ fn ready_through(dir: &Path, receiver: &UnixDatagram, address: &str) {
     wait_until("the source to subscribe", EXIT, || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("source events: subscribed"))
     });
+    // Long enough for a few watchdog periods.
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
     let status = child.wait().unwrap();
     let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -275,6 +279,7 @@ fn ready_through(dir: &Path, receiver: &UnixDatagram, address: &str) {
         later.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     assert!(later.iter().any(|m| m == "STOPPING=1"), "{later:?}");
+    assert!(later.iter().any(|m| m == "WATCHDOG=1"), "{later:?}");
     assert!(
         later
             .iter()

@@ -2,8 +2,9 @@
 //! clients in the same slab as everything else. Requests are parsed and routed by
 //! `crate::control` (sans-IO); this file answers them from the runtime's state.
 //!
-//! Bounds: at most [`MAX_CLIENTS`] connections (more are accepted and closed at once, so
-//! the backlog never fills), a client idle for [`CLIENT_IDLE`] is closed, request heads and
+//! Bounds: at most [`MAX_CLIENTS`] connections (a new one beyond that closes the client
+//! idle the longest, so idle connections cannot lock an operator out), a client idle for
+//! [`CLIENT_IDLE`] is closed, request heads and
 //! bodies are capped by the parser, and a client whose answers pile up unread is closed.
 //! `accept` errors such as EMFILE or ECONNABORTED are logged and survived.
 
@@ -115,15 +116,23 @@ impl Runtime {
                     return;
                 }
             };
-            let clients = self
+            let clients: Vec<usize> = self
                 .slab
                 .iter()
-                .filter(|(_, e)| matches!(e, Endpoint::Client(_)))
-                .count();
-            if clients >= MAX_CLIENTS {
-                debug!("control endpoint: {MAX_CLIENTS} clients already; closing a new one");
-                stream.shutdown();
-                continue;
+                .filter(|(t, e)| matches!(e, Endpoint::Client(_)) && !self.to_close.contains(t))
+                .map(|(t, _)| t)
+                .collect();
+            if clients.len() >= MAX_CLIENTS {
+                // Full: the client idle the longest makes room, so idle connections can
+                // never lock an operator out (their idle deadlines say who waited most).
+                let oldest = clients
+                    .iter()
+                    .copied()
+                    .min_by_key(|t| self.timers.deadline(TimerKey::Client(*t)));
+                if let Some(oldest) = oldest {
+                    debug!("control endpoint: {MAX_CLIENTS} clients; closing the longest idle");
+                    self.mark_close(oldest);
+                }
             }
             let conn = Conn::new(stream, CLIENT_READ_CAP, CLIENT_WRITE_HIGH_WATER);
             match self.insert(Endpoint::Client(conn)) {
