@@ -274,3 +274,78 @@ fn passwords_never_reach_the_log() {
         "a password reached the log:\n{log}"
     );
 }
+
+/// The control endpoint on a unix socket, and `--log-file` reopened on SIGHUP (logrotate
+/// moves the file away; ferry writes a new one).
+#[test]
+fn unix_control_socket_and_log_reopen() {
+    use std::os::unix::net::UnixStream;
+    let dir = std::env::temp_dir().join(unique("ferry-unix-control"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("control.sock");
+    let config_path = dir.join("ferry.json");
+    std::fs::write(
+        &config_path,
+        json!({
+            "control": { "listen": format!("unix:{}", socket.display()) },
+            "pools": { "php": { "address": "unix:/nonexistent.sock" } },
+            "sources": [{ "name": "events", "kind": "redis", "url": "redis://127.0.0.1:6379",
+                          "channels": [unique("unix")], "job": { "pool": "php", "script": "/w.php" } }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let log_file = dir.join("ferry.log");
+    let mut ferry = Ferry::start_args(
+        &dir,
+        &[
+            "run",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--log-file",
+            log_file.to_str().unwrap(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log_file)
+        .unwrap_or_default()
+        .contains("subscribed")
+    {
+        assert!(std::time::Instant::now() < deadline, "ferry did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stream = UnixStream::connect(&socket).expect("control socket");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("ok\n"),
+        "{answer}"
+    );
+
+    let rotated = dir.join("ferry.log.1");
+    std::fs::rename(&log_file, &rotated).unwrap();
+    ferry.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log_file)
+        .unwrap_or_default()
+        .contains("SIGHUP")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new log file after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ferry.signal("TERM");
+    assert!(ferry.wait(Duration::from_secs(15)).success());
+    assert!(
+        !socket.exists(),
+        "the unix control socket is removed at exit"
+    );
+}
