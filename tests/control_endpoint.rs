@@ -118,6 +118,39 @@ fn health_readiness_status_jobs_and_refusals() {
             "missing {line:?} in:\n{metrics}"
         );
     }
+    // The live output through Prometheus' own Python parser: it parses, and the counter
+    // holds what this test sent.
+    let script =
+        "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+        fams = {f.name: f for f in p(sys.stdin.read())}\n\
+        s = [x for x in fams['ferry_messages_received'].samples if x.name.endswith('_total')]\n\
+        print(len(fams), int(s[0].value))\n";
+    let mut python = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with prometheus_client (scripts/test.sh installs it)");
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let parsed = python.wait_with_output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "prometheus_client could not parse /metrics:\n{metrics}"
+    );
+    let parsed = String::from_utf8_lossy(&parsed.stdout);
+    let mut fields = parsed.split_whitespace();
+    let families: usize = fields.next().unwrap().parse().unwrap();
+    assert!(families >= 19, "{parsed}");
+    assert_eq!(
+        fields.next(),
+        Some("1"),
+        "received counter as parsed: {parsed}"
+    );
     let failures: u64 = metrics
         .lines()
         .find(|l| {
