@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use ferry_proc::{
-    logging_worker, publish, unique, wait_for_lines, wait_for_numbers, worker_lines, Ferry,
+    logging_worker, numbers, publish, unique, wait_for_lines, wait_for_numbers, worker_lines, Ferry,
 };
 use php_fpm::{PhpFpm, PhpFpmOptions};
 use serde_json::{json, Value};
@@ -22,13 +22,6 @@ const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 fn pool(fpm: &PhpFpm, max_in_flight: u32) -> Value {
     json!({ "address": format!("unix:{}", fpm.socket().display()), "max_in_flight": max_in_flight })
-}
-
-fn numbers(lines: &[Value]) -> Vec<u64> {
-    lines
-        .iter()
-        .filter_map(|l| l["post"]["n"].as_str().and_then(|n| n.parse().ok()))
-        .collect()
 }
 
 fn wait_until_empty(queue: &str, timeout: Duration) -> u32 {

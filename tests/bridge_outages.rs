@@ -14,19 +14,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferry_proc::{
-    logging_worker, publish, unique, wait_for_lines, wait_for_numbers, worker_lines, Ferry,
+    logging_worker, numbers, publish, unique, wait_for_lines, wait_for_numbers, worker_lines, Ferry,
 };
 use php_fpm::{PhpFpm, PhpFpmOptions};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-fn numbers(lines: &[Value]) -> Vec<u64> {
-    lines
-        .iter()
-        .filter_map(|l| l["post"]["n"].as_str().and_then(|n| n.parse().ok()))
-        .collect()
-}
 
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {

@@ -4,47 +4,16 @@
 
 #[path = "support/ferry.rs"]
 mod ferry_proc;
+#[path = "support/http.rs"]
+mod http;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+
 use std::time::Duration;
 
 use ferry_proc::{publish, unique, Ferry};
+use http::{exchange, free_port, get};
 use serde_json::{json, Value};
-
-/// Sends raw request bytes and reads until the connection closes (requests here say
-/// `Connection: close`) or the read times out.
-fn exchange(port: u16, raw: &[u8]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let _ = stream.write_all(raw);
-    let mut out = Vec::new();
-    let _ = stream.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    let text = exchange(
-        port,
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    );
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn health_readiness_status_jobs_and_refusals() {

@@ -5,39 +5,19 @@
 
 #[path = "support/ferry.rs"]
 mod ferry_proc;
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/php_fpm.rs"]
 mod php_fpm;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use ferry_proc::{logging_worker, publish, unique, wait_for_numbers, Ferry};
+use ferry_proc::{logging_worker, publish, rss_kib, unique, wait_for_numbers, Ferry};
+use http::{free_port, get};
 use php_fpm::{PhpFpm, PhpFpmOptions};
 use serde_json::{json, Value};
-
-fn get(port: u16, path: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = stream.read_to_string(&mut out);
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 #[test]
 fn idle_connections_and_a_huge_header_do_not_disturb_delivery() {
@@ -47,11 +27,7 @@ fn idle_connections_and_a_huge_header_do_not_disturb_delivery() {
     });
     let log = fpm.dir().join("worker.log");
     let script = fpm.write_script("worker.php", &logging_worker(&log));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let channel = unique("ferry-load");
     let config = json!({
         "control": { "listen": format!("127.0.0.1:{port}") },
@@ -98,7 +74,7 @@ fn idle_connections_and_a_huge_header_do_not_disturb_delivery() {
     let lines = wait_for_numbers(&log, 2000, Duration::from_secs(60));
     assert_eq!(lines.len(), 2000, "every message delivered");
     assert!(
-        get(port, "/healthz").starts_with("ok"),
+        get(port, "/healthz").1.starts_with("ok"),
         "the endpoint still answers"
     );
     let rss_after = rss_kib(ferry.pid());
@@ -121,11 +97,7 @@ fn jobs_shows_a_slow_job_while_it_runs() {
     let fpm = PhpFpm::start();
     let log = fpm.dir().join("worker.log");
     let script = fpm.write_script("worker.php", &logging_worker(&log));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let channel = unique("ferry-jobs");
     let config = json!({
         "control": { "listen": format!("127.0.0.1:{port}") },
@@ -144,7 +116,7 @@ fn jobs_shows_a_slow_job_while_it_runs() {
     ]);
     let deadline = Instant::now() + Duration::from_secs(5);
     let jobs: Value = loop {
-        let jobs: Value = serde_json::from_str(&get(port, "/jobs")).unwrap();
+        let jobs: Value = serde_json::from_str(&get(port, "/jobs").1).unwrap();
         if jobs.as_array().is_some_and(|a| !a.is_empty()) {
             break jobs;
         }
@@ -157,7 +129,7 @@ fn jobs_shows_a_slow_job_while_it_runs() {
     assert!(jobs[0]["age_ms"].as_u64().is_some());
     // The worker logs when it starts, then sleeps: the job leaves /jobs when it answers.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while get(port, "/jobs") != "[]" {
+    while get(port, "/jobs").1 != "[]" {
         assert!(Instant::now() < deadline, "the job never finished");
         std::thread::sleep(Duration::from_millis(50));
     }

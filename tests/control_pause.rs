@@ -7,51 +7,20 @@
 mod amqp;
 #[path = "support/ferry.rs"]
 mod ferry_proc;
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/php_fpm.rs"]
 mod php_fpm;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ferry_proc::{logging_worker, publish, unique, wait_for_numbers, worker_lines, Ferry};
+use http::{free_port, get, post};
 use php_fpm::PhpFpm;
 use serde_json::json;
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-fn post(port: u16, path: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let request = format!("POST {path} HTTP/1.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = stream.read_to_string(&mut out);
-    out
-}
-
-fn get(port: u16, path: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = stream.read_to_string(&mut out);
-    out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn an_amqp_source_paused_hands_work_back_and_resumes_without_loss() {
@@ -83,7 +52,7 @@ fn an_amqp_source_paused_hands_work_back_and_resumes_without_loss() {
         assert!(Instant::now() < deadline, "no work started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(post(port, "/sources/tasks/pause").starts_with("HTTP/1.1 200"));
+    assert!(post(port, "/sources/tasks/pause").0 == 200);
     ferry.wait_for_log("consumer cancelled", Duration::from_secs(10));
     // In-flight jobs finish; then nothing more runs while paused.
     std::thread::sleep(Duration::from_millis(500));
@@ -95,9 +64,9 @@ fn an_amqp_source_paused_hands_work_back_and_resumes_without_loss() {
         200,
         "the rest is back in the queue"
     );
-    assert!(get(port, "/status").contains(r#""paused":true"#));
+    assert!(get(port, "/status").1.contains(r#""paused":true"#));
 
-    assert!(post(port, "/sources/tasks/resume").starts_with("HTTP/1.1 200"));
+    assert!(post(port, "/sources/tasks/resume").0 == 200);
     let lines = wait_for_numbers(&log, 200, Duration::from_secs(60));
     let seen: BTreeSet<u64> = lines
         .iter()
@@ -128,7 +97,7 @@ fn a_paused_redis_source_drops_and_counts_then_resumes() {
     });
     let mut ferry = Ferry::start(fpm.dir(), &config);
     ferry.wait_for_log("source events: subscribed", Duration::from_secs(10));
-    assert!(post(port, "/sources/events/pause").starts_with("HTTP/1.1 200"));
+    assert!(post(port, "/sources/events/pause").0 == 200);
     publish(&[
         "--redis",
         "redis://127.0.0.1:6379",
@@ -140,11 +109,11 @@ fn a_paused_redis_source_drops_and_counts_then_resumes() {
     ]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let dropped = r#"ferry_messages_dropped_total{source="events",reason="paused"} 5"#;
-    while !get(port, "/metrics").lines().any(|l| l == dropped) {
-        assert!(Instant::now() < deadline, "{}", get(port, "/metrics"));
+    while !get(port, "/metrics").1.lines().any(|l| l == dropped) {
+        assert!(Instant::now() < deadline, "{}", get(port, "/metrics").1);
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(post(port, "/sources/events/resume").starts_with("HTTP/1.1 200"));
+    assert!(post(port, "/sources/events/resume").0 == 200);
     publish(&[
         "--redis",
         "redis://127.0.0.1:6379",

@@ -205,3 +205,21 @@ pub fn wait_for_numbers(log: &Path, count: u64, timeout: Duration) -> Vec<serde_
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+/// Resident memory of a process, in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The POST field `n` of every worker line, as numbers, in order.
+pub fn numbers(lines: &[serde_json::Value]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| l["post"]["n"].as_str().and_then(|n| n.parse().ok()))
+        .collect()
+}
