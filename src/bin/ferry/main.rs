@@ -6,6 +6,7 @@
 mod args;
 mod check;
 mod publish;
+mod responder;
 mod run;
 
 use std::process::ExitCode;
@@ -28,7 +29,7 @@ Options:
   -h, --help     print this help
   -V, --version  print the version
 
-Not yet available in this build: responder, bench.
+Not yet available in this build: bench.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
@@ -51,7 +52,8 @@ fn main() -> ExitCode {
         Some("run") => run_command(&args[1..]),
         Some("publish") => publish_command(&args[1..]),
         Some("check") => ExitCode::from(check::command(&args[1..])),
-        Some(command @ ("responder" | "bench")) => {
+        Some("responder") => responder_command(&args[1..]),
+        Some(command @ "bench") => {
             eprintln!("ferry: '{command}' is not available in this build yet");
             ExitCode::from(2)
         }
@@ -158,6 +160,29 @@ fn run_command(args: &[String]) -> ExitCode {
         }
     }
     code
+}
+
+fn responder_command(args: &[String]) -> ExitCode {
+    let parsed = match args::parse("responder", responder::FLAGS, args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if parsed.has("help") {
+        print!("{}", responder::HELP);
+        return ExitCode::SUCCESS;
+    }
+    let options = match responder::options(&parsed) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("ferry responder: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    raise_fd_limit();
+    ExitCode::from(responder::run(options))
 }
 
 fn publish_command(args: &[String]) -> ExitCode {

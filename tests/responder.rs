@@ -1,0 +1,219 @@
+//! `ferry responder` (issue 5, SPEC "Built-in responder"): ferry run delivers to it, it
+//! reports spec violations on stderr and keeps serving, and it answers many delayed
+//! requests concurrently from one loop. The first test needs Redis on 127.0.0.1:6379.
+
+#[path = "support/ferry.rs"]
+mod ferry_proc;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ferry::proto::fastcgi::{decode_get_values_result, encode_get_values, encode_request};
+use ferry::proto::Status;
+use ferry_proc::{publish, unique, wait_for_lines, Ferry};
+use serde_json::json;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn start_responder(dir: &Path, extra: &[&str]) -> (Ferry, PathBuf) {
+    let socket = dir.join("r.sock");
+    let listen = format!("unix:{}", socket.display());
+    let mut args = vec!["responder", "--listen", &listen];
+    args.extend_from_slice(extra);
+    let responder = Ferry::start_args(dir, &args);
+    responder.wait_for_log("ferry responder: listening on", Duration::from_secs(10));
+    (responder, socket)
+}
+
+/// Sends one request (KEEP_CONN off) and reads the answer until the responder closes.
+fn request(socket: &Path, id: u16, body: &[u8]) -> Vec<u8> {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.write_all(&encoded_request(id, body)).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    answer
+}
+
+fn encoded_request(id: u16, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let params: [(&[u8], &[u8]); 2] = [
+        (b"SCRIPT_FILENAME", b"/srv/worker.php"),
+        (b"REQUEST_METHOD", b"POST"),
+    ];
+    encode_request(&mut out, id, false, params, body).unwrap();
+    out
+}
+
+/// A whole answer: STDOUT with the status head, then END_REQUEST (type 3) last.
+fn is_answer(bytes: &[u8], status: &str) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    bytes.len() >= 16
+        && bytes[bytes.len() - 16 + 1] == 3
+        && text.contains(&format!("Status: {status}\r\n"))
+}
+
+#[test]
+fn ferry_run_delivers_published_messages_to_the_responder() {
+    let dir = temp_dir("ferry-responder-run");
+    let log = dir.join("log");
+    let (mut responder, socket) =
+        start_responder(&dir, &["--log", log.to_str().unwrap(), "--status", "202"]);
+    let channel = unique("ferry-test-responder");
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "builtin": { "address": format!("unix:{}", socket.display()) } },
+        "sources": [{
+            "name": "events", "kind": "redis", "url": "redis://127.0.0.1:6379",
+            "channels": [channel],
+            "job": { "pool": "builtin", "script": "/srv/worker.php" }
+        }]
+    });
+    let mut ferry = Ferry::start(&dir, &config);
+    ferry.wait_for_log("source events: subscribed", Duration::from_secs(10));
+    publish(&[
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--channel",
+        &channel,
+        "--count",
+        "20",
+        r#"{"n": {n}}"#,
+    ]);
+    let lines = wait_for_lines(&log, 20, Duration::from_secs(20));
+    assert_eq!(lines.len(), 20, "responder log:\n{}", responder.log());
+    let bodies: BTreeSet<String> = lines
+        .iter()
+        .map(|l| l["body"].as_str().unwrap().to_string())
+        .collect();
+    let expected: BTreeSet<String> = (1..=20).map(|n| format!("n={n}")).collect();
+    assert_eq!(bodies, expected);
+    for line in &lines {
+        let params = &line["params"];
+        assert_eq!(params["FERRY_SOURCE"], "events", "{line}");
+        assert_eq!(params["FERRY_CHANNEL"], channel.as_str(), "{line}");
+        assert_eq!(params["FERRY_ATTEMPT"], "1", "{line}");
+        assert_eq!(params["SCRIPT_FILENAME"], "/srv/worker.php", "{line}");
+        assert!(line["received_at_us"].as_u64().unwrap() > 1_600_000_000_000_000);
+    }
+    ferry.signal("TERM");
+    assert!(ferry.wait(Duration::from_secs(10)).success());
+    responder.signal("TERM");
+    assert!(responder.wait(Duration::from_secs(10)).success());
+    assert!(!responder.log().contains("closing the connection"));
+}
+
+#[test]
+fn a_malformed_record_is_reported_and_the_responder_keeps_serving() {
+    let dir = temp_dir("ferry-responder-strict");
+    let (mut responder, socket) = start_responder(&dir, &[]);
+
+    // Version 2 does not exist.
+    let mut bad = UnixStream::connect(&socket).unwrap();
+    bad.write_all(&[2, 1, 0, 1, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    let mut rest = Vec::new();
+    bad.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "nothing answered: {rest:?}");
+    responder.wait_for_log("FastCGI version 2", Duration::from_secs(5));
+    assert!(responder.log().contains("closing the connection"));
+
+    // STDIN before the PARAMS stream.
+    let mut bad = UnixStream::connect(&socket).unwrap();
+    bad.write_all(&[1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    bad.write_all(&[1, 5, 0, 1, 0, 1, 0, 0, b'x']).unwrap();
+    bad.read_to_end(&mut Vec::new()).unwrap();
+    responder.wait_for_log("STDIN", Duration::from_secs(5));
+
+    // Still serving: a request, and GET_VALUES.
+    assert!(is_answer(&request(&socket, 1, b"a=1"), "200"));
+    let mut ask = Vec::new();
+    encode_get_values(
+        &mut ask,
+        [&b"FCGI_MAX_CONNS"[..], b"FCGI_MAX_REQS", b"FCGI_MPXS_CONNS"],
+    )
+    .unwrap();
+    // An unknown management record type (id 0) gets UNKNOWN_TYPE.
+    ask.extend_from_slice(&[1, 42, 0, 0, 0, 0, 0, 0]);
+    let mut stream = UnixStream::connect(&socket).unwrap();
+    stream.write_all(&ask).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let mut chunk = [0; 4096];
+        let n = stream.read(&mut chunk).unwrap();
+        got.extend_from_slice(&chunk[..n]);
+        if n == 0
+            || got.len() >= 16 && got.ends_with(&[1, 11, 0, 0, 0, 8, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0])
+        {
+            break;
+        }
+    }
+    let Status::Complete(pairs, used) = decode_get_values_result(&got).unwrap() else {
+        panic!("no GET_VALUES_RESULT: {got:?}");
+    };
+    let pairs: Vec<(String, String)> = pairs
+        .map(|p| p.unwrap())
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        pairs.contains(&("FCGI_MPXS_CONNS".into(), "0".into())),
+        "{pairs:?}"
+    );
+    assert!(pairs.iter().any(|(n, _)| n == "FCGI_MAX_CONNS"));
+    assert!(pairs.iter().any(|(n, _)| n == "FCGI_MAX_REQS"));
+    assert_eq!(
+        &got[used..],
+        &[1, 11, 0, 0, 0, 8, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0],
+        "UNKNOWN_TYPE for type 42"
+    );
+
+    responder.signal("TERM");
+    assert!(responder.wait(Duration::from_secs(10)).success());
+    let log = responder.log();
+    assert_eq!(log.matches("closing the connection").count(), 2, "{log}");
+}
+
+#[test]
+fn fifty_delayed_requests_are_answered_concurrently() {
+    let dir = temp_dir("ferry-responder-delay");
+    let (mut responder, socket) = start_responder(&dir, &["--delay-ms", "200"]);
+    let mut streams: Vec<UnixStream> = (0..50)
+        .map(|i| {
+            let mut stream = UnixStream::connect(&socket).unwrap();
+            stream
+                .write_all(&encoded_request(i + 1, format!("n={i}").as_bytes()))
+                .unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            stream
+        })
+        .collect();
+    let answered = streams
+        .iter_mut()
+        .map(|stream| {
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).is_ok() && is_answer(&answer, "200")
+        })
+        .filter(|answered| *answered)
+        .count();
+    assert_eq!(answered, 50, "responder log:\n{}", responder.log());
+    responder.signal("INT");
+    assert!(responder.wait(Duration::from_secs(10)).success());
+}
