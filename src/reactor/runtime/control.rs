@@ -149,6 +149,7 @@ impl Runtime {
         };
         let fill = conn.fill();
         let mut close = matches!(fill, Ok(Fill::Eof) | Err(_));
+        let mut consumed_any = false;
         let mut answers = Vec::new();
         loop {
             let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) else {
@@ -171,6 +172,7 @@ impl Runtime {
                         route(&request, self.control_token.as_deref()).map(|r| owned_route(&r));
                     if let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) {
                         conn.consume(used);
+                        consumed_any = true;
                     }
                     match routed {
                         Ok(route) => self.answer(&route, keep_alive, &mut answers, now),
@@ -204,6 +206,9 @@ impl Runtime {
         self.timers.arm(TimerKey::Client(token), now + CLIENT_IDLE);
         if close {
             self.mark_close(token);
+        } else if matches!(fill, Ok(Fill::Full)) && consumed_any {
+            // Pipelined requests beyond one buffer: read the rest without a new event.
+            self.rearm_read.push(token);
         }
     }
 

@@ -382,12 +382,17 @@ impl Runtime {
         if self.notifier.is_none() {
             return;
         }
-        let connected = self.sources.iter().filter(|s| s.is_ready()).count();
-        let open = self.pools.iter().filter(|p| !p.circuit.is_closed()).count();
+        let live = self.sources.iter().filter(|s| !s.retired);
+        let (total, connected) =
+            live.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.is_ready())));
+        let open = self
+            .pools
+            .iter()
+            .filter(|p| !p.retired && !p.circuit.is_closed())
+            .count();
         let in_flight: usize = self.pools.iter().map(|p| p.in_flight).sum();
         let line = format!(
-            "{connected}/{} sources connected, {open} pool circuits open, {in_flight} jobs in flight",
-            self.sources.len()
+            "{connected}/{total} sources connected, {open} pool circuits open, {in_flight} jobs in flight"
         );
         if line != self.last_status {
             self.notify(|n| n.status(&line));

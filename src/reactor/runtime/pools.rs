@@ -93,6 +93,16 @@ impl Pool {
         self.last_request_id
     }
 
+    /// Takes the idle kept connections out of the pool (to close them).
+    pub fn take_idle_tokens(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.idle)
+    }
+
+    /// True when a pool removed by a reload has nothing left to do.
+    pub fn is_finished(&self) -> bool {
+        self.retired && self.queue.is_empty() && self.in_flight == 0
+    }
+
     /// Forgets resolved addresses (the address changed in a reload).
     pub fn forget_targets(&mut self) {
         self.targets = None;
@@ -557,6 +567,9 @@ impl Runtime {
 
     /// A pool failure: the circuit opens (or stays open) and a probe is scheduled.
     pub(super) fn open_circuit(&mut self, pool: usize, reason: &str, now: Instant) {
+        if self.pools[pool].is_finished() {
+            return;
+        }
         let p = &mut self.pools[pool];
         let was_closed = p.circuit.is_closed();
         let delay = p.backoff.next_delay();
@@ -581,6 +594,9 @@ impl Runtime {
 
     /// Time for a probe connect.
     pub(super) fn on_probe_timer(&mut self, pool: usize, now: Instant) {
+        if self.pools[pool].is_finished() {
+            return; // removed by a reload and done: no more probes
+        }
         if !self.pools[pool].circuit.probe_due(now) || self.pools[pool].probing {
             return;
         }

@@ -52,6 +52,10 @@ impl Runtime {
                     let address_changed = self.pools[index].config.address != pool_config.address;
                     self.pools[index].config = pool_config.clone();
                     if address_changed {
+                        // Kept connections lead to the old backend: close them.
+                        for token in self.pools[index].take_idle_tokens() {
+                            self.mark_close(token);
+                        }
                         self.pools[index].forget_targets();
                         self.resolve_pool(index, now);
                     }

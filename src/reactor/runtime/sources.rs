@@ -850,8 +850,13 @@ impl Runtime {
                 self.sources[source].ready = true;
                 self.sources[source].backoff.reset();
                 self.declare_retry_queues(source);
-                if self.sources[source].paused {
-                    // Reconnected while paused: stay off the queue.
+                let stay_off = {
+                    let s = &self.sources[source];
+                    s.paused || s.intake_stopped || s.parked || s.retired
+                };
+                if stay_off {
+                    // Reached consume-ok while paused, draining or retired (a cancel sent
+                    // during the handshake was refused): stay off the queue.
                     if let Link::Up {
                         session: Session_::Amqp(s),
                         ..
@@ -1469,13 +1474,20 @@ impl Runtime {
             self.sources[source].paused = false;
             info!("source {}: resumed", self.sources[source].name);
         }
+        let stopped = {
+            let s = &self.sources[source];
+            s.intake_stopped || s.parked || s.retired
+        };
         if let Link::Up {
             session: Session_::Amqp(s),
             ..
         } = &mut self.sources[source].link
         {
-            // NotReady while the cancel is in flight: the Cancelled event resumes then.
-            let _ = s.consume();
+            // A draining, released or retired source stays off the queue. NotReady while
+            // the cancel is in flight: the Cancelled event resumes then.
+            if !stopped {
+                let _ = s.consume();
+            }
         }
         self.flush_session(source, now);
     }
