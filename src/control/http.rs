@@ -132,9 +132,15 @@ pub fn write_response(
     out.extend_from_slice(body);
 }
 
-/// Appends a JSON error response `{"error": message}`.
-pub fn write_error(out: &mut Vec<u8>, status: u16, reason: &str, message: &str, keep_alive: bool) {
-    let body = serde_json::json!({ "error": message }).to_string();
+/// Appends a response whose body is `value` as JSON.
+pub fn write_json(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    value: &serde_json::Value,
+    keep_alive: bool,
+) {
+    let body = value.to_string();
     write_response(
         out,
         status,
@@ -143,6 +149,12 @@ pub fn write_error(out: &mut Vec<u8>, status: u16, reason: &str, message: &str, 
         body.as_bytes(),
         keep_alive,
     );
+}
+
+/// Appends a JSON error response `{"error": message}`.
+pub fn write_error(out: &mut Vec<u8>, status: u16, reason: &str, message: &str, keep_alive: bool) {
+    let value = serde_json::json!({ "error": message });
+    write_json(out, status, reason, &value, keep_alive);
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::{Endpoint, Runtime, TimerKey};
 use crate::config::Address;
-use crate::control::http::{parse_request, write_error, write_response};
+use crate::control::http::{parse_request, write_error, write_json, write_response};
 use crate::control::route::{route, Route};
 use crate::metrics::{
     render, DropReason, Exposition, PoolGauges, PoolSeries, ProcessStats, Settlement, SourceGauges,
@@ -219,43 +219,16 @@ impl Runtime {
             }
             OwnedRoute::Readyz => {
                 let reasons = self.not_ready_reasons();
-                let body = json!({ "ready": reasons.is_empty(), "reasons": reasons }).to_string();
                 let (status, reason) = if reasons.is_empty() {
                     (200, "OK")
                 } else {
                     (503, "Service Unavailable")
                 };
-                write_response(
-                    out,
-                    status,
-                    reason,
-                    "application/json",
-                    body.as_bytes(),
-                    keep_alive,
-                );
+                let body = json!({ "ready": reasons.is_empty(), "reasons": reasons });
+                write_json(out, status, reason, &body, keep_alive);
             }
-            OwnedRoute::Status => {
-                let body = self.status_json(now).to_string();
-                write_response(
-                    out,
-                    200,
-                    "OK",
-                    "application/json",
-                    body.as_bytes(),
-                    keep_alive,
-                );
-            }
-            OwnedRoute::Jobs => {
-                let body = self.jobs_json(now).to_string();
-                write_response(
-                    out,
-                    200,
-                    "OK",
-                    "application/json",
-                    body.as_bytes(),
-                    keep_alive,
-                );
-            }
+            OwnedRoute::Status => write_json(out, 200, "OK", &self.status_json(now), keep_alive),
+            OwnedRoute::Jobs => write_json(out, 200, "OK", &self.jobs_json(now), keep_alive),
             OwnedRoute::Metrics => {
                 let body = self.render_metrics();
                 write_response(
@@ -286,15 +259,8 @@ impl Runtime {
                         self.resume_source(source, now);
                     }
                 }
-                let body = json!({ "source": name, "paused": pause }).to_string();
-                write_response(
-                    out,
-                    200,
-                    "OK",
-                    "application/json",
-                    body.as_bytes(),
-                    keep_alive,
-                );
+                let body = json!({ "source": name, "paused": pause });
+                write_json(out, 200, "OK", &body, keep_alive);
             }
         }
     }

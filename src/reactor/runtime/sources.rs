@@ -319,11 +319,7 @@ impl Runtime {
             Ok(Resolution::Ready(targets)) => self.start_source_connect(source, &targets, now),
             Ok(Resolution::Pending(id)) => self.sources[source].link = Link::Resolving { id },
             Err(e) => {
-                warn!(
-                    "source {}: cannot resolve {address}: {e}",
-                    self.sources[source].name
-                );
-                self.schedule_reconnect(source, now);
+                self.connect_failed(source, format_args!("cannot resolve {address}: {e}"), now);
             }
         }
     }
@@ -344,12 +340,7 @@ impl Runtime {
             match result {
                 Ok(targets) => self.start_source_connect(source, &targets, now),
                 Err(e) => {
-                    warn!(
-                        "source {}: name lookup failed: {e}",
-                        self.sources[source].name
-                    );
-                    self.sources[source].link = Link::Idle;
-                    self.schedule_reconnect(source, now);
+                    self.connect_failed(source, format_args!("name lookup failed: {e}"), now);
                 }
             }
         }
@@ -363,12 +354,11 @@ impl Runtime {
         let stream = match connect::start(target) {
             Ok(stream) => stream,
             Err(e) => {
-                warn!(
-                    "source {}: connect to {target:?} failed: {e}",
-                    self.sources[source].name
+                self.connect_failed(
+                    source,
+                    format_args!("connect to {target:?} failed: {e}"),
+                    now,
                 );
-                self.sources[source].link = Link::Idle;
-                self.schedule_reconnect(source, now);
                 return;
             }
         };
@@ -385,14 +375,16 @@ impl Runtime {
                     .arm(TimerKey::Source(source), now + Duration::from_secs(10));
             }
             Err(e) => {
-                warn!(
-                    "source {}: cannot register a socket: {e}",
-                    self.sources[source].name
-                );
-                self.sources[source].link = Link::Idle;
-                self.schedule_reconnect(source, now);
+                self.connect_failed(source, format_args!("cannot register a socket: {e}"), now);
             }
         }
+    }
+
+    /// A connect attempt failed before a session existed: say why, retry after backoff.
+    fn connect_failed(&mut self, source: usize, why: std::fmt::Arguments<'_>, now: Instant) {
+        warn!("source {}: {why}", self.sources[source].name);
+        self.sources[source].link = Link::Idle;
+        self.schedule_reconnect(source, now);
     }
 
     fn schedule_reconnect(&mut self, source: usize, now: Instant) {
