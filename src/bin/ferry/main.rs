@@ -4,6 +4,7 @@
 //! (see DEVELOPERS.md), and ferry's flags are few and regular.
 
 mod args;
+mod bench;
 mod check;
 mod publish;
 mod responder;
@@ -29,8 +30,6 @@ Options:
   -h, --help     print this help
   -V, --version  print the version
 
-Not yet available in this build: bench.
-
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
 
@@ -53,10 +52,7 @@ fn main() -> ExitCode {
         Some("publish") => publish_command(&args[1..]),
         Some("check") => ExitCode::from(check::command(&args[1..])),
         Some("responder") => responder_command(&args[1..]),
-        Some(command @ "bench") => {
-            eprintln!("ferry: '{command}' is not available in this build yet");
-            ExitCode::from(2)
-        }
+        Some("bench") => bench_command(&args[1..]),
         Some(other) => {
             eprintln!("ferry: unknown command or option '{other}' (see 'ferry --help')");
             ExitCode::from(2)
@@ -183,6 +179,24 @@ fn responder_command(args: &[String]) -> ExitCode {
     };
     raise_fd_limit();
     ExitCode::from(responder::run(options))
+}
+
+fn bench_command(args: &[String]) -> ExitCode {
+    let parsed = match args::parse("bench", bench::FLAGS, args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if parsed.has("help") {
+        print!("{}", bench::HELP);
+        return ExitCode::SUCCESS;
+    }
+    // Thousands of pool connections in a concurrency sweep: the same raised limit as
+    // the ferry and responders it starts.
+    raise_fd_limit();
+    ExitCode::from(bench::command(&parsed))
 }
 
 fn publish_command(args: &[String]) -> ExitCode {

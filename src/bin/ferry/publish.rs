@@ -9,6 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry::config::{AmqpUrl, RedisUrl};
@@ -69,8 +70,26 @@ impl Plan {
         out.extend_from_slice(rest);
         out
     }
+}
 
-    /// Sleeps until message `i` (0-based) is due under `--rate`.
+/// Messages to publish and how fast: what `ferry publish` and `ferry bench` hand to
+/// [`publish_redis`] and [`publish_amqp`].
+pub struct Outgoing<'a> {
+    /// How many messages.
+    pub count: u64,
+    /// Messages per second at most (`None`: as fast as the broker takes them).
+    pub rate: Option<f64>,
+    /// The body of message `n` (1..=count), built just before it is sent (so a
+    /// timestamp inside it is the publish time).
+    pub body: &'a mut dyn FnMut(u64) -> Vec<u8>,
+    /// Counts messages written to the broker, for a progress line.
+    pub sent: Option<&'a AtomicU64>,
+    /// Stops publishing early when set (Ctrl-C in `ferry bench`).
+    pub stop: Option<&'a AtomicBool>,
+}
+
+impl Outgoing<'_> {
+    /// Sleeps until message `i` (0-based) is due under `rate`.
     fn pace(&self, start: Instant, i: u64) {
         if let Some(rate) = self.rate {
             let due = start + Duration::from_secs_f64(i as f64 / rate);
@@ -78,6 +97,16 @@ impl Plan {
             if due > now {
                 std::thread::sleep(due - now);
             }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|stop| stop.load(Ordering::Relaxed))
+    }
+
+    fn count_sent(&self, n: u64) {
+        if let Some(sent) = self.sent {
+            sent.fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -126,20 +155,42 @@ pub fn run(parsed: &Parsed) -> Result<u8, Failure> {
         count,
         rate,
     };
+    let mut body = |n: u64| plan.message(n);
+    let mut outgoing = Outgoing {
+        count: plan.count,
+        rate: plan.rate,
+        body: &mut body,
+        sent: None,
+        stop: None,
+    };
     match (parsed.get("redis"), parsed.get("amqp")) {
         (Some(url), None) => {
             let channel = parsed
                 .get("channel")
                 .ok_or_else(|| usage("--redis needs --channel NAME".into()))?;
             let url = RedisUrl::parse(url).map_err(|e| usage(format!("--redis: {e}")))?;
-            publish_redis(&url, channel, &plan).map_err(Failure::Runtime)
+            let receivers =
+                publish_redis(&url, channel, &mut outgoing).map_err(Failure::Runtime)?;
+            eprintln!(
+                "published {count} messages to {channel}: {receivers} deliveries to subscribers"
+            );
+            Ok(0)
         }
         (None, Some(url)) => {
             let queue = parsed
                 .get("queue")
                 .ok_or_else(|| usage("--amqp needs --queue NAME".into()))?;
             let url = AmqpUrl::parse(url).map_err(|e| usage(format!("--amqp: {e}")))?;
-            publish_amqp(&url, queue, &plan).map_err(Failure::Runtime)
+            let failed = publish_amqp(&url, queue, DeclareMode::IfMissing, &mut outgoing)
+                .map_err(Failure::Runtime)?;
+            if failed > 0 {
+                eprintln!(
+                    "published {count} messages to {queue}: {failed} returned unroutable or nacked"
+                );
+                return Ok(1);
+            }
+            eprintln!("published {count} messages to {queue}: all confirmed");
+            Ok(0)
         }
         _ => Err(usage(
             "give --redis URL --channel NAME or --amqp URL --queue NAME".into(),
@@ -148,13 +199,19 @@ pub fn run(parsed: &Parsed) -> Result<u8, Failure> {
 }
 
 /// Connects to the first address of `host:port` (blocking is fine in a CLI command).
-fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
+pub fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
     let stream = TcpStream::connect((host, port)).map_err(|e| format!("{host}:{port}: {e}"))?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
 
-fn publish_redis(url: &RedisUrl, channel: &str, plan: &Plan) -> Result<u8, String> {
+/// Publishes `outgoing` to a Redis channel (or any server that speaks RESP `PUBLISH`,
+/// such as ferry's own endpoint); the sum of the receiver counts Redis answered.
+pub fn publish_redis(
+    url: &RedisUrl,
+    channel: &str,
+    outgoing: &mut Outgoing<'_>,
+) -> Result<i64, String> {
     let mut stream = connect(&url.host, url.port)?;
     let mut out = Vec::new();
     let mut expected = 0u64;
@@ -171,26 +228,39 @@ fn publish_redis(url: &RedisUrl, channel: &str, plan: &Plan) -> Result<u8, Strin
     let mut replies = Replies::new(stream.try_clone().map_err(|e| e.to_string())?);
     let start = Instant::now();
     let mut receivers = 0i64;
-    for i in 0..plan.count {
-        plan.pace(start, i);
-        let message = plan.message(i + 1);
+    let paced = outgoing.rate.is_some();
+    let mut batched = 0u64;
+    for i in 0..outgoing.count {
+        if outgoing.stopped() {
+            break;
+        }
+        outgoing.pace(start, i);
+        let message = (outgoing.body)(i + 1);
         resp::encode_command(&mut out, [&b"PUBLISH"[..], channel.as_bytes(), &message]);
         expected += 1;
+        batched += 1;
+        let last = i + 1 == outgoing.count;
         // Write in batches; read replies as we go so neither side's buffer fills.
-        if out.len() >= 64 * 1024 || plan.rate.is_some() || i + 1 == plan.count {
+        if out.len() >= 64 * 1024 || paced || last {
             stream.write_all(&out).map_err(|e| format!("redis: {e}"))?;
             out.clear();
-            while expected > 0 && (plan.rate.is_some() || i + 1 == plan.count || expected > 1000) {
+            outgoing.count_sent(batched);
+            batched = 0;
+            while expected > 0 && (paced || last || expected > 1000) {
                 receivers += replies.next_integer()?;
                 expected -= 1;
             }
         }
     }
-    eprintln!(
-        "published {} messages to {channel}: {receivers} deliveries to subscribers",
-        plan.count
-    );
-    Ok(0)
+    if !out.is_empty() {
+        stream.write_all(&out).map_err(|e| format!("redis: {e}"))?;
+        outgoing.count_sent(batched);
+    }
+    while expected > 0 {
+        receivers += replies.next_integer()?;
+        expected -= 1;
+    }
+    Ok(receivers)
 }
 
 /// Reads RESP replies from a blocking socket.
@@ -241,14 +311,22 @@ impl Replies {
     }
 }
 
-fn publish_amqp(url: &AmqpUrl, queue: &str, plan: &Plan) -> Result<u8, String> {
+/// Publishes `outgoing` to an AMQP queue through the default exchange (persistent,
+/// `mandatory`, with a `message_id`, on a confirm channel), declaring the queue as
+/// `declare` says; how many the broker returned unroutable or nacked.
+pub fn publish_amqp(
+    url: &AmqpUrl,
+    queue: &str,
+    declare: DeclareMode,
+    outgoing: &mut Outgoing<'_>,
+) -> Result<u64, String> {
     let stream = connect(&url.host, url.port)?;
     let config = SessionConfig {
         username: url.username.clone(),
         password: url.password.expose().to_string(),
         vhost: url.vhost.clone(),
         queue: queue.to_string(),
-        declare: DeclareMode::IfMissing,
+        declare,
         prefetch: 1,
         heartbeat_s: 30,
         max_message_bytes: 16 << 20,
@@ -272,9 +350,12 @@ fn publish_amqp(url: &AmqpUrl, queue: &str, plan: &Plan) -> Result<u8, String> {
     let start = Instant::now();
     let mut unconfirmed = 0u64;
     let mut failed = 0u64;
-    for i in 0..plan.count {
-        plan.pace(start, i);
-        let body = plan.message(i + 1);
+    for i in 0..outgoing.count {
+        if outgoing.stopped() {
+            break;
+        }
+        outgoing.pace(start, i);
+        let body = (outgoing.body)(i + 1);
         let message_id = format!("{id_base}-{}", i + 1);
         let properties = BasicProperties {
             delivery_mode: Some(2),
@@ -287,8 +368,13 @@ fn publish_amqp(url: &AmqpUrl, queue: &str, plan: &Plan) -> Result<u8, String> {
             .publish("", queue, true, &properties, &body)
             .map_err(|e| format!("amqp: {e}"))?;
         unconfirmed += 1;
+        // Under --rate, hand each message to the socket now; otherwise batch them.
+        if outgoing.rate.is_some() {
+            client.flush()?;
+        }
+        outgoing.count_sent(1);
         // Keep at most a window of unconfirmed messages in flight.
-        while unconfirmed > 1000 || (plan.rate.is_some() && unconfirmed > 0) {
+        while unconfirmed > 1000 {
             let (confirmed, bad) = client.settle_some()?;
             unconfirmed -= confirmed + bad;
             failed += bad;
@@ -301,30 +387,21 @@ fn publish_amqp(url: &AmqpUrl, queue: &str, plan: &Plan) -> Result<u8, String> {
     }
     client.session.close();
     let _ = client.wait_for(|event| matches!(event, Event::Closed));
-    if failed > 0 {
-        eprintln!(
-            "published {} messages to {queue}: {failed} returned unroutable or nacked",
-            plan.count
-        );
-        return Ok(1);
-    }
-    eprintln!(
-        "published {} messages to {queue}: all confirmed",
-        plan.count
-    );
-    Ok(0)
+    Ok(failed)
 }
 
 /// Drives a sans-IO AMQP session over a blocking socket.
-struct Blocking {
+pub struct Blocking {
     stream: TcpStream,
-    session: Session,
+    /// The session (commands go straight to it; [`Blocking::turn`] moves the bytes).
+    pub session: Session,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
 
 impl Blocking {
-    fn new(stream: TcpStream, session: Session) -> Blocking {
+    /// Wraps a connected socket and a new session.
+    pub fn new(stream: TcpStream, session: Session) -> Blocking {
         Blocking {
             stream,
             session,
@@ -333,8 +410,8 @@ impl Blocking {
         }
     }
 
-    /// Sends pending output, reads once (until the session's next deadline), feeds it.
-    fn turn(&mut self) -> Result<(), String> {
+    /// Writes what the session has to send.
+    pub fn flush(&mut self) -> Result<(), String> {
         self.session.poll_transmit(&mut self.out);
         if !self.out.is_empty() {
             self.stream
@@ -342,13 +419,24 @@ impl Blocking {
                 .map_err(|e| format!("amqp: {e}"))?;
             self.out.clear();
         }
+        Ok(())
+    }
+
+    /// Sends pending output, reads once (until the session's next deadline or
+    /// `max_wait`), feeds it.
+    pub fn turn(&mut self) -> Result<(), String> {
+        self.turn_within(Duration::from_secs(1))
+    }
+
+    /// [`Blocking::turn`], waiting for input at most `max_wait`.
+    pub fn turn_within(&mut self, max_wait: Duration) -> Result<(), String> {
+        self.flush()?;
         let now = Instant::now();
         let wait = self
             .session
             .poll_timeout()
-            .map_or(Duration::from_secs(1), |at| {
-                at.saturating_duration_since(now)
-            })
+            .map_or(max_wait, |at| at.saturating_duration_since(now))
+            .min(max_wait)
             .max(Duration::from_millis(1));
         let _ = self.stream.set_read_timeout(Some(wait));
         let mut chunk = [0u8; 64 * 1024];
@@ -379,7 +467,7 @@ impl Blocking {
     }
 
     /// Turns until an event matching `want` (errors and closes end the wait).
-    fn wait_for(&mut self, want: impl Fn(&Event) -> bool) -> Result<(), String> {
+    pub fn wait_for(&mut self, want: impl Fn(&Event) -> bool) -> Result<(), String> {
         loop {
             while let Some(event) = self.session.poll_event() {
                 if want(&event) {
