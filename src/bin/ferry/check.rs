@@ -56,6 +56,8 @@ connects to every endpoint it names and reports what each peer says:
   pool           GET_VALUES (FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS; php-fpm
                  answers only FCGI_MPXS_CONNS=0), the php-fpm status page when the pool
                  sets status_path, and whether each job script answers
+  resp_endpoint  whether ferry could listen on its address (free and bindable)
+  spawned pool   skipped: nothing listens before 'ferry run' starts it
 Each connection and step has a 3 s timeout (a job script: the pool's request timeout, at
 most 10 s).
 
