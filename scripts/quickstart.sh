@@ -1,38 +1,31 @@
 #!/usr/bin/env bash
-# ferry's quick start: a private php-fpm running examples/worker.php, and ferry carrying
-# messages from the Redis channel "jobs" (127.0.0.1:6379) to it, in the foreground.
-# Publish from another terminal (see README); Ctrl-C drains and stops ferry.
+# ferry's quick start, with nothing but ferry: ferry is the Redis endpoint (RESP on
+# 127.0.0.1:6380) and starts its own workers (a spawned pool): php-cgi running
+# examples/worker.php when php-cgi is installed, else ferry's built-in responder.
+# Every message published to the channel "jobs" becomes one FastCGI request; the worker
+# appends one JSON line per message to /tmp/ferry-quickstart/worker.log (fresh each run).
+# Runs in the foreground; Ctrl-C drains, stops the workers and exits.
+#
+#   QUICKSTART_WORKER=php-cgi|responder scripts/quickstart.sh   # choose the worker
+#
+# Needs only Rust (cargo). The configs are examples/quickstart/{php-cgi,responder}.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin:/sbin"
 dir=/tmp/ferry-quickstart
 mkdir -p "$dir"
-
-if [ ! -e /usr/sbin/php-fpm8.2 ] || ! command -v redis-server >/dev/null; then
-  echo "quickstart: installing php8.2-fpm and redis (needs root)"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq php8.2-fpm php8.2-cli redis-server redis-tools >/dev/null
-fi
-redis-cli ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ""
-
+rm -f "$dir/worker.log"
 cp examples/worker.php "$dir/worker.php"
-cat > "$dir/php-fpm.conf" <<CONF
-[global]
-pid = $dir/php-fpm.pid
-error_log = $dir/php-fpm.log
-daemonize = no
-[quickstart]
-listen = $dir/php-fpm.sock
-pm = static
-pm.max_children = 4
-env[FERRY_EXAMPLE_LOG] = $dir/worker.log
-CONF
-php-fpm8.2 -F -R -y "$dir/php-fpm.conf" &
-fpm=$!
-trap 'kill $fpm 2>/dev/null' EXIT
-for _ in $(seq 1 50); do [ -S "$dir/php-fpm.sock" ] && break; sleep 0.1; done
+
+worker=${QUICKSTART_WORKER:-}
+if [ -z "$worker" ]; then
+  if command -v php-cgi >/dev/null 2>&1; then worker=php-cgi; else worker=responder; fi
+fi
+case $worker in
+  php-cgi | responder) ;;
+  *) echo "quickstart: QUICKSTART_WORKER must be php-cgi or responder, not '$worker'" >&2; exit 2 ;;
+esac
 
 cargo build --release --quiet
-echo "quickstart: ferry is running; the worker writes to $dir/worker.log"
-./target/release/ferry run --redis redis://127.0.0.1:6379 --channel jobs \
-  --fastcgi "unix:$dir/php-fpm.sock" --script "$dir/worker.php"
+echo "quickstart: ferry listens for Redis clients on 127.0.0.1:6380 and runs $worker workers;" \
+     "they write to $dir/worker.log. Ctrl-C stops." >&2
+exec ./target/release/ferry run --config "examples/quickstart/$worker.json"

@@ -237,3 +237,45 @@ fn config_errors_exit_2_naming_the_key() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("RUNS IT ONCE"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_resp_endpoint_address_in_use_fails_and_a_free_one_passes() {
+    let dir = std::env::temp_dir().join(unique("ferry-check-endpoint"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let config = |listen: String| {
+        json!({
+            "control": { "listen": null },
+            "pools": { "p": { "address": format!("unix:{}/absent.sock", dir.display()) } },
+            "sources": [{ "name": "ep", "kind": "resp_endpoint", "listen": listen,
+                          "channels": ["jobs"], "job": { "pool": "p", "script": "/w.php" } }]
+        })
+    };
+    let busy = report(&check(
+        &dir,
+        &config(format!("127.0.0.1:{taken_port}")),
+        &["--json", "--no-script"],
+    ));
+    let endpoint_report = endpoint(&busy, "resp_endpoint", "ep");
+    assert_eq!(endpoint_report["ok"], false, "{busy}");
+    assert!(
+        endpoint_report["error"]
+            .as_str()
+            .unwrap()
+            .contains("in use"),
+        "{busy}"
+    );
+    drop(taken);
+    let socket = dir.join("endpoint.sock");
+    let free = report(&check(
+        &dir,
+        &config(format!("unix:{}", socket.display())),
+        &["--json", "--no-script"],
+    ));
+    let endpoint_report = endpoint(&free, "resp_endpoint", "ep");
+    assert_eq!(endpoint_report["ok"], true, "{free}");
+    assert_eq!(endpoint_report["skipped"], false, "{free}");
+    assert!(!socket.exists(), "the trial socket was left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}

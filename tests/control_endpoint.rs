@@ -33,6 +33,17 @@ fn health_readiness_status_jobs_and_refusals() {
     ferry.wait_for_log("source events: subscribed", Duration::from_secs(10));
 
     assert_eq!(get(port, "/healthz"), (200, "ok\n".to_string()));
+    // HEAD: GET's head (with its Content-Length), no body.
+    let head = exchange(
+        port,
+        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 3\r\n"), "{head}");
+    assert!(
+        head.ends_with("\r\n\r\n"),
+        "HEAD answered with a body: {head:?}"
+    );
     let (status, body) = get(port, "/readyz");
     assert_eq!(status, 200, "{body}");
 

@@ -217,3 +217,54 @@ fn fifty_delayed_requests_are_answered_concurrently() {
     responder.signal("INT");
     assert!(responder.wait(Duration::from_secs(10)).success());
 }
+
+/// A request for another role, encoded by hand: BEGIN_REQUEST(role), empty PARAMS, empty
+/// STDIN, and for FILTER (3) one DATA record and the empty one.
+fn role_request(id: u16, role: u16) -> Vec<u8> {
+    let record = |kind: u8, content: &[u8]| -> Vec<u8> {
+        let mut r = vec![1, kind];
+        r.extend_from_slice(&id.to_be_bytes());
+        r.extend_from_slice(&(content.len() as u16).to_be_bytes());
+        r.extend_from_slice(&[0, 0]);
+        r.extend_from_slice(content);
+        r
+    };
+    let [hi, lo] = role.to_be_bytes();
+    let mut out = record(1, &[hi, lo, 0, 0, 0, 0, 0, 0]);
+    out.extend(record(4, b""));
+    out.extend(record(5, b""));
+    if role == 3 {
+        out.extend(record(8, b"data"));
+        out.extend(record(8, b""));
+    }
+    out
+}
+
+#[test]
+fn authorizer_and_filter_requests_are_refused_with_unknown_role() {
+    let dir = temp_dir("ferry-responder-roles");
+    let log = dir.join("log");
+    let (mut responder, socket) = start_responder(&dir, &["--log", log.to_str().unwrap()]);
+    for (id, role) in [(7u16, 2u16), (8, 3)] {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        stream.write_all(&role_request(id, role)).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        // Exactly one record: END_REQUEST (type 3) for this id, protocol status 3.
+        assert_eq!(answer.len(), 16, "role {role}: {answer:?}");
+        assert_eq!(answer[1], 3, "role {role}: not END_REQUEST");
+        assert_eq!(u16::from_be_bytes([answer[2], answer[3]]), id);
+        assert_eq!(
+            answer[12], 3,
+            "role {role}: protocol status is not UNKNOWN_ROLE"
+        );
+    }
+    // A RESPONDER request on the same responder is still answered and logged; the
+    // refused ones are not logged.
+    assert!(is_answer(&request(&socket, 9, b"x=1"), "200"));
+    let lines = wait_for_lines(&log, 1, Duration::from_secs(10));
+    assert_eq!(lines.len(), 1);
+    responder.wait_for_log("UNKNOWN_ROLE", Duration::from_secs(5));
+    responder.signal("TERM");
+    assert!(responder.wait(Duration::from_secs(10)).success());
+}

@@ -11,8 +11,10 @@
 //! - Pool with an `address`: GET_VALUES answered, the status page (when `status_path`
 //!   is set) was served, and every job script answered with a complete response, whatever
 //!   its status: a missing script is a failure — `check/fastcgi.rs`.
-//! - Spawned pools and `resp_endpoint` sources are ferry's own listeners: nothing is
-//!   there to ask before `ferry run` starts, so they are listed as skipped.
+//! - `resp_endpoint` source: ferry could listen on its address (free, bindable) —
+//!   `check/listen.rs`.
+//! - Spawned pools: nothing listens before `ferry run` starts them, so they are listed
+//!   as skipped.
 //!
 //! # Layout
 //! - `check.rs`: the command, the report and its two renderings (text, `--json`).
@@ -22,6 +24,7 @@
 mod amqp;
 mod conn;
 mod fastcgi;
+mod listen;
 mod redis;
 
 use std::fmt::Write as _;
@@ -53,6 +56,8 @@ connects to every endpoint it names and reports what each peer says:
   pool           GET_VALUES (FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS; php-fpm
                  answers only FCGI_MPXS_CONNS=0), the php-fpm status page when the pool
                  sets status_path, and whether each job script answers
+  resp_endpoint  whether ferry could listen on its address (free and bindable)
+  spawned pool   skipped: nothing listens before 'ferry run' starts it
 Each connection and step has a 3 s timeout (a job script: the pool's request timeout, at
 most 10 s).
 
@@ -295,10 +300,13 @@ fn check_source(source: &SourceConfig) -> Endpoint {
                 endpoint_source.listen.to_string(),
             )
             .verdict(None);
-            endpoint.skipped = true;
-            endpoint.note =
-                Some("ferry's own RESP listener: nothing to ask before 'ferry run'".into());
-            endpoint
+            match listen::check_listen(&endpoint_source.listen) {
+                Ok(note) => {
+                    endpoint.note = Some(note);
+                    endpoint
+                }
+                Err(why) => endpoint.verdict(Some(why)),
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ferry::config::Address;
 use ferry::proto::fastcgi::{
     encode_end_request, encode_get_values_result, encode_stdout, encode_unknown_type,
-    ProtocolStatus, RequestDecoder, RequestEvent,
+    ProtocolStatus, RequestDecoder, RequestEvent, Role,
 };
 use ferry::proto::Status;
 use ferry::reactor::conn::{Conn, Fill, Stream};
@@ -43,7 +43,9 @@ Usage: ferry responder [--listen ADDR] [--log FILE] [--status CODE] [--delay-ms 
 
 A built-in FastCGI worker for tests, demos and benchmarks: answers every request with
 'Status: CODE' and a short body after N milliseconds. Strict: a request that breaks the
-FastCGI spec is reported on stderr and its connection closed. Runs until SIGTERM/SIGINT.
+FastCGI spec is reported on stderr and its connection closed. Plays the RESPONDER role
+only: AUTHORIZER and FILTER requests get END_REQUEST with UNKNOWN_ROLE. Runs until
+SIGTERM/SIGINT.
 
 Options:
   --listen ADDR    unix:/path or host:port; without it, the listening socket inherited
@@ -193,6 +195,9 @@ impl Listener {
 /// The request being read or waiting for its answer.
 struct Request {
     id: u16,
+    /// Only RESPONDER is played: AUTHORIZER and FILTER requests are read to their end
+    /// and answered END_REQUEST `UNKNOWN_ROLE` (spec §5.5), never logged or delayed.
+    role: Role,
     keep_conn: bool,
     params: serde_json::Map<String, serde_json::Value>,
     body: Vec<u8>,
@@ -511,11 +516,12 @@ impl Responder {
             match event {
                 RequestEvent::Begin {
                     request_id,
+                    role,
                     keep_conn,
-                    ..
                 } => {
                     *request = Some(Request {
                         id: request_id,
+                        role,
                         keep_conn,
                         params: serde_json::Map::new(),
                         body: Vec::new(),
@@ -523,7 +529,13 @@ impl Responder {
                         waiting: false,
                     });
                 }
-                RequestEvent::ParamsChunk(_) | RequestEvent::Data(_) | RequestEvent::DataEnd => {}
+                RequestEvent::ParamsChunk(_) | RequestEvent::Data(_) => {}
+                RequestEvent::DataEnd => {
+                    // FILTER's input ends with its DATA stream.
+                    if let Some(request) = request.as_mut() {
+                        request.waiting = true;
+                    }
+                }
                 RequestEvent::Params(params) => {
                     if let Some(request) = request.as_mut() {
                         for (name, value) in params.iter() {
@@ -541,7 +553,7 @@ impl Responder {
                 }
                 RequestEvent::StdinEnd => {
                     if let Some(request) = request.as_mut() {
-                        request.waiting = true;
+                        request.waiting = request.role != Role::Filter;
                     }
                 }
                 RequestEvent::Abort { request_id } => {
@@ -563,6 +575,14 @@ impl Responder {
                 RequestEvent::UnknownType(byte) => encode_unknown_type(&mut out, byte),
             }
             conn.consume(used);
+            if client
+                .request
+                .as_ref()
+                .is_some_and(|r| r.waiting && r.role != Role::Responder)
+            {
+                answer_now = true;
+                break;
+            }
             if client.request.as_ref().is_some_and(|r| r.waiting) {
                 if let Some(line) = client.request.as_ref().map(log_line) {
                     if let Some(log) = self.log.as_mut() {
@@ -600,13 +620,21 @@ impl Responder {
         let Some(request) = client.request.take() else {
             return;
         };
-        let head = format!(
-            "Status: {status}\r\nContent-Type: text/plain\r\n\r\nferry responder: {status}\n"
-        );
         let out = client.conn.write_buf();
-        encode_stdout(out, request.id, head.as_bytes());
-        encode_stdout(out, request.id, b"");
-        encode_end_request(out, request.id, 0, ProtocolStatus::RequestComplete);
+        if request.role == Role::Responder {
+            let head = format!(
+                "Status: {status}\r\nContent-Type: text/plain\r\n\r\nferry responder: {status}\n"
+            );
+            encode_stdout(out, request.id, head.as_bytes());
+            encode_stdout(out, request.id, b"");
+            encode_end_request(out, request.id, 0, ProtocolStatus::RequestComplete);
+        } else {
+            eprintln!(
+                "ferry responder: connection {idx}: request {} asks for the {:?} role; only RESPONDER is played (END_REQUEST UNKNOWN_ROLE)",
+                request.id, request.role
+            );
+            encode_end_request(out, request.id, 0, ProtocolStatus::UnknownRole);
+        }
         client.decoder.finish_request();
         if !request.keep_conn || client.eof {
             client.closing = true;

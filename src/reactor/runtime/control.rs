@@ -168,6 +168,8 @@ impl Runtime {
                 }
                 Ok(Status::Complete(request, used)) => {
                     let keep_alive = request.keep_alive;
+                    let head_only = request.method == "HEAD";
+                    let answer_start = answers.len();
                     let routed =
                         route(&request, self.control_token.as_deref()).map(|r| owned_route(&r));
                     if let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) {
@@ -180,6 +182,9 @@ impl Runtime {
                             let (status, reason, message) = e.status();
                             write_error(&mut answers, status, reason, message, keep_alive);
                         }
+                    }
+                    if head_only {
+                        strip_body(&mut answers, answer_start);
                     }
                     if !keep_alive {
                         close = true;
@@ -405,6 +410,17 @@ enum OwnedRoute {
     Jobs,
     Pause(String),
     Resume(String),
+}
+
+/// HEAD: the response from `start` keeps its head (with the Content-Length GET would
+/// have) and loses its body (RFC 9110 §9.3.2).
+fn strip_body(answers: &mut Vec<u8>, start: usize) {
+    let head_end = answers
+        .get(start..)
+        .and_then(|answer| answer.windows(4).position(|w| w == b"\r\n\r\n"));
+    if let Some(end) = head_end {
+        answers.truncate(start + end + 4);
+    }
 }
 
 fn owned_route(route: &Route<'_>) -> OwnedRoute {
