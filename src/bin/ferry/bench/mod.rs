@@ -167,7 +167,7 @@ fn sweep(plan: &Plan) -> Result<bool, String> {
         let count = if plan.count_given {
             plan.count
         } else {
-            (3 * concurrency as u64).max(1000)
+            (3 * concurrency as u64).max(200)
         };
         runs.push(run(&plan.with_pool(concurrency, count))?);
     }

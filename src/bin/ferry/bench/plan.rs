@@ -95,7 +95,7 @@ Scale:
   --concurrency-sweep LIST   e.g. 10,100,1000,10000: one run per value with pool size
                       (and AMQP prefetch) = value; give --delay-ms so requests stay in
                       flight; reports CPU per message and RSS per in-flight request.
-                      --count is per step (default: 3 x value, at least 1000)
+                      --count is per step (default: 3 x value, at least 200)
 
 Output:
   --json              one JSON document on stdout instead of the table
