@@ -195,10 +195,11 @@ impl Drop for Process {
     }
 }
 
-/// Polls `ready` every 20 ms until it answers true; fails after `limit`, on Ctrl-C, or
-/// when one of `watch` exits.
+/// Polls `ready` every `interval` until it answers true; fails after `limit`, on
+/// Ctrl-C, or when one of `watch` exits.
 pub fn wait_until(
     what: &str,
+    interval: Duration,
     limit: Duration,
     watch: &mut [&mut Process],
     mut ready: impl FnMut() -> bool,
@@ -222,7 +223,7 @@ pub fn wait_until(
                 tails.join("\n")
             ));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(interval);
     }
 }
 
@@ -279,6 +280,7 @@ pub fn start_workers(plan: &Plan, scratch: &Scratch) -> Result<WorkerPool, Strin
     };
     wait_until(
         "workers",
+        Duration::from_millis(20),
         Duration::from_secs(20),
         &mut [&mut process],
         || UnixStream::connect(&socket).is_ok(),
@@ -324,6 +326,8 @@ pub struct FerryProcess {
     pub process: Process,
     /// Its control socket.
     pub control: PathBuf,
+    /// From spawning it to `/readyz` answering 200 (sources connected, pool answering).
+    pub start_to_ready: Duration,
 }
 
 /// The queue arguments of a bench queue: removed by the broker 10 minutes after its
@@ -395,14 +399,21 @@ pub fn start_ferry(
         "--log-level".into(),
         "warn".into(),
     ];
+    let started = Instant::now();
     let mut process = Process::spawn("ferry run", &ferry, &args, scratch.path("ferry.err"))?;
+    // Polled every 2 ms: the time to ready is one of the figures reported.
     wait_until(
         "ferry",
+        Duration::from_millis(2),
         Duration::from_secs(20),
         &mut [&mut process, &mut workers.process],
         || http_get_unix(&control, "/readyz").is_some_and(|(status, _)| status == 200),
     )?;
-    Ok(FerryProcess { process, control })
+    Ok(FerryProcess {
+        process,
+        control,
+        start_to_ready: started.elapsed(),
+    })
 }
 
 /// `GET path` on a unix-socket HTTP server: the status and body.

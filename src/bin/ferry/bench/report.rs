@@ -6,7 +6,7 @@
 //! `unreadable_lines`, `seconds`, `throughput` (distinct messages per second),
 //! `latency_us` {`p50`, `p90`, `p99`, `p999`, `max`, `mean`}, `ferry` {`cpu_ms`,
 //! `cpu_us_per_message`, `idle_rss_kib`, `peak_rss_kib`, `rss_kib_per_in_flight`},
-//! `ferry_dropped`, `peak_in_flight`, `timeline` [{`at_s`, `throughput`,
+//! `ferry_dropped`, `ferry_start_to_ready_ms`, `peak_in_flight`, `timeline` [{`at_s`, `throughput`,
 //! `latency_us`}]; with `--limits` a document {`run`, `direct`, `broker`,
 //! `share_of_limit`}; with a sweep {`sweep`: [run…]}.
 
@@ -55,6 +55,8 @@ pub struct RunResult {
     pub ferry: Option<FerryUsage>,
     /// ferry's `ferry_messages_dropped_total` summed, when messages were lost.
     pub ferry_dropped: Option<u64>,
+    /// From starting ferry to `/readyz` answering 200, ms (runs that started ferry).
+    pub ferry_start_to_ready_ms: Option<f64>,
     /// Most requests the workers held at once (runs with `--delay-ms`).
     pub peak_in_flight: Option<u64>,
     pub timeline: Vec<Slice>,
@@ -150,12 +152,17 @@ pub fn table(result: &RunResult) -> String {
     if let Some(f) = &result.ferry {
         let _ = writeln!(
             out,
-            "  ferry        CPU {} µs/msg ({} ms)  RSS idle {}  peak {}",
+            "  ferry        CPU {} µs/msg ({} ms)  RSS idle {}  peak {}{}",
             f.cpu_us_per_message
                 .map_or("-".into(), |v| format!("{v:.1}")),
             f.cpu_ms.map_or("-".into(), |v| format!("{v:.0}")),
             mib(f.idle_rss_kib),
-            mib(f.peak_rss_kib)
+            mib(f.peak_rss_kib),
+            result
+                .ferry_start_to_ready_ms
+                .map_or(String::new(), |ms| format!(
+                    "  ready {ms:.0} ms after start"
+                ))
         );
     }
     if let Some(n) = result.peak_in_flight {

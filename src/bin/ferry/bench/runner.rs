@@ -115,6 +115,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<RunResult, String> {
                 &mut [&mut ferry.process, &mut workers.process],
                 progress,
             )?;
+            result.ferry_start_to_ready_ms = Some(ferry.start_to_ready.as_secs_f64() * 1000.0);
             if result.accounting.lost > 0 {
                 result.ferry_dropped = dropped(&ferry.control);
             }
@@ -276,6 +277,9 @@ fn measured(
                 last_progress = Instant::now();
             }
             progress.show(sent.load(Ordering::Relaxed), plan.count, unique, started);
+            if let Err(e) = check_interrupted() {
+                break Err(e);
+            }
             if handle.is_finished() && produced_at.is_none() {
                 produced_at = Some(Instant::now());
             }
@@ -286,9 +290,6 @@ fn measured(
                 if last_progress.max(at).elapsed() > plan.timeout {
                     break Ok(());
                 }
-            }
-            if let Err(e) = check_interrupted() {
-                break Err(e);
             }
             if let Some(e) = watch.iter_mut().find_map(|p| p.check_alive().err()) {
                 break Err(e);
@@ -352,6 +353,7 @@ fn measured(
         latency_us: percentiles(all.iter().map(Receipt::latency_us).collect()),
         ferry,
         ferry_dropped: None,
+        ferry_start_to_ready_ms: None,
         peak_in_flight: in_flight,
         timeline: timeline(&all, start_us, 100),
     })
