@@ -350,6 +350,9 @@ pub fn plan(parsed: &Parsed) -> Result<Plan, String> {
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
+    if !sweep.is_empty() && parsed.has("plot") {
+        return Err("--plot draws one run; it cannot be combined with --concurrency-sweep".into());
+    }
     let timeout = Duration::from_secs(number("timeout-s")?.unwrap_or(30).max(1));
     let attach = match parsed.get("attach") {
         None => None,

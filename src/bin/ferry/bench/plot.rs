@@ -97,7 +97,7 @@ pub fn svg(result: &RunResult) -> String {
 
     // Throughput panel, linear from 0.
     let top = TOP + PANEL + GAP;
-    let peak = slices.iter().map(|s| s.throughput).fold(1.0, f64::max) * 1.1;
+    let peak = nice_ceiling(slices.iter().map(|s| s.throughput).fold(1.0, f64::max) * 1.05);
     let y_rate = |v: f64| top + PANEL - v / peak * PANEL;
     axes(&mut out, top, "throughput, msg/s", span);
     for step in 0..=4 {
@@ -126,6 +126,17 @@ pub fn svg(result: &RunResult) -> String {
     );
     out.push_str("</svg>\n");
     out
+}
+
+/// The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above `value`, so the four grid steps of
+/// the throughput axis read as round numbers.
+fn nice_ceiling(value: f64) -> f64 {
+    let magnitude = 10f64.powf(value.max(1.0).log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|step| step * magnitude)
+        .find(|&candidate| candidate >= value)
+        .unwrap_or(10.0 * magnitude)
 }
 
 fn axes(out: &mut String, top: f64, label: &str, span: f64) {
@@ -180,4 +191,17 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_axis_tops() {
+        assert_eq!(nice_ceiling(21_815.0), 25_000.0);
+        assert_eq!(nice_ceiling(9_000.0), 10_000.0);
+        assert_eq!(nice_ceiling(100.0), 100.0);
+        assert_eq!(nice_ceiling(0.5), 1.0);
+    }
 }
