@@ -484,7 +484,7 @@ impl Runtime {
     fn on_signal(&mut self, signal: i32, now: Instant) -> Option<i32> {
         match signal {
             nix::libc::SIGCHLD => {
-                self.reap_processes(now);
+                self.on_sigchld();
                 None
             }
             nix::libc::SIGHUP => {

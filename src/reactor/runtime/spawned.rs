@@ -143,6 +143,8 @@ pub(super) struct Processes {
     next_generation: u64,
     /// Shutdown: every group got SIGTERM; nothing restarts any more.
     stopping: bool,
+    /// SIGCHLD arrived: reap at the end of the loop turn.
+    reap_pending: bool,
 }
 
 impl Runtime {
@@ -336,8 +338,16 @@ impl Runtime {
         self.arm_restart_timer(pool);
     }
 
-    /// SIGCHLD: reaps every worker that ended, and replaces it (see the module docs).
-    pub(super) fn reap_processes(&mut self, now: Instant) {
+    /// SIGCHLD: the workers are reaped at the end of the loop turn, once the events of
+    /// the same batch are handled. A worker recycled by `max_requests` writes its last
+    /// answer, then exits: its connection is readable no later than the signal, and the
+    /// answer must be counted before deciding whether the worker "worked".
+    pub(super) fn on_sigchld(&mut self) {
+        self.spawned.reap_pending = true;
+    }
+
+    /// Reaps every worker that ended, and replaces it (see the module docs).
+    fn reap_processes(&mut self, now: Instant) {
         for pool in 0..self.pools.len() {
             let slots = self.pools[pool]
                 .spawned
@@ -545,9 +555,12 @@ impl Runtime {
         }
     }
 
-    /// Once per loop turn: retires the workers of a removed pool that finished its work,
+    /// Once per loop turn: reaps after a SIGCHLD, retires the workers of a removed pool that finished its work,
     /// and sends SIGTERM to retiring groups no connection uses any more.
     pub(super) fn tend_processes(&mut self, now: Instant) {
+        if std::mem::take(&mut self.spawned.reap_pending) {
+            self.reap_processes(now);
+        }
         for pool in 0..self.pools.len() {
             if self.pools[pool].is_finished() && self.pools[pool].spawned.is_some() {
                 for token in self.pools[pool].take_idle_tokens() {
