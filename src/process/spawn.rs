@@ -183,6 +183,16 @@ impl Drop for PoolSocket {
     }
 }
 
+/// The program a spawned pool's `command[0]` names: `ferry` is this very binary; anything
+/// else is left to `exec` (a bare name is looked up in `PATH`).
+pub fn program_path(program: &str) -> io::Result<PathBuf> {
+    if program == "ferry" {
+        std::env::current_exe()
+    } else {
+        Ok(PathBuf::from(program))
+    }
+}
+
 /// Starts one worker of a spawned pool: `command` with `socket` on fd 0 (see the module
 /// docs for its process group, environment and death signal). A `command[0]` of exactly
 /// `ferry` means this very binary, so a configuration can say `["ferry", "responder"]`
@@ -191,12 +201,7 @@ pub fn start(command: &[String], socket: &PoolSocket, max_requests: u32) -> io::
     let Some((program, args)) = command.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
-    let program = if program == "ferry" {
-        std::env::current_exe()?
-    } else {
-        PathBuf::from(program)
-    };
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::new(program_path(program)?);
     cmd.args(args)
         .stdin(Stdio::from(socket.fd.try_clone()?))
         .stdout(Stdio::null())
