@@ -279,3 +279,39 @@ fn a_resp_endpoint_address_in_use_fails_and_a_free_one_passes() {
     assert!(!socket.exists(), "the trial socket was left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_spawned_pool_with_a_missing_program_fails_and_ferry_itself_passes() {
+    let dir = std::env::temp_dir().join(unique("ferry-check-spawn"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = |program: &str| {
+        json!({
+            "control": { "listen": null },
+            "pools": { "w": { "spawn": { "command": [program, "responder"], "processes": 2 } } },
+            "sources": [{ "name": "r", "kind": "redis", "url": "redis://127.0.0.1:6379",
+                          "channels": ["jobs"], "job": { "pool": "w", "script": "/w.php" } }]
+        })
+    };
+    let output = check(&dir, &config("no-such-program-ferry-test"), &["--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let missing = report(&output);
+    let pool = endpoint(&missing, "pool", "w");
+    assert_eq!(pool["ok"], false, "{missing}");
+    assert!(
+        pool["error"]
+            .as_str()
+            .unwrap()
+            .contains("not found in PATH"),
+        "{missing}"
+    );
+    let output = check(&dir, &config("ferry"), &["--json"]);
+    let found = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{found}");
+    let pool = endpoint(&found, "pool", "w");
+    assert_eq!(pool["ok"], true, "{found}");
+    assert!(
+        pool["note"].as_str().unwrap().contains("2 processes of /"),
+        "{found}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -72,6 +72,7 @@ fn counting_and_rerendering_allocate_nothing() {
         gauges: PoolGauges {
             in_flight: 2,
             circuit_open: false,
+            processes: Some(4),
         },
     }];
     let process = ProcessStats {

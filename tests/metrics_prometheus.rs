@@ -151,6 +151,8 @@ fn prometheus_client_reads_every_family_and_value() {
     php.on_failure(PoolFailureReason::Overloaded);
     php.on_failure(PoolFailureReason::ConnectTimeout);
     php.on_stderr_lines(12);
+    php.on_process_restart();
+    php.on_failure(PoolFailureReason::NoProcess);
     for ms in [1, 7, 7, 40, 900, 45_000] {
         php.on_job_finished(Duration::from_millis(ms));
     }
@@ -188,6 +190,7 @@ fn prometheus_client_reads_every_family_and_value() {
             gauges: PoolGauges {
                 in_flight: 4,
                 circuit_open: false,
+                processes: Some(3),
             },
         },
         PoolSeries {
@@ -196,6 +199,7 @@ fn prometheus_client_reads_every_family_and_value() {
             gauges: PoolGauges {
                 in_flight: 0,
                 circuit_open: true,
+                processes: None,
             },
         },
     ];
@@ -228,11 +232,13 @@ fn prometheus_client_reads_every_family_and_value() {
             ("ferry_pool_failures", "counter"),
             ("ferry_reconnects", "counter"),
             ("ferry_worker_stderr_lines", "counter"),
+            ("ferry_pool_process_restarts", "counter"),
             ("ferry_jobs_in_flight", "gauge"),
             ("ferry_backlog_messages", "gauge"),
             ("ferry_unacked_messages", "gauge"),
             ("ferry_source_connected", "gauge"),
             ("ferry_pool_circuit_open", "gauge"),
+            ("ferry_pool_processes", "gauge"),
             ("ferry_build_info", "gauge"),
             ("ferry_job_duration_seconds", "histogram"),
             ("process_cpu_seconds", "counter"),
@@ -400,6 +406,18 @@ fn prometheus_client_reads_every_family_and_value() {
         (key("ferry_pool_circuit_open", &[("pool", "php")]), 0.0),
         (key("ferry_pool_circuit_open", &[("pool", "mailers")]), 1.0),
         (
+            key("ferry_pool_process_restarts_total", &[("pool", "php")]),
+            1.0,
+        ),
+        (key("ferry_pool_processes", &[("pool", "php")]), 3.0),
+        (
+            key(
+                "ferry_pool_failures_total",
+                &[("pool", "php"), ("reason", "no_process")],
+            ),
+            1.0,
+        ),
+        (
             key(
                 "ferry_build_info",
                 &[("version", env!("CARGO_PKG_VERSION"))],
@@ -495,7 +513,10 @@ fn prometheus_client_reads_every_family_and_value() {
     assert_eq!(count("ferry_messages_dropped_total"), 2 * 4);
     assert_eq!(count("ferry_attempts_total"), 2 * 4);
     assert_eq!(count("ferry_messages_settled_total"), 2 * 4);
-    assert_eq!(count("ferry_pool_failures_total"), 2 * 10);
+    assert_eq!(count("ferry_pool_failures_total"), 2 * 11);
+    // Only a spawned pool has process series.
+    assert_eq!(count("ferry_pool_process_restarts_total"), 1);
+    assert_eq!(count("ferry_pool_processes"), 1);
     assert_eq!(count("ferry_job_duration_seconds_bucket"), 2 * 15);
 
     // The process metrics of this very process, as read from /proc.

@@ -61,12 +61,16 @@ ferry_pool_failures_total{pool="php",reason="cant_mpx_conn"} 0
 ferry_pool_failures_total{pool="php",reason="unknown_role"} 0
 ferry_pool_failures_total{pool="php",reason="script_unknown"} 0
 ferry_pool_failures_total{pool="php",reason="access_denied"} 0
+ferry_pool_failures_total{pool="php",reason="no_process"} 0
 # HELP ferry_reconnects_total Broker connections lost and reconnected.
 # TYPE ferry_reconnects_total counter
 ferry_reconnects_total{source="orders"} 0
 # HELP ferry_worker_stderr_lines_total Lines workers wrote to FCGI_STDERR.
 # TYPE ferry_worker_stderr_lines_total counter
 ferry_worker_stderr_lines_total{pool="php"} 7
+# HELP ferry_pool_process_restarts_total Worker processes of a spawned pool started again after one ended or failed to start.
+# TYPE ferry_pool_process_restarts_total counter
+ferry_pool_process_restarts_total{pool="php"} 2
 # HELP ferry_jobs_in_flight Requests written to a worker and not yet answered.
 # TYPE ferry_jobs_in_flight gauge
 ferry_jobs_in_flight{pool="php"} 2
@@ -82,6 +86,9 @@ ferry_source_connected{source="orders"} 1
 # HELP ferry_pool_circuit_open 1 when the pool's circuit is open (jobs wait in ferry), else 0.
 # TYPE ferry_pool_circuit_open gauge
 ferry_pool_circuit_open{pool="php"} 0
+# HELP ferry_pool_processes Worker processes of a spawned pool running now.
+# TYPE ferry_pool_processes gauge
+ferry_pool_processes{pool="php"} 3
 # HELP ferry_build_info Always 1; the version label says which ferry runs.
 # TYPE ferry_build_info gauge
 ferry_build_info{version="1.2.3"} 1
@@ -139,6 +146,8 @@ fn a_small_registry_renders_exactly() {
     php.on_failure(PoolFailureReason::ConnectRefused);
     php.on_failure(PoolFailureReason::ConnectRefused);
     php.on_stderr_lines(7);
+    php.on_process_restart();
+    php.on_process_restart();
     php.on_job_finished(Duration::from_millis(8));
     php.on_job_finished(Duration::from_millis(500));
     php.on_job_finished(Duration::from_secs(20));
@@ -167,6 +176,7 @@ fn a_small_registry_renders_exactly() {
         gauges: PoolGauges {
             in_flight: 2,
             circuit_open: false,
+            processes: Some(3),
         },
     }];
     let text = rendered(&sources, &pools, &process);
@@ -196,11 +206,13 @@ fn an_empty_registry_still_has_every_family() {
             "ferry_pool_failures_total counter",
             "ferry_reconnects_total counter",
             "ferry_worker_stderr_lines_total counter",
+            "ferry_pool_process_restarts_total counter",
             "ferry_jobs_in_flight gauge",
             "ferry_backlog_messages gauge",
             "ferry_unacked_messages gauge",
             "ferry_source_connected gauge",
             "ferry_pool_circuit_open gauge",
+            "ferry_pool_processes gauge",
             "ferry_build_info gauge",
             "ferry_job_duration_seconds histogram",
             "process_cpu_seconds_total counter",
@@ -212,7 +224,7 @@ fn an_empty_registry_still_has_every_family() {
     );
     assert_eq!(
         text.lines().filter(|l| l.starts_with("# HELP ")).count(),
-        19
+        21
     );
     // The only sample without a source or pool: build info.
     let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();

@@ -170,6 +170,11 @@ pub struct SpawnConfig {
     /// Requests a process serves before it is recycled (`PHP_FCGI_MAX_REQUESTS`); 0 = never.
     #[serde(default)]
     pub max_requests: u32,
+    /// Where ferry binds the processes' listening socket: `unix:/path` or a loopback
+    /// `tcp:127.0.0.1:port` (port 0 picks a free one). Default: a unix socket in a private
+    /// directory of ferry's own (`$RUNTIME_DIRECTORY`, `$XDG_RUNTIME_DIR` or `/tmp`).
+    #[serde(default, deserialize_with = "optional_address")]
+    pub listen: Option<Address>,
 }
 
 /// One message source.
@@ -630,6 +635,18 @@ impl Config {
                             key("spawn.processes"),
                             "must be at least 1",
                         ));
+                    }
+                    if let Some(Address::Tcp { host, .. }) = &spawn.listen {
+                        let loopback = host
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback());
+                        if !loopback {
+                            return Err(ConfigError::new(
+                                key("spawn.listen"),
+                                "a TCP listen address must be a loopback IP literal \
+                                 (127.0.0.1 or ::1): FastCGI has no authentication",
+                            ));
+                        }
                     }
                 }
                 (Some(_), None) => {}

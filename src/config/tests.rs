@@ -253,6 +253,26 @@ fn a_pool_needs_exactly_one_of_address_and_spawn() {
     let config = parse_str(spawned).unwrap();
     let spawn = config.pools["p"].spawn.as_ref().unwrap();
     assert_eq!((spawn.processes, spawn.max_requests), (4, 500));
+    assert_eq!(spawn.listen, None);
+}
+
+#[test]
+fn a_spawned_pool_listens_on_loopback_only() {
+    let pool = |listen: &str| {
+        format!(
+            r#"{{ "pools": {{ "p": {{ "spawn": {{ "command": ["php-cgi"], "listen": "{listen}" }} }} }} }}"#
+        )
+    };
+    for good in ["tcp:127.0.0.1:0", "[::1]:9000", "unix:/run/ferry/p.sock"] {
+        assert!(parse_str(&pool(good)).is_ok(), "{good}");
+    }
+    for bad in ["tcp:0.0.0.0:9000", "localhost:9000", "10.0.0.1:9000"] {
+        assert_eq!(
+            parse_str(&pool(bad)).unwrap_err().key,
+            "pools.p.spawn.listen",
+            "{bad}"
+        );
+    }
 }
 
 #[test]

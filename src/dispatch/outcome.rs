@@ -148,6 +148,9 @@ pub enum PoolFailureReason {
     /// php-fpm's own 403 "Access denied." (`security.limit_extensions`, unreadable
     /// script).
     AccessDenied,
+    /// A spawned pool has no worker process running (they keep dying; restarts are
+    /// backed off).
+    NoProcess,
 }
 
 impl PoolFailureReason {
@@ -164,6 +167,7 @@ impl PoolFailureReason {
             Self::UnknownRole => "unknown_role",
             Self::ScriptUnknown => "script_unknown",
             Self::AccessDenied => "access_denied",
+            Self::NoProcess => "no_process",
         }
     }
 }

@@ -101,7 +101,7 @@ pub(super) fn attempt_index(result: AttemptResult) -> usize {
 }
 
 /// Every pool failure reason, in rendering order (`ferry_pool_failures_total{reason}`).
-pub const POOL_FAILURE_REASONS: [PoolFailureReason; 10] = [
+pub const POOL_FAILURE_REASONS: [PoolFailureReason; 11] = [
     PoolFailureReason::ConnectRefused,
     PoolFailureReason::SocketNotFound,
     PoolFailureReason::BacklogFull,
@@ -112,6 +112,7 @@ pub const POOL_FAILURE_REASONS: [PoolFailureReason; 10] = [
     PoolFailureReason::UnknownRole,
     PoolFailureReason::ScriptUnknown,
     PoolFailureReason::AccessDenied,
+    PoolFailureReason::NoProcess,
 ];
 
 /// Slot of `reason` in [`POOL_FAILURE_REASONS`]. The match is exhaustive, so a new
@@ -128,6 +129,7 @@ pub(super) fn pool_failure_index(reason: PoolFailureReason) -> usize {
         PoolFailureReason::UnknownRole => 7,
         PoolFailureReason::ScriptUnknown => 8,
         PoolFailureReason::AccessDenied => 9,
+        PoolFailureReason::NoProcess => 10,
     }
 }
 

@@ -105,6 +105,7 @@ impl SourceMetrics {
 pub struct PoolMetrics {
     failures: [u64; labels::POOL_FAILURE_REASONS.len()],
     stderr_lines: u64,
+    process_restarts: u64,
     job_duration: Histogram,
 }
 
@@ -117,6 +118,17 @@ impl PoolMetrics {
     /// A worker wrote `lines` lines to FCGI_STDERR (`ferry_worker_stderr_lines_total`).
     pub fn on_stderr_lines(&mut self, lines: u64) {
         self.stderr_lines += lines;
+    }
+
+    /// A spawned pool started a worker process again after one ended or failed to start
+    /// (`ferry_pool_process_restarts_total`).
+    pub fn on_process_restart(&mut self) {
+        self.process_restarts += 1;
+    }
+
+    /// Worker process restarts so far.
+    pub fn process_restarts(&self) -> u64 {
+        self.process_restarts
     }
 
     /// A job's request was answered (END_REQUEST) `duration` after it was written

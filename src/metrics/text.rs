@@ -53,6 +53,9 @@ pub struct PoolGauges {
     pub in_flight: u64,
     /// The pool's circuit is open (`ferry_pool_circuit_open`, 1 or 0).
     pub circuit_open: bool,
+    /// Live worker processes of a spawned pool (`ferry_pool_processes`); `None` for a
+    /// pool at an `address`, which has no series in the two process families.
+    pub processes: Option<u64>,
 }
 
 /// One pool as rendered.
@@ -214,6 +217,18 @@ pub fn render(out: &mut String, exposition: &Exposition<'_>) {
 
     family(
         out,
+        "ferry_pool_process_restarts_total",
+        Kind::Counter,
+        "Worker processes of a spawned pool started again after one ended or failed to start.",
+    );
+    for p in pools.iter().filter(|p| p.gauges.processes.is_some()) {
+        let value = Value::Int(p.metrics.process_restarts());
+        let labels = [("pool", p.name)];
+        sample(out, "ferry_pool_process_restarts_total", &labels, value);
+    }
+
+    family(
+        out,
         "ferry_jobs_in_flight",
         Kind::Gauge,
         "Requests written to a worker and not yet answered.",
@@ -265,6 +280,19 @@ pub fn render(out: &mut String, exposition: &Exposition<'_>) {
     for p in pools {
         let value = Value::Int(u64::from(p.gauges.circuit_open));
         sample(out, "ferry_pool_circuit_open", &[("pool", p.name)], value);
+    }
+
+    family(
+        out,
+        "ferry_pool_processes",
+        Kind::Gauge,
+        "Worker processes of a spawned pool running now.",
+    );
+    for p in pools {
+        if let Some(processes) = p.gauges.processes {
+            let value = Value::Int(processes);
+            sample(out, "ferry_pool_processes", &[("pool", p.name)], value);
+        }
     }
 
     family(

@@ -1,5 +1,5 @@
-//! Process concerns (SPEC "Process"; issue 4): the pidfile lock, daemonizing and the
-//! systemd notify protocol.
+//! Process concerns (SPEC "Process"; issues 4 and 5): the pidfile lock, daemonizing, the
+//! systemd notify protocol and the worker processes of spawned pools.
 //!
 //! These run in `main` before the reactor starts, while the process still has one
 //! thread: daemonizing forks, and the notifier removes its variables from the
@@ -12,10 +12,15 @@
 //!   the starting process waits until the daemon says it is up.
 //! - `notify.rs`: `NOTIFY_SOCKET` datagrams (`READY=1`, `STOPPING=1`, `WATCHDOG=1`, …)
 //!   and the watchdog interval; sans-clock, the reactor's timer drives the watchdog.
+//! - `spawn.rs`: spawned pools: the private socket directory, a pool's listening socket,
+//!   starting a worker with it on fd 0, signalling its process group. Unlike the others
+//!   this runs inside the reactor; the runtime (`reactor/runtime/spawned.rs`) decides
+//!   when to start, restart and stop.
 
 pub mod daemon;
 pub mod notify;
 pub mod pidfile;
+pub mod spawn;
 
 pub use daemon::{daemonize, DaemonError, Detached};
 pub use notify::{Notifier, NotifyError};

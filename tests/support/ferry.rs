@@ -49,12 +49,18 @@ impl Ferry {
 
     /// Starts the ferry binary with `args`.
     pub fn start_args(dir: &Path, args: &[&str]) -> Ferry {
+        Ferry::start_args_env(dir, args, &[])
+    }
+
+    /// Starts the ferry binary with `args` and extra environment variables.
+    pub fn start_args_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ferry {
         let log = dir.join(format!(
             "ferry-{}.log",
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

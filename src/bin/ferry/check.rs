@@ -13,8 +13,8 @@
 //!   its status: a missing script is a failure — `check/fastcgi.rs`.
 //! - `resp_endpoint` source: ferry could listen on its address (free, bindable) —
 //!   `check/listen.rs`.
-//! - Spawned pools: nothing listens before `ferry run` starts them, so they are listed
-//!   as skipped.
+//! - Spawned pools: the program exists and is executable; nothing listens before
+//!   `ferry run` starts them, so no script is run — `check/listen.rs`.
 //!
 //! # Layout
 //! - `check.rs`: the command, the report and its two renderings (text, `--json`).
@@ -57,7 +57,8 @@ connects to every endpoint it names and reports what each peer says:
                  answers only FCGI_MPXS_CONNS=0), the php-fpm status page when the pool
                  sets status_path, and whether each job script answers
   resp_endpoint  whether ferry could listen on its address (free and bindable)
-  spawned pool   skipped: nothing listens before 'ferry run' starts it
+  spawned pool   whether its program is found and executable (its scripts are not run:
+                 nothing listens before 'ferry run' starts it)
 Each connection and step has a 3 s timeout (a job script: the pool's request timeout, at
 most 10 s).
 
@@ -205,10 +206,23 @@ impl Report {
         }
         for (name, pool) in &config.pools {
             let Some(address) = &pool.address else {
-                let mut endpoint = Endpoint::new("pool", name, "spawn".into()).verdict(None);
-                endpoint.skipped = true;
-                endpoint.note =
-                    Some("spawned by 'ferry run': nothing listens before it starts".into());
+                let spawn = pool.spawn.as_ref();
+                let program = spawn
+                    .and_then(|s| s.command.first())
+                    .map_or("", String::as_str);
+                let endpoint = Endpoint::new("pool", name, "spawn".into());
+                let endpoint = match listen::check_program(program) {
+                    Ok(path) => {
+                        let mut endpoint = endpoint.verdict(None);
+                        endpoint.note = Some(format!(
+                            "'ferry run' starts {} processes of {}; nothing listens before that, so no script is run",
+                            spawn.map_or(0, |s| s.processes),
+                            path.display()
+                        ));
+                        endpoint
+                    }
+                    Err(why) => endpoint.verdict(Some(why)),
+                };
                 endpoints.push(endpoint);
                 continue;
             };

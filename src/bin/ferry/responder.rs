@@ -49,7 +49,9 @@ SIGTERM/SIGINT.
 
 Options:
   --listen ADDR    unix:/path or host:port; without it, the listening socket inherited
-                   on fd 0 (FCGI_LISTENSOCK_FILENO, as a process manager spawns php-cgi)
+                   on fd 0 (FCGI_LISTENSOCK_FILENO, as a process manager spawns php-cgi);
+                   then, like php-cgi, it exits 0 after PHP_FCGI_MAX_REQUESTS requests
+                   when that is set and above 0 (a spawned pool's max_requests)
   --log FILE       append one JSON line per request:
                    {\"params\": {...}, \"body\": \"...\", \"received_at_us\": N}
   --status CODE    the answer's status (default 200)
@@ -228,6 +230,11 @@ struct Responder {
     status: u16,
     delay: Duration,
     accepting: bool,
+    /// Exit after this many answers (`PHP_FCGI_MAX_REQUESTS` when spawned).
+    max_requests: Option<u64>,
+    answered: u64,
+    /// `max_requests` reached: accept nothing more, finish, exit.
+    recycling: bool,
 }
 
 /// Runs the responder until SIGTERM/SIGINT; the exit code.
@@ -261,7 +268,16 @@ pub fn run(options: Options) -> u8 {
         Some(Ok(file)) => Some(file),
         None => None,
     };
-    let result = Responder::new(listener, log, &options).and_then(|mut r| r.event_loop());
+    // Spawned by a process manager: recycle like php-cgi does.
+    let max_requests = match bound {
+        Some(_) => None,
+        None => std::env::var("PHP_FCGI_MAX_REQUESTS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&n| n > 0),
+    };
+    let result =
+        Responder::new(listener, log, &options, max_requests).and_then(|mut r| r.event_loop());
     if let Some(Address::Unix(path)) = bound {
         let _ = std::fs::remove_file(path);
     }
@@ -281,7 +297,12 @@ fn now_us() -> u128 {
 }
 
 impl Responder {
-    fn new(mut listener: Listener, log: Option<File>, options: &Options) -> io::Result<Self> {
+    fn new(
+        mut listener: Listener,
+        log: Option<File>,
+        options: &Options,
+        max_requests: Option<u64>,
+    ) -> io::Result<Self> {
         let poll = Poll::new()?;
         poll.registry()
             .register(listener.source(), LISTENER, Interest::READABLE)?;
@@ -295,6 +316,9 @@ impl Responder {
             status: options.status,
             delay: options.delay,
             accepting: true,
+            max_requests,
+            answered: 0,
+            recycling: false,
         })
     }
 
@@ -346,6 +370,26 @@ impl Responder {
                     self.answer(idx);
                 }
             }
+            if self.recycling {
+                // Connections with nothing in progress are done; exit when none is left.
+                let idle: Vec<usize> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| c.request.is_none() && !c.conn.wants_write())
+                    .map(|(idx, _)| idx)
+                    .collect();
+                for idx in idle {
+                    self.close(idx);
+                }
+                if self.clients.is_empty() {
+                    eprintln!(
+                        "ferry responder: {} requests answered (PHP_FCGI_MAX_REQUESTS), exiting",
+                        self.answered
+                    );
+                    return Ok(());
+                }
+                continue;
+            }
             if !self.accepting && self.clients.len() < MAX_CONNS {
                 self.accepting = true;
                 self.accept_all();
@@ -354,7 +398,7 @@ impl Responder {
     }
 
     fn accept_all(&mut self) {
-        while self.clients.len() < MAX_CONNS {
+        while self.clients.len() < MAX_CONNS && !self.recycling {
             let mut stream = match self.listener.accept() {
                 Ok(stream) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -636,6 +680,12 @@ impl Responder {
             encode_end_request(out, request.id, 0, ProtocolStatus::UnknownRole);
         }
         client.decoder.finish_request();
+        self.answered += 1;
+        if self.max_requests.is_some_and(|max| self.answered >= max) && !self.recycling {
+            // Leave the rest of the listen backlog to the other workers.
+            self.recycling = true;
+            let _ = self.poll.registry().deregister(self.listener.source());
+        }
         if !request.keep_conn || client.eof {
             client.closing = true;
         }

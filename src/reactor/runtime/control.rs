@@ -297,6 +297,7 @@ impl Runtime {
                 gauges: PoolGauges {
                     in_flight: p.in_flight as u64,
                     circuit_open: !p.circuit.is_closed(),
+                    processes: p.spawned.as_ref().map(|g| g.live() as u64),
                 },
             })
             .collect();
@@ -364,11 +365,18 @@ impl Runtime {
             .iter()
             .filter(|p| !p.retired)
             .map(|p| {
-                json!({
+                let mut pool = json!({
                     "name": p.name, "in_flight": p.in_flight, "waiting": p.queue.len(),
                     "idle_connections": p.idle_count(),
                     "circuit": if p.circuit.is_closed() { "closed" } else { "open" },
-                })
+                });
+                if let Some(group) = &p.spawned {
+                    pool["processes"] = json!({
+                        "configured": group.configured(), "running": group.live(),
+                        "pids": group.pids(), "restarts": p.metrics.process_restarts(),
+                    });
+                }
+                pool
             })
             .collect();
         json!({

@@ -13,12 +13,14 @@
 //! - `sources.rs`: Redis and AMQP source connections, their sessions, reconnects.
 //! - `pools.rs`: worker connections, starting jobs, outcomes, the circuit breaker.
 //! - `jobs.rs`: a job and its origin.
+//! - `spawned.rs`: spawned pools' worker processes: start, restart on SIGCHLD, stop.
 
 mod control;
 mod jobs;
 mod pools;
 mod reload;
 mod sources;
+mod spawned;
 
 use std::io;
 use std::path::PathBuf;
@@ -62,6 +64,10 @@ enum TimerKey {
     Watchdog,
     /// The drain's end.
     DrainDeadline,
+    /// A spawned pool's backed-off process restarts.
+    Restart(usize),
+    /// Worker processes sent SIGTERM get SIGKILL.
+    StopProcesses,
 }
 
 /// One slab entry: a source's broker connection or a worker connection.
@@ -162,6 +168,8 @@ struct Runtime {
     last_status: String,
     /// The configuration file, reloaded on SIGHUP (absolute: a daemon runs in `/`).
     config_path: Option<PathBuf>,
+    /// Spawned pools' shared state (declared after `pools`: dropped after their workers).
+    spawned: spawned::Processes,
 }
 
 /// Runs ferry until a drain completes; see the module docs. Returns the exit code.
@@ -172,7 +180,12 @@ pub fn run(
 ) -> Result<i32, RunError> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
-    let mut signals = Signals::new([nix::libc::SIGTERM, nix::libc::SIGINT, nix::libc::SIGHUP])?;
+    let mut signals = Signals::new([
+        nix::libc::SIGTERM,
+        nix::libc::SIGINT,
+        nix::libc::SIGHUP,
+        nix::libc::SIGCHLD,
+    ])?;
     poll.registry()
         .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
     let seed = u64::from(std::process::id())
@@ -200,6 +213,7 @@ pub fn run(
         notifier,
         last_status: String::new(),
         config_path,
+        spawned: spawned::Processes::default(),
     };
     runtime.build(&config)?;
     // SPEC "Process": READY=1 once the config is loaded and the listeners are bound; ferry
@@ -305,6 +319,7 @@ impl Runtime {
                 self.pump_pool(pool, now);
             }
             self.close_retired_sources(now);
+            self.tend_processes(now);
             self.flush_dirty_sources(now);
             self.close_marked();
             self.update_status_line();
@@ -348,6 +363,8 @@ impl Runtime {
                     }
                 }
                 TimerKey::DrainDeadline => self.on_drain_deadline(now),
+                TimerKey::Restart(pool) => self.on_restart_timer(pool, now),
+                TimerKey::StopProcesses => self.on_stop_processes_timer(now),
             }
         }
     }
@@ -466,6 +483,10 @@ impl Runtime {
 
     fn on_signal(&mut self, signal: i32, now: Instant) -> Option<i32> {
         match signal {
+            nix::libc::SIGCHLD => {
+                self.on_sigchld();
+                None
+            }
             nix::libc::SIGHUP => {
                 if let Err(e) = crate::logging::reopen() {
                     error!("SIGHUP: cannot reopen the log file: {e}");
@@ -486,6 +507,7 @@ impl Runtime {
             }
             _ => {
                 warn!("second signal {signal}: exiting now; unsettled AMQP deliveries return to their queues");
+                self.kill_processes();
                 Some(1)
             }
         }
@@ -535,6 +557,10 @@ impl Runtime {
             Phase::Closing { deadline } => {
                 let open_sources = self.sources.iter().filter(|s| s.is_open()).count();
                 if open_sources == 0 || now >= deadline {
+                    // Spawned workers stop once nothing can reach them any more.
+                    if !self.processes_stopped(now) {
+                        return None;
+                    }
                     for token in self.slab.iter().map(|(t, _)| t).collect::<Vec<_>>() {
                         self.mark_close(token);
                     }

@@ -43,7 +43,7 @@ pub(super) struct Pool {
     /// Idle kept connections, most recently used last.
     idle: Vec<usize>,
     /// Where to connect, once resolved.
-    targets: Option<Vec<Target>>,
+    pub targets: Option<Vec<Target>>,
     resolving: Option<u64>,
     /// Whether a probe connection is out.
     probing: bool,
@@ -54,6 +54,8 @@ pub(super) struct Pool {
     pub metrics: PoolMetrics,
     /// Removed by a reload: it works off what waits in its queue, takes nothing new.
     pub retired: bool,
+    /// A spawned pool's current worker processes and their socket.
+    pub spawned: Option<super::spawned::Group>,
 }
 
 /// A worker connection (a slab entry).
@@ -66,6 +68,8 @@ pub(super) struct Worker {
     exchange: Option<Exchange>,
     /// Requests completed on this connection (a reused kept connection has > 0).
     served: u32,
+    /// The generation of the spawned pool's workers it connected to (0: an `address`).
+    pub generation: u64,
 }
 
 impl Pool {
@@ -84,6 +88,7 @@ impl Pool {
             last_request_id: 0,
             metrics: PoolMetrics::default(),
             retired: false,
+            spawned: None,
         }
     }
 
@@ -122,12 +127,10 @@ impl Pool {
 impl Runtime {
     /// Resolves a pool's address (unix paths and IP literals at once). A failed lookup is
     /// a pool failure: the circuit opens and the probe timer looks the name up again.
+    /// A spawned pool binds its own socket and starts its workers instead.
     pub(super) fn resolve_pool(&mut self, pool: usize, now: Instant) {
         let Some(address) = self.pools[pool].config.address.clone() else {
-            warn!(
-                "pool {}: spawned pools arrive with the embedded-deployment work; this pool has no address",
-                self.pools[pool].name
-            );
+            self.start_spawned_pool(pool, now);
             return;
         };
         match self.resolver.resolve(&address) {
@@ -289,6 +292,10 @@ impl Runtime {
             job: None,
             exchange: None,
             served: 0,
+            generation: self.pools[pool]
+                .spawned
+                .as_ref()
+                .map_or(0, |g| g.generation),
         };
         let token = self
             .insert(Endpoint::Worker(Box::new(worker)))
@@ -598,6 +605,18 @@ impl Runtime {
             return; // removed by a reload and done: no more probes
         }
         if !self.pools[pool].circuit.probe_due(now) || self.pools[pool].probing {
+            return;
+        }
+        // A spawned pool's socket accepts even with no worker: that proves nothing.
+        if self.pools[pool]
+            .spawned
+            .as_ref()
+            .is_some_and(|g| g.live() == 0)
+        {
+            self.pools[pool]
+                .metrics
+                .on_failure(crate::dispatch::outcome::PoolFailureReason::NoProcess);
+            self.open_circuit(pool, "no worker process running", now);
             return;
         }
         if self.pools[pool].targets.is_none() {

@@ -49,13 +49,16 @@ impl Runtime {
                 .position(|p| !p.retired && &p.name == name)
             {
                 Some(index) if self.pools[index].config != *pool_config => {
-                    let address_changed = self.pools[index].config.address != pool_config.address;
+                    let address_changed = self.pools[index].config.address != pool_config.address
+                        || self.pools[index].config.spawn != pool_config.spawn;
                     self.pools[index].config = pool_config.clone();
                     if address_changed {
-                        // Kept connections lead to the old backend: close them.
+                        // Kept connections lead to the old backend: close them. Spawned
+                        // workers of the old settings finish their work, then stop.
                         for token in self.pools[index].take_idle_tokens() {
                             self.mark_close(token);
                         }
+                        self.retire_processes(index);
                         self.pools[index].forget_targets();
                         self.resolve_pool(index, now);
                     }

@@ -1,10 +1,13 @@
-//! `resp_endpoint` sources: ferry will listen there itself, so what `ferry check` can say
-//! beforehand is whether it *could*: the address resolves, the port or socket path is not
-//! taken by another process, and the process may bind it. The trial socket is closed at
-//! once (TCP with SO_REUSEADDR, as the runtime binds, so no TIME_WAIT is left behind).
+//! What ferry provides itself, checked before `ferry run` starts it: a `resp_endpoint`
+//! source's address (it resolves, the port or socket path is not taken by another
+//! process, and the process may bind it; the trial socket is closed at once, with
+//! SO_REUSEADDR as std binds on unix, so nothing lingers), and a spawned pool's program
+//! (found and executable).
 
 use std::net::{TcpListener, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 
 use ferry::config::Address;
 
@@ -50,4 +53,29 @@ pub fn check_listen(address: &Address) -> Result<String, String> {
             }
         }
     }
+}
+
+/// `Ok(path)` of the executable a spawned pool's `command[0]` runs (a bare name is looked
+/// up in `PATH`, as `exec` will), `Err(why)` when there is none.
+pub fn check_program(program: &str) -> Result<PathBuf, String> {
+    let path = ferry::process::spawn::program_path(program)
+        .map_err(|e| format!("cannot find this ferry binary: {e}"))?;
+    let executable = |candidate: &Path| {
+        candidate
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if path.components().count() > 1 {
+        return if executable(&path) {
+            Ok(path)
+        } else {
+            Err(format!("{} is not an executable file", path.display()))
+        };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(&path))
+        .find(|candidate| executable(candidate))
+        .ok_or_else(|| format!("'{program}' is not found in PATH"))
 }

@@ -1,0 +1,415 @@
+//! Spawned pools as a process manager (issue 5, SPEC "Process"): `ferry responder` as
+//! the worker (recycled through `PHP_FCGI_MAX_REQUESTS`, reached over unix or loopback
+//! TCP), the environment workers get, shutdown leaving no process and no socket
+//! directory (also when a worker ignores SIGTERM, and on a second signal), backed-off
+//! restarts of a command that cannot run, and a reload that replaces only the changed
+//! pool's workers. Needs Redis on 127.0.0.1:6379; fails without it.
+
+#[path = "support/ferry.rs"]
+mod ferry_proc;
+#[path = "support/http.rs"]
+mod http;
+#[path = "support/procs.rs"]
+mod procs;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_proc::{publish, unique, worker_lines, Ferry};
+use serde_json::{json, Value};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn status(port: u16) -> Value {
+    let (code, body) = http::get(port, "/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The `processes` object of pool `name` in `/status`.
+fn processes(port: u16, name: &str) -> Value {
+    status(port)["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .map(|p| p["processes"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn pids(port: u16, name: &str) -> Vec<u32> {
+    processes(port, name)["pids"]
+        .as_array()
+        .map(|a| a.iter().map(|p| p.as_u64().unwrap() as u32).collect())
+        .unwrap_or_default()
+}
+
+/// Writes `config` to `dir/ferry.json` and starts ferry on it, with `RUNTIME_DIRECTORY`
+/// set to `dir`, so the socket directory is `dir/ferry-<pid>`.
+fn start(dir: &Path, config: &Value, env: &[(&str, &str)]) -> (Ferry, PathBuf) {
+    let path = dir.join("ferry.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    let mut all = vec![("RUNTIME_DIRECTORY", dir.to_str().unwrap())];
+    all.extend_from_slice(env);
+    let ferry = Ferry::start_args_env(
+        dir,
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--log-level",
+            "debug",
+        ],
+        &all,
+    );
+    (ferry, path)
+}
+
+fn redis_source(channel: &str, pool: &str) -> Value {
+    json!({ "name": format!("events-{pool}"), "kind": "redis", "url": REDIS,
+            "channels": [channel], "job": { "pool": pool, "script": "/srv/worker.php" } })
+}
+
+fn publish_numbers(channel: &str, count: u32) {
+    publish(&[
+        "--redis",
+        REDIS,
+        "--channel",
+        channel,
+        "--count",
+        &count.to_string(),
+        r#"{"n": {n}}"#,
+    ]);
+}
+
+/// POST field `n` of the responder's log lines.
+fn logged_numbers(log: &Path) -> Vec<u64> {
+    worker_lines(log)
+        .iter()
+        .filter_map(|l| l["body"].as_str())
+        .filter_map(|body| body.strip_prefix("n=").and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+fn assert_gone(pids: &[u32], socket_dir: &Path) {
+    for &pid in pids {
+        assert!(!procs::alive(pid), "worker {pid} outlived ferry");
+        assert!(
+            procs::group_members(pid).is_empty(),
+            "worker {pid}'s process group outlived ferry"
+        );
+    }
+    assert!(
+        !socket_dir.exists(),
+        "{} still exists",
+        socket_dir.display()
+    );
+}
+
+#[test]
+fn ferry_responder_workers_recycle_and_serve_over_unix_and_loopback_tcp() {
+    let dir = temp_dir("ferry-spawn-responder");
+    let port = http::free_port();
+    let (unix_log, tcp_log) = (dir.join("unix.log"), dir.join("tcp.log"));
+    let (unix_channel, tcp_channel) = (unique("ferry-spawn-u"), unique("ferry-spawn-t"));
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "pools": {
+            "unix": { "max_in_flight": 2,
+                      "spawn": { "command": ["ferry", "responder", "--log", unix_log],
+                                 "processes": 2, "max_requests": 3 } },
+            "tcp": { "keep_conn": true,
+                     "spawn": { "command": ["ferry", "responder", "--log", tcp_log],
+                                "processes": 1, "listen": "tcp:127.0.0.1:0" } }
+        },
+        "sources": [redis_source(&unix_channel, "unix"), redis_source(&tcp_channel, "tcp")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("events-tcp: subscribed", Duration::from_secs(10));
+    ferry.wait_for_log("events-unix: subscribed", Duration::from_secs(10));
+    publish_numbers(&unix_channel, 30);
+    publish_numbers(&tcp_channel, 20);
+    let all = |log: &Path, count: u64| {
+        let mut numbers = logged_numbers(log);
+        numbers.sort_unstable();
+        numbers == (1..=count).collect::<Vec<_>>()
+    };
+    assert!(
+        procs::eventually(Duration::from_secs(20), || all(&unix_log, 30)
+            && all(&tcp_log, 20)),
+        "every message once; log:\n{}",
+        ferry.log()
+    );
+    assert!(ferry.log().contains("on tcp:127.0.0.1:"));
+    // A responder serves several connections at once: reaching 3 answers it stops
+    // accepting and finishes what it holds (at most max_in_flight - 1 more). So 30
+    // requests take at least 8 workers: 6 restarts.
+    let unix = processes(port, "unix");
+    assert!(unix["restarts"].as_u64().unwrap() >= 6, "{unix}");
+    assert!(
+        procs::eventually(Duration::from_secs(5), || processes(port, "unix")
+            ["running"]
+            == 2),
+        "recycled workers are replaced at once"
+    );
+    // max_requests 0: the TCP worker never recycles.
+    let tcp = processes(port, "tcp");
+    assert_eq!(
+        (tcp["restarts"].as_u64(), tcp["running"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let (_, metrics) = http::get(port, "/metrics");
+    assert!(
+        metrics.contains("ferry_pool_processes{pool=\"unix\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ferry_pool_process_restarts_total{pool=\"tcp\"} 0"));
+
+    let workers = [pids(port, "unix"), pids(port, "tcp")].concat();
+    let socket_dir = dir.join(format!("ferry-{}", ferry.pid()));
+    assert!(socket_dir.join("unix.sock").exists());
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+    assert_gone(&workers, &socket_dir);
+}
+
+#[test]
+fn workers_get_ferrys_environment_without_the_service_managers_variables() {
+    let dir = temp_dir("ferry-spawn-env");
+    let log = dir.join("responder.log");
+    let channel = unique("ferry-spawn-env");
+    let notify = dir.join("notify.sock");
+    let _receiver = UnixDatagram::bind(&notify).unwrap();
+    // A wrapper records the environment the worker gets, then becomes the responder.
+    let wrapper = format!(
+        "env > {dir}/env-$$.txt; exec {FERRY} responder --log {log}",
+        dir = dir.display(),
+        log = log.display()
+    );
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": { "spawn": { "command": ["sh", "-c", wrapper], "processes": 2 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let (mut ferry, _) = start(
+        &dir,
+        &config,
+        &[
+            ("NOTIFY_SOCKET", notify.to_str().unwrap()),
+            ("LISTEN_FDS", "1"),
+            ("PHP_FCGI_CHILDREN", "8"),
+            ("FERRY_TEST_KEPT", "yes"),
+        ],
+    );
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    publish_numbers(&channel, 10);
+    assert!(
+        procs::eventually(Duration::from_secs(10), || logged_numbers(&log).len() == 10),
+        "{}",
+        ferry.log()
+    );
+    let envs: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("env-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(envs.len(), 2, "one environment per worker");
+    for env in &envs {
+        let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
+        for gone in [
+            "NOTIFY_SOCKET",
+            "LISTEN_FDS",
+            "PHP_FCGI_CHILDREN",
+            "WATCHDOG_USEC",
+        ] {
+            assert!(!names.contains(&gone), "{gone} inherited:\n{env}");
+        }
+        assert!(env.lines().any(|l| l == "FERRY_TEST_KEPT=yes"), "{env}");
+        assert!(env.lines().any(|l| l == "PHP_FCGI_MAX_REQUESTS=0"), "{env}");
+    }
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+/// A worker that ignores SIGTERM and serves nothing (`sleep` inherits the ignored TERM).
+const STUBBORN: &str = "trap '' TERM; while :; do sleep 0.2; done";
+
+#[test]
+fn a_worker_ignoring_sigterm_is_killed_after_the_timeout() {
+    let dir = temp_dir("ferry-spawn-stubborn");
+    let port = http::free_port();
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "shutdown_timeout_ms": 1000,
+        "pools": { "php": { "spawn": { "command": ["sh", "-c", STUBBORN], "processes": 2 } } },
+        "sources": [redis_source(&unique("ferry-spawn-stubborn"), "php")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    assert!(procs::eventually(Duration::from_secs(10), || pids(
+        port, "php"
+    )
+    .len()
+        == 2));
+    let workers = pids(port, "php");
+    let socket_dir = dir.join(format!("ferry-{}", ferry.pid()));
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+    let log = ferry.log();
+    assert!(log.contains("SIGKILL after 1000 ms"), "{log}");
+    assert_eq!(log.matches("after SIGTERM; killed").count(), 2, "{log}");
+    assert_gone(&workers, &socket_dir);
+}
+
+#[test]
+fn a_second_signal_kills_the_workers_at_once() {
+    let dir = temp_dir("ferry-spawn-second");
+    let port = http::free_port();
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "shutdown_timeout_ms": 60000,
+        "pools": { "php": { "spawn": { "command": ["sh", "-c", STUBBORN], "processes": 2 } } },
+        "sources": [redis_source(&unique("ferry-spawn-second"), "php")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    assert!(procs::eventually(Duration::from_secs(10), || pids(
+        port, "php"
+    )
+    .len()
+        == 2));
+    let workers = pids(port, "php");
+    let socket_dir = dir.join(format!("ferry-{}", ferry.pid()));
+    ferry.signal("TERM");
+    ferry.wait_for_log("SIGKILL after 5000 ms", Duration::from_secs(10));
+    ferry.signal("TERM");
+    let exit = ferry.wait(Duration::from_secs(10));
+    assert_eq!(exit.code(), Some(1), "{}", ferry.log());
+    assert!(ferry.log().contains("killed processes"));
+    assert_gone(&workers, &socket_dir);
+}
+
+#[test]
+fn a_command_that_cannot_run_is_restarted_with_backoff_and_ferry_keeps_running() {
+    let dir = temp_dir("ferry-spawn-broken");
+    let port = http::free_port();
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "pools": {
+            "missing": { "spawn": { "command": ["/nonexistent/php-cgi"], "processes": 2 } },
+            "crashing": { "spawn": { "command": ["sh", "-c", "exit 3"], "processes": 1 } }
+        },
+        "sources": [redis_source(&unique("ferry-spawn-m"), "missing"),
+                    redis_source(&unique("ferry-spawn-c"), "crashing")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    // Over ~3 s, a restart schedule from 200 ms doubling (each delay jittered to at least
+    // half its step) allows at most 1 + 5 starts per worker; a restart loop would make
+    // thousands. ferry's own startup adds slack, so allow 7.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = ferry.log();
+    let cannot_start = log.matches("cannot start \"/nonexistent/php-cgi\"").count();
+    let crashes = log.matches("exited with status 3").count();
+    assert!(
+        (2..=14).contains(&cannot_start),
+        "{cannot_start} start attempts:\n{log}"
+    );
+    assert!((2..=7).contains(&crashes), "{crashes} crashes:\n{log}");
+    assert_eq!(http::get(port, "/healthz").0, 200, "ferry keeps running");
+    let (code, body) = http::get(port, "/readyz");
+    assert_eq!(code, 503);
+    assert!(body.contains("pool missing circuit is open"), "{body}");
+    assert!(body.contains("pool crashing circuit is open"), "{body}");
+    let (_, metrics) = http::get(port, "/metrics");
+    assert!(
+        !metrics.contains("ferry_pool_failures_total{pool=\"missing\",reason=\"no_process\"} 0"),
+        "{metrics}"
+    );
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+#[test]
+fn a_reload_replaces_the_workers_of_a_changed_pool_only() {
+    let dir = temp_dir("ferry-spawn-reload");
+    let port = http::free_port();
+    let (a_channel, b_channel) = (unique("ferry-spawn-ra"), unique("ferry-spawn-rb"));
+    let b_log = dir.join("b.log");
+    let pools = |b_processes: u32| {
+        json!({
+            "a": { "spawn": { "command": ["ferry", "responder"], "processes": 2 } },
+            "b": { "spawn": { "command": ["ferry", "responder", "--log", b_log],
+                              "processes": b_processes } }
+        })
+    };
+    let config = |b_processes: u32| {
+        json!({
+            "control": { "listen": format!("127.0.0.1:{port}") },
+            "pools": pools(b_processes),
+            "sources": [redis_source(&a_channel, "a"), redis_source(&b_channel, "b")]
+        })
+    };
+    let (mut ferry, path) = start(&dir, &config(1), &[]);
+    ferry.wait_for_log("events-b: subscribed", Duration::from_secs(10));
+    assert!(procs::eventually(Duration::from_secs(10), || {
+        pids(port, "a").len() == 2 && pids(port, "b").len() == 1
+    }));
+    let (a_before, b_before) = (pids(port, "a"), pids(port, "b"));
+    std::fs::write(&path, config(3).to_string()).unwrap();
+    ferry.signal("HUP");
+    ferry.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert!(
+        procs::eventually(Duration::from_secs(10), || pids(port, "b").len() == 3
+            && b_before.iter().all(|&pid| !procs::alive(pid))),
+        "b's old worker stopped, three new ones run; log:\n{}",
+        ferry.log()
+    );
+    assert_eq!(
+        pids(port, "a"),
+        a_before,
+        "the unchanged pool kept its workers"
+    );
+    assert!(pids(port, "b").iter().all(|pid| !b_before.contains(pid)));
+    publish_numbers(&b_channel, 10);
+    assert!(
+        procs::eventually(Duration::from_secs(10), || logged_numbers(&b_log).len()
+            == 10),
+        "{}",
+        ferry.log()
+    );
+    let workers = [pids(port, "a"), pids(port, "b")].concat();
+    let socket_dir = dir.join(format!("ferry-{}", ferry.pid()));
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+    assert_gone(&workers, &socket_dir);
+}
