@@ -3,10 +3,15 @@
 //! RabbitMQ on 127.0.0.1:5672 (guest/guest) and php-fpm8.2; each run starts its own
 //! ferry, workers and unique channel or queue, so these tests run in parallel safely.
 
+#[path = "support/ferry.rs"]
+mod ferry_proc;
+
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use serde_json::Value;
+use ferry_proc::{unique, Ferry};
+use serde_json::{json, Value};
 
 const N: u64 = 200;
 
@@ -147,6 +152,59 @@ fn a_small_sweep_holds_the_requests_in_flight() {
         assert_eq!(run["peak_in_flight"], pool, "{run}");
         assert!(run["ferry"]["rss_kib_per_in_flight"].is_number(), "{run}");
     }
+}
+
+#[test]
+fn attach_measures_a_pipeline_started_elsewhere() {
+    let dir = std::env::temp_dir().join(unique("ferry-bench-attach"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("r.sock");
+    let log = dir.join("receipts.log");
+    // An earlier run's receipt in the log: --attach reads only what is written after.
+    std::fs::write(&log, "{\"n\":1,\"t\":1,\"received_at_us\":2}\n").unwrap();
+    let listen = format!("unix:{}", socket.display());
+    let responder = Ferry::start_args(
+        &dir,
+        &[
+            "responder",
+            "--listen",
+            &listen,
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    responder.wait_for_log("ferry responder: listening on", Duration::from_secs(10));
+    let channel = unique("ferry-bench-attach");
+    let ferry = Ferry::start(
+        &dir,
+        &json!({
+            "control": { "listen": null },
+            "pools": { "workers": { "address": listen } },
+            "sources": [{
+                "name": "attached", "kind": "redis", "url": "redis://127.0.0.1:6379",
+                "channels": [channel],
+                "job": { "pool": "workers", "script": "/srv/worker.php" }
+            }]
+        }),
+    );
+    ferry.wait_for_log("source attached: subscribed", Duration::from_secs(10));
+    let pid = ferry.pid().to_string();
+    let run = bench(&[
+        "--attach",
+        &pid,
+        "--worker-log",
+        log.to_str().unwrap(),
+        "--channel",
+        &channel,
+        "--count",
+        &N.to_string(),
+    ]);
+    assert_eq!(run["workers"], "attached workers");
+    assert_accounted(&run, N);
+    assert!(run["ferry"]["cpu_us_per_message"].is_number(), "{run}");
+    drop(ferry);
+    drop(responder);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

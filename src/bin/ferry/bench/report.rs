@@ -65,12 +65,15 @@ pub struct RunResult {
 impl RunResult {
     /// What was measured, in words: "redis → ferry → responder ×4".
     pub fn title(&self) -> String {
-        let workers = format!(
-            "{} ×{}{}",
-            self.workers.unwrap_or("-"),
-            self.pool,
-            if self.keep_conn { " (keep_conn)" } else { "" }
-        );
+        let workers = match self.workers {
+            Some(name @ "attached workers") => name.to_string(),
+            name => format!(
+                "{} ×{}{}",
+                name.unwrap_or("-"),
+                self.pool,
+                if self.keep_conn { " (keep_conn)" } else { "" }
+            ),
+        };
         let source = match (self.source, self.prefetch) {
             (Some(source), Some(prefetch)) => format!("{source} (prefetch {prefetch})"),
             (Some(source), None) => source.to_string(),

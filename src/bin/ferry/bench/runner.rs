@@ -335,8 +335,10 @@ fn measured(
             Mode::Direct => None,
             _ => Some(plan.source.name()),
         },
-        workers: match plan.mode {
-            Mode::Broker => None,
+        workers: match (plan.mode, &plan.attach) {
+            (Mode::Broker, _) => None,
+            // Someone else's pool: whatever it is, it is not ours to name.
+            (_, Some(_)) => Some("attached workers"),
             _ => Some(plan.workers.name()),
         },
         pool: plan.pool,
