@@ -246,13 +246,18 @@ fn measured(
     progress: &Progress,
 ) -> Result<RunResult, String> {
     let sent = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
     let idle_rss_kib = ferry_pid.and_then(|pid| status_kib(pid, "VmRSS"));
     let cpu_before = ferry_pid.and_then(cpu_us);
     let start_us = now_us();
     let started = Instant::now();
     let mut all: Vec<Receipt> = Vec::with_capacity(usize::try_from(plan.count).unwrap_or(0));
     let (failures, cpu_after) = std::thread::scope(|scope| -> Result<_, String> {
-        let handle = scope.spawn(|| produce(plan, producer, &sent));
+        let handle = scope.spawn(|| {
+            let result = produce(plan, producer, &sent);
+            failed.store(result.is_err(), Ordering::Relaxed);
+            result
+        });
         let mut seen = vec![false; usize::try_from(plan.count).unwrap_or(0) + 1];
         let mut unique = 0u64;
         let mut last_progress = Instant::now();
@@ -284,7 +289,8 @@ fn measured(
                 produced_at = Some(Instant::now());
             }
             if let Some(at) = produced_at {
-                if unique >= sent.load(Ordering::Relaxed) {
+                // A failed producer: its error is the result, at once.
+                if failed.load(Ordering::Relaxed) || unique >= sent.load(Ordering::Relaxed) {
                     break Ok(());
                 }
                 if last_progress.max(at).elapsed() > plan.timeout {
