@@ -69,7 +69,7 @@ for source in redis amqp-1 amqp-8 amqp-64 endpoint; do
   done
 done
 
-run sweep --concurrency-sweep 10,100,1000,10000 --delay-ms 500
+run sweep --concurrency-sweep 10,100,1000,10000 --delay-ms 1000
 
 stripped=$(mktemp)
 cp "$ferry" "$stripped" && strip "$stripped"
