@@ -45,15 +45,18 @@ pub fn svg(result: &RunResult) -> String {
 
     // Latency panel, log10 scale from the smallest to the largest value.
     let top = TOP;
-    let series: [(&str, &str, Pick); 3] = [
-        ("p50", "#1f77b4", |p| p.p50),
-        ("p99", "#ff7f0e", |p| p.p99),
+    // Drawn in this order, so the lower percentiles stay visible where a slice holds
+    // too few receipts to tell p99 from max.
+    let series: [(&str, &str, Pick); 4] = [
         ("max", "#d62728", |p| p.max),
+        ("p99", "#ff7f0e", |p| p.p99),
+        ("p90", "#9467bd", |p| p.p90),
+        ("p50", "#1f77b4", |p| p.p50),
     ];
     let values: Vec<f64> = slices
         .iter()
         .filter_map(|s| s.latency_us.as_ref())
-        .flat_map(|p| [p.p50, p.p99, p.max])
+        .flat_map(|p| [p.p50, p.max])
         .map(|v| (v.max(1)) as f64)
         .collect();
     let low = values

@@ -363,7 +363,7 @@ fn measured(
         ferry_dropped: None,
         ferry_start_to_ready_ms: None,
         peak_in_flight: in_flight,
-        timeline: timeline(&all, start_us, 100),
+        timeline: timeline(&all, start_us, 50),
     })
 }
 
