@@ -8,7 +8,7 @@
 # one full-speed run with its limits (`--limits`: the same workers driven directly, and
 # the broker alone) for throughput, share of the limit, CPU per message and RSS, and one
 # run at a fixed rate (--rate 2000) for latency, which at full speed only measures the
-# queue. Then the concurrency sweep (10 … 10,000 requests in flight), the stripped
+# queue. Then the concurrency sweep (10 … 10,000 requests in flight at 2,000 msg/s), the stripped
 # release binary's size. Every command is appended to OUT_DIR/commands.txt, every
 # result kept as JSON, and OUT_DIR/table.md is rendered from them (python3).
 # Needs Redis (127.0.0.1:6379), RabbitMQ (127.0.0.1:5672, guest/guest) and php-fpm8.2
@@ -69,7 +69,7 @@ for source in redis amqp-1 amqp-8 amqp-64 endpoint; do
   done
 done
 
-run sweep --concurrency-sweep 10,100,1000,10000 --delay-ms 1000
+run sweep --concurrency-sweep 10,100,1000,10000
 
 stripped=$(mktemp)
 cp "$ferry" "$stripped" && strip "$stripped"
@@ -121,14 +121,15 @@ for source in ["redis", "amqp-1", "amqp-8", "amqp-64", "endpoint"]:
                 f"| {lat_text} | {mib(ferry.get('idle_rss_kib'))} / {mib(ferry.get('peak_rss_kib'))} | {lost} |"
             )
 sweep = load("sweep")
-lines += ["", "| requests in flight (pool = prefetch) | messages | msg/s | peak in flight | ferry CPU µs/msg | RSS idle / peak MiB | KiB RSS per in-flight request | lost |",
-          "|---|---|---|---|---|---|---|---|"]
+lines += ["", "| requests in flight (rate × delay) | pool | responder delay, ms | messages | msg/s | peak in flight | ferry CPU µs/msg | RSS idle / peak MiB | KiB RSS per in-flight request | lost | pool failures |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
 for run in sweep.get("sweep", []):
     ferry = run.get("ferry") or {}
     lines.append(
-        f"| {run['pool']:,} | {run['accounting']['sent']:,} | {n(run['throughput'])} | {n(run.get('peak_in_flight'))} "
+        f"| {n(run.get('target_in_flight'))} | {run['pool']:,} | {run['delay_ms']:,} | {run['accounting']['sent']:,} "
+        f"| {n(run['throughput'])} | {n(run.get('peak_in_flight'))} "
         f"| {n(ferry.get('cpu_us_per_message'), 1)} | {mib(ferry.get('idle_rss_kib'))} / {mib(ferry.get('peak_rss_kib'))} "
-        f"| {n(ferry.get('rss_kib_per_in_flight'), 1)} | {run['accounting']['lost']} |"
+        f"| {n(ferry.get('rss_kib_per_in_flight'), 1)} | {run['accounting']['lost']} | {run.get('ferry_pool_failures') or 0} |"
     )
 ready = [load(f"redis-responder-{p}")["run"].get("ferry_start_to_ready_ms") for p in (4, 16)
          if "run" in load(f"redis-responder-{p}")]

@@ -135,6 +135,7 @@ fn php_fpm_pool_runs_the_null_script() {
 
 #[test]
 fn a_small_sweep_holds_the_requests_in_flight() {
+    // --rate well above pool ÷ delay: the messages come at once, so the pool fills.
     let all = bench(&[
         "--concurrency-sweep",
         "10,20",
@@ -142,13 +143,19 @@ fn a_small_sweep_holds_the_requests_in_flight() {
         "1000",
         "--count",
         "40",
+        "--rate",
+        "1000",
     ]);
     let runs = all["sweep"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
-    for (run, pool) in runs.iter().zip([10, 20]) {
+    for (run, target) in runs.iter().zip([10, 20]) {
+        // The pool has headroom over the target: 1.1 × target + 10.
+        let pool = target + target / 10 + 10;
+        assert_eq!(run["target_in_flight"], target);
         assert_eq!(run["pool"], pool);
         assert_accounted(run, 40);
-        // 40 messages published at once, each held 1 s by the responder: the pool fills.
+        // 40 messages published within 40 ms, each held 1 s by the responder: the pool
+        // fills.
         assert_eq!(run["peak_in_flight"], pool, "{run}");
         assert!(run["ferry"]["rss_kib_per_in_flight"].is_number(), "{run}");
     }

@@ -161,15 +161,50 @@ fn with_limits(plan: &Plan) -> Result<bool, String> {
     Ok(exact)
 }
 
+/// One step of a sweep: pool (and prefetch) ≈ `concurrency`, and the responder's delay
+/// and the publish rate chosen so that `concurrency` requests are in flight in the
+/// steady state (in flight = rate × delay).
+///
+/// By default the rate is the same for every step (`--rate`, default 2,000 msg/s) and the
+/// delay grows with the concurrency: ferry's CPU per message depends strongly on the
+/// rate (at a low rate every message is its own wake-up of the loop; at a high one a
+/// wake-up serves many), so only a fixed rate isolates the cost of concurrency. With
+/// `--delay-ms` the delay is fixed instead and the rate grows with the concurrency.
+/// Messages are paced, never sent as one burst: 10,000 at once would make ferry open
+/// 10,000 connections in one loop turn, beyond any worker's listen backlog (somaxconn),
+/// and the refused connects (EAGAIN) would open the pool's circuit — another test.
+fn sweep_step(plan: &Plan, concurrency: usize) -> Plan {
+    let c = concurrency as f64;
+    let (rate, delay_ms) = match (plan.delay_ms, plan.rate) {
+        (0, rate) => {
+            let rate = rate.unwrap_or(2000.0);
+            (rate, ((c * 1000.0 / rate).round() as u64).max(1))
+        }
+        (delay_ms, Some(rate)) => (rate, delay_ms),
+        (delay_ms, None) => (c * 1000.0 / delay_ms as f64, delay_ms),
+    };
+    let count = if plan.count_given {
+        plan.count
+    } else {
+        // Three rounds of the pool, and at least two seconds.
+        (3 * concurrency as u64).max((2.0 * rate) as u64).max(1)
+    };
+    // Headroom in the pool (10 %, and 10 more), so requests in flight are set by rate ×
+    // delay and the pool never becomes the queue: a request takes its delay plus a
+    // millisecond or two (the responder's timer granularity, connect, close), which at
+    // 10 requests of 5 ms would otherwise cap the pool below the rate.
+    let pool = concurrency + concurrency.div_ceil(10) + 10;
+    let mut step = plan.with_pool(pool, count);
+    step.rate = Some(rate);
+    step.delay_ms = delay_ms;
+    step.target_in_flight = Some(concurrency as u64);
+    step
+}
+
 fn sweep(plan: &Plan) -> Result<bool, String> {
     let mut runs = Vec::new();
     for &concurrency in &plan.sweep {
-        let count = if plan.count_given {
-            plan.count
-        } else {
-            (3 * concurrency as u64).max(200)
-        };
-        runs.push(run(&plan.with_pool(concurrency, count))?);
+        runs.push(run(&sweep_step(plan, concurrency))?);
     }
     let exact = runs.iter().all(|r| r.accounting.exact());
     if plan.json {

@@ -92,10 +92,14 @@ Limits (ferry taken out of the path):
                       limit
 
 Scale:
-  --concurrency-sweep LIST   e.g. 10,100,1000,10000: one run per value with pool size
-                      (and AMQP prefetch) = value; give --delay-ms so requests stay in
-                      flight; reports CPU per message and RSS per in-flight request.
-                      --count is per step (default: 3 x value, at least 200)
+  --concurrency-sweep LIST   e.g. 10,100,1000,10000: one run per value C with C requests
+                      in flight in the steady state: published at --rate R (default
+                      2000/s, the same for every step) to ferry responder answering after
+                      C / R, so in flight = rate x delay = C (with --delay-ms D instead,
+                      the delay is fixed and the rate is C / D). Pool size and AMQP
+                      prefetch: 1.1 x C + 10, so the pool is never the queue. Reports
+                      CPU per message, peak in flight and RSS per in-flight request.
+                      --count is per step (default: 3 x C, at least 2 s of messages)
 
 Output:
   --json              one JSON document on stdout instead of the table
@@ -213,8 +217,10 @@ pub struct Plan {
     pub mode: Mode,
     /// Also run both limits and report the share.
     pub limits: bool,
-    /// Pool sizes of a concurrency sweep (empty: no sweep).
+    /// Requests in flight of each step of a concurrency sweep (empty: no sweep).
     pub sweep: Vec<usize>,
+    /// The sweep step's aim (rate × delay), reported with the step.
+    pub target_in_flight: Option<u64>,
     /// Count given explicitly (a sweep otherwise sizes each step).
     pub count_given: bool,
     pub timeout: Duration,
@@ -375,6 +381,7 @@ pub fn plan(parsed: &Parsed) -> Result<Plan, String> {
         mode,
         limits: parsed.has("limits"),
         sweep,
+        target_in_flight: None,
         timeout,
         json: parsed.has("json"),
         plot: parsed.get("plot").map(PathBuf::from),

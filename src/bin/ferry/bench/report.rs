@@ -6,7 +6,7 @@
 //! `unreadable_lines`, `seconds`, `throughput` (distinct messages per second),
 //! `latency_us` {`p50`, `p90`, `p99`, `p999`, `max`, `mean`}, `ferry` {`cpu_ms`,
 //! `cpu_us_per_message`, `idle_rss_kib`, `peak_rss_kib`, `rss_kib_per_in_flight`},
-//! `ferry_dropped`, `ferry_start_to_ready_ms`, `peak_in_flight`, `timeline` [{`at_s`, `throughput`,
+//! `ferry_dropped`, `ferry_pool_failures`, `ferry_start_to_ready_ms`, `peak_in_flight`, `target_in_flight`, `timeline` [{`at_s`, `throughput`,
 //! `latency_us`}]; with `--limits` a document {`run`, `direct`, `broker`,
 //! `share_of_limit`}; with a sweep {`sweep`: [run…]}.
 
@@ -53,12 +53,17 @@ pub struct RunResult {
     pub throughput: f64,
     pub latency_us: Option<Percentiles>,
     pub ferry: Option<FerryUsage>,
-    /// ferry's `ferry_messages_dropped_total` summed, when messages were lost.
+    /// ferry's `ferry_messages_dropped_total`, summed (runs that started ferry).
     pub ferry_dropped: Option<u64>,
+    /// ferry's `ferry_pool_failures_total`, summed: connects the workers refused
+    /// (a full listen backlog: EAGAIN), each of which opened the pool's circuit.
+    pub ferry_pool_failures: Option<u64>,
     /// From starting ferry to `/readyz` answering 200, ms (runs that started ferry).
     pub ferry_start_to_ready_ms: Option<f64>,
     /// Most requests the workers held at once (runs with `--delay-ms`).
     pub peak_in_flight: Option<u64>,
+    /// What a sweep step aimed at: rate × delay.
+    pub target_in_flight: Option<u64>,
     pub timeline: Vec<Slice>,
 }
 
@@ -183,10 +188,12 @@ pub fn table(result: &RunResult) -> String {
             result.publish_failures
         );
     }
-    if let Some(dropped) = result.ferry_dropped {
+    let dropped = result.ferry_dropped.unwrap_or(0);
+    let failures = result.ferry_pool_failures.unwrap_or(0);
+    if dropped > 0 || failures > 0 {
         let _ = writeln!(
             out,
-            "  ferry        dropped {dropped} (ferry_messages_dropped_total)"
+            "  ferry        dropped {dropped} messages, {failures} pool failures (circuit opened)"
         );
     }
     out
@@ -222,41 +229,56 @@ pub fn sweep_table(runs: &[RunResult]) -> String {
     if let Some(first) = runs.first() {
         let _ = writeln!(
             out,
-            "concurrency sweep: {} → ferry → {} (delay {} ms)",
+            "concurrency sweep: {} → ferry → {}; in flight = rate × the responder's delay",
             first.source.unwrap_or("-"),
             first.workers.unwrap_or("-"),
-            first.delay_ms
         );
     }
+    let row = |cells: [String; 12]| cells.map(|c| format!("{c:>10}")).join(" ");
     let _ = writeln!(
         out,
-        "{:>8} {:>9} {:>10} {:>9} {:>11} {:>10} {:>10} {:>14} {:>6}",
-        "pool",
-        "messages",
-        "msg/s",
-        "in flight",
-        "CPU µs/msg",
-        "idle RSS",
-        "peak RSS",
-        "KiB/in-flight",
-        "lost"
+        "{}",
+        row([
+            "in flight",
+            "pool",
+            "delay ms",
+            "rate",
+            "messages",
+            "msg/s",
+            "peak",
+            "CPU µs/msg",
+            "idle RSS",
+            "peak RSS",
+            "KiB/each",
+            "lost+fail",
+        ]
+        .map(String::from))
     );
     for run in runs {
         let f = run.ferry.as_ref();
         let _ = writeln!(
             out,
-            "{:>8} {:>9} {:>10} {:>9} {:>11} {:>10} {:>10} {:>14} {:>6}",
-            run.pool,
-            run.accounting.sent,
-            thousands(run.throughput),
-            run.peak_in_flight.map_or("-".into(), |n| n.to_string()),
-            f.and_then(|f| f.cpu_us_per_message)
-                .map_or("-".into(), |v| format!("{v:.1}")),
-            mib(f.and_then(|f| f.idle_rss_kib)),
-            mib(f.and_then(|f| f.peak_rss_kib)),
-            f.and_then(|f| f.rss_kib_per_in_flight)
-                .map_or("-".into(), |v| format!("{v:.2}")),
-            run.accounting.lost
+            "{}",
+            row([
+                run.target_in_flight.map_or("-".into(), |n| n.to_string()),
+                run.pool.to_string(),
+                run.delay_ms.to_string(),
+                run.rate.map_or("-".into(), thousands),
+                run.accounting.sent.to_string(),
+                thousands(run.throughput),
+                run.peak_in_flight.map_or("-".into(), |n| n.to_string()),
+                f.and_then(|f| f.cpu_us_per_message)
+                    .map_or("-".into(), |v| format!("{v:.1}")),
+                mib(f.and_then(|f| f.idle_rss_kib)),
+                mib(f.and_then(|f| f.peak_rss_kib)),
+                f.and_then(|f| f.rss_kib_per_in_flight)
+                    .map_or("-".into(), |v| format!("{v:.1}")),
+                format!(
+                    "{}+{}",
+                    run.accounting.lost,
+                    run.ferry_pool_failures.unwrap_or(0)
+                ),
+            ])
         );
     }
     out

@@ -116,9 +116,8 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<RunResult, String> {
                 progress,
             )?;
             result.ferry_start_to_ready_ms = Some(ferry.start_to_ready.as_secs_f64() * 1000.0);
-            if result.accounting.lost > 0 {
-                result.ferry_dropped = dropped(&ferry.control);
-            }
+            result.ferry_dropped = metric_sum(&ferry.control, "ferry_messages_dropped_total");
+            result.ferry_pool_failures = metric_sum(&ferry.control, "ferry_pool_failures_total");
             ferry.process.stop(Duration::from_secs(5));
             Ok(result)
         }
@@ -146,12 +145,13 @@ fn endpoint_url((host, port): (String, u16)) -> Result<RedisUrl, String> {
     RedisUrl::parse(&format!("redis://{host}:{port}")).map_err(|e| format!("endpoint: {e}"))
 }
 
-/// The sum of `ferry_messages_dropped_total`, from the control endpoint.
-fn dropped(control: &std::path::Path) -> Option<u64> {
+/// The sum of every series of a counter family in ferry's `/metrics`.
+fn metric_sum(control: &std::path::Path, family: &str) -> Option<u64> {
     let (_, body) = harness::http_get_unix(control, "/metrics")?;
+    let prefix = format!("{family}{{");
     Some(
         body.lines()
-            .filter(|line| line.starts_with("ferry_messages_dropped_total{"))
+            .filter(|line| line.starts_with(&prefix))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64,
     )
@@ -361,8 +361,10 @@ fn measured(
         latency_us: percentiles(all.iter().map(Receipt::latency_us).collect()),
         ferry,
         ferry_dropped: None,
+        ferry_pool_failures: None,
         ferry_start_to_ready_ms: None,
         peak_in_flight: in_flight,
+        target_in_flight: plan.target_in_flight,
         timeline: timeline(&all, start_us, 50),
     })
 }
