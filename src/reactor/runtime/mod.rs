@@ -12,9 +12,11 @@
 //! - `mod.rs`: the runtime state, the loop, signals and the drain.
 //! - `sources.rs`: Redis and AMQP source connections, their sessions, reconnects.
 //! - `pools.rs`: worker connections, starting jobs, outcomes, the circuit breaker.
+//! - `endpoint.rs`: RESP endpoint sources — their listener, clients, publish and fan-out.
 //! - `jobs.rs`: a job and its origin.
 
 mod control;
+mod endpoint;
 mod jobs;
 mod pools;
 mod reload;
@@ -75,6 +77,13 @@ enum Endpoint {
     Listener(control::Listener),
     /// A control endpoint client.
     Client(Conn),
+    /// A RESP endpoint source's listening socket.
+    RespListener {
+        source: usize,
+        listener: control::Listener,
+    },
+    /// A Redis client of a RESP endpoint.
+    RespClient(Box<endpoint::RespClient>),
 }
 
 impl Endpoint {
@@ -83,7 +92,8 @@ impl Endpoint {
         match self {
             Endpoint::Source { conn, .. } | Endpoint::Client(conn) => Some(conn),
             Endpoint::Worker(worker) => Some(&mut worker.conn),
-            Endpoint::Listener(_) => None,
+            Endpoint::RespClient(client) => Some(&mut client.conn),
+            Endpoint::Listener(_) | Endpoint::RespListener { .. } => None,
         }
     }
 }
@@ -362,6 +372,8 @@ impl Runtime {
             Some(Endpoint::Worker(_)) => self.on_worker_ready(token, writable, now),
             Some(Endpoint::Listener(_)) => self.on_accept(token, now),
             Some(Endpoint::Client(_)) => self.on_client_ready(token, now),
+            Some(Endpoint::RespListener { .. }) => self.on_endpoint_accept(token, now),
+            Some(Endpoint::RespClient(_)) => self.on_resp_client_ready(token, now),
             // Closed earlier in this batch: a stale event (mio "tolerate spurious events").
             None => {}
         }
@@ -410,6 +422,9 @@ impl Runtime {
     fn close_marked(&mut self) {
         for token in std::mem::take(&mut self.to_close) {
             if self.slab.contains(token) {
+                if matches!(self.slab.get(token), Some(Endpoint::RespClient(_))) {
+                    self.forget_resp_client(token);
+                }
                 let mut endpoint = self.slab.remove(token);
                 match endpoint.conn_mut() {
                     Some(conn) => {
@@ -417,7 +432,9 @@ impl Runtime {
                         conn.stream.shutdown();
                     }
                     None => {
-                        if let Endpoint::Listener(listener) = &mut endpoint {
+                        if let Endpoint::Listener(listener)
+                        | Endpoint::RespListener { listener, .. } = &mut endpoint
+                        {
                             listener.close(self.poll.registry());
                         }
                     }
