@@ -22,8 +22,8 @@ use crate::config::Address;
 use crate::control::http::{parse_request, write_error, write_json, write_response};
 use crate::control::route::{route, Route};
 use crate::metrics::{
-    render, render_endpoints, DisconnectReason, DropReason, EndpointSeries, Exposition,
-    PoolGauges, PoolSeries, ProcessStats, Settlement, SourceGauges, SourceSeries,
+    render, render_endpoints, DisconnectReason, DropReason, EndpointSeries, Exposition, PoolGauges,
+    PoolSeries, ProcessStats, Settlement, SourceGauges, SourceSeries,
 };
 use crate::proto::Status;
 use crate::reactor::conn::{Conn, Fill, Stream};

@@ -130,7 +130,13 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn get(&mut self, version: Version, pattern: Option<&[u8]>, channel: &[u8], payload: &[u8]) -> &[u8] {
+    fn get(
+        &mut self,
+        version: Version,
+        pattern: Option<&[u8]>,
+        channel: &[u8],
+        payload: &[u8],
+    ) -> &[u8] {
         let slot = match version {
             Version::Resp2 => &mut self.resp2,
             Version::Resp3 => &mut self.resp3,
@@ -242,7 +248,8 @@ impl Runtime {
                 // its send buffer empty, so the line goes out in one write).
                 let _ = stream.write(MAX_CLIENTS_REPLY);
                 stream.shutdown();
-                s.endpoint_metrics.on_disconnect(DisconnectReason::MaxClients);
+                s.endpoint_metrics
+                    .on_disconnect(DisconnectReason::MaxClients);
                 debug!("source {}: max_clients reached; a client refused", s.name);
                 continue;
             }

@@ -353,7 +353,11 @@ impl Runtime {
                         self.sources[source].backoff.reset();
                     }
                     Err(e) => {
-                        self.connect_failed(source, format_args!("cannot listen on {listen}: {e}"), now);
+                        self.connect_failed(
+                            source,
+                            format_args!("cannot listen on {listen}: {e}"),
+                            now,
+                        );
                     }
                 }
                 return;

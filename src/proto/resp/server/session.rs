@@ -210,6 +210,9 @@ const AUTH_WITHOUT_PASSWORD: &[u8] = b"ERR AUTH <password> called without any pa
 const HELLO_NOAUTH: &[u8] = b"NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
 const BAD_NAME: &[u8] = b"ERR Client names cannot contain spaces, newlines or special characters.";
 const NOT_AN_INTEGER: &[u8] = b"ERR value is not an integer or out of range";
+/// `getIntFromObjectOrReply`'s words for a valid number outside `int` (sic).
+const OUT_OF_INT_RANGE: &[u8] =
+    b"ERR value is out of range, value must between -2147483648 and 2147483647";
 
 impl ClientSession {
     /// A new connection: RESP2, authenticated unless a password is set.
@@ -322,8 +325,9 @@ impl ClientSession {
             if args.len() >= 128 {
                 break;
             }
+            let precision = 128 - args.len();
             args.push(b'\'');
-            args.extend_from_slice(c_text(arg, 128 - args.len()));
+            args.extend_from_slice(c_text(arg, precision));
             args.extend_from_slice(b"' ");
         }
         text.extend_from_slice(&args);
@@ -335,10 +339,11 @@ impl ClientSession {
         match name {
             Name::Ping => self.ping(command, out),
             Name::Echo => bulk_string(out, arg(1)),
-            Name::Select => match parse_i64(arg(1)).and_then(|n| i32::try_from(n).ok()) {
+            Name::Select => match parse_i64(arg(1)).map(i32::try_from) {
                 None => error(out, NOT_AN_INTEGER),
-                Some(0) => simple_string(out, b"OK"),
-                Some(_) => error(out, b"ERR DB index is out of range"),
+                Some(Err(_)) => error(out, OUT_OF_INT_RANGE),
+                Some(Ok(0)) => simple_string(out, b"OK"),
+                Some(Ok(_)) => error(out, b"ERR DB index is out of range"),
             },
             Name::Auth => self.auth(command, out),
             Name::Hello => self.hello(command, out),
