@@ -30,6 +30,10 @@ pub struct Endpoint {
     pub jobs_log: PathBuf,
     /// The channel whose messages become jobs.
     pub channel: String,
+    /// The configuration ferry runs with (rewrite [`Endpoint::config_path`] and send
+    /// SIGHUP to reload).
+    pub config: serde_json::Value,
+    pub config_path: PathBuf,
 }
 
 /// Starts a responder and ferry; `source` keys are merged into the endpoint source.
@@ -68,7 +72,14 @@ pub fn start(name: &str, source: serde_json::Value) -> Endpoint {
     });
     let ferry = Ferry::start(&dir, &config);
     ferry.wait_for_log("RESP endpoint listening on", Duration::from_secs(10));
+    let config_path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
     Endpoint {
+        config,
+        config_path,
         dir,
         ferry,
         responder,
