@@ -649,3 +649,84 @@ impl ClientSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::resp::server::{CommandReader, ReaderLimits};
+    use crate::proto::Status;
+
+    fn session(password: Option<&str>) -> ClientSession {
+        ClientSession::new(SessionConfig {
+            password: password.map(|p| p.as_bytes().to_vec()),
+            id: 7,
+            server_version: "1.2.3",
+        })
+    }
+
+    /// Runs every command of `input`; returns the replies and the last outcome's kind.
+    fn run(session: &mut ClientSession, input: &[u8]) -> (Vec<u8>, Vec<String>) {
+        let mut reader = CommandReader::new(ReaderLimits { max_bulk: 1 << 20 });
+        let (mut out, mut outcomes, mut at) = (Vec::new(), Vec::new(), 0);
+        while let Ok(Status::Complete(command, used)) =
+            reader.read(&input[at..], session.is_authenticated())
+        {
+            outcomes.push(format!("{:?}", session.handle(&command, &mut out)));
+            at += used;
+        }
+        (out, outcomes)
+    }
+
+    #[test]
+    fn subscriptions_are_reported_as_changes_and_reset_drops_them() {
+        let mut s = session(None);
+        let (out, _) = run(
+            &mut s,
+            b"SUBSCRIBE a b a\r\nPSUBSCRIBE p*\r\nUNSUBSCRIBE b\r\n",
+        );
+        assert!(out.starts_with(b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"));
+        let changes = s.take_changes();
+        let added: Vec<_> = changes
+            .iter()
+            .filter(|c| c.subscribed)
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(added, [b"a".to_vec(), b"b".to_vec(), b"p*".to_vec()]);
+        assert_eq!(changes.iter().filter(|c| !c.subscribed).count(), 1);
+        assert_eq!(s.subscription_count(), 2);
+        let (out, _) = run(&mut s, b"RESET\r\n");
+        assert_eq!(out, b"+RESET\r\n");
+        assert_eq!(s.subscription_count(), 0);
+        assert_eq!(s.take_changes().iter().filter(|c| !c.subscribed).count(), 2);
+    }
+
+    #[test]
+    fn publish_and_quit_are_handed_to_the_runtime() {
+        let mut s = session(None);
+        let (out, outcomes) = run(&mut s, b"PUBLISH ch hello\r\nQUIT\r\n");
+        assert_eq!(out, b"+OK\r\n");
+        assert!(outcomes[0].starts_with("Publish"), "{outcomes:?}");
+        assert_eq!(outcomes[1], "Close");
+    }
+
+    #[test]
+    fn a_password_gates_everything_but_auth_hello_quit_reset() {
+        let mut s = session(Some("pw"));
+        let (out, _) = run(
+            &mut s,
+            b"PUBLISH a b\r\nRESET\r\nHELLO 3 AUTH default pw\r\nPUBLISH a b\r\n",
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("-NOAUTH Authentication required.\r\n+RESET\r\n%7\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("$5\r\nferry\r\n$7\r\nversion\r\n$5\r\n1.2.3\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("$2\r\nid\r\n:7\r\n"), "{text}");
+        assert!(s.is_authenticated());
+        assert_eq!(s.version(), Version::Resp3);
+    }
+}
