@@ -95,6 +95,14 @@ fn malformed_requests_are_refused_and_others_keep_being_served() {
         b"-ERR unknown command '$-5', with args beginning with: \r\n"
     );
 
+    // Pipelined requests followed at once by EOF are all answered (`printf … | nc`).
+    let mut hasty = ep.connect();
+    hasty.write_all(b"PING\r\nECHO a\r\nPING\r\n").unwrap();
+    hasty.shutdown(Shutdown::Write).unwrap();
+    let mut answers = Vec::new();
+    hasty.read_to_end(&mut answers).unwrap();
+    assert_eq!(show(&answers), show(b"+PONG\r\n$1\r\na\r\n+PONG\r\n"));
+
     // An unterminated bulk, then the client leaves: nothing is published.
     let mut partial = ep.connect();
     partial

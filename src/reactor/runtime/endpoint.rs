@@ -325,7 +325,10 @@ impl Runtime {
         let source = client.source;
         let fill = client.conn.fill();
         // Requests that arrived before an EOF are still answered (`echo PING | nc`).
-        let mut close = matches!(fill, Ok(Fill::Eof) | Err(_)).then_some(None);
+        let peer_gone = matches!(fill, Ok(Fill::Eof) | Err(_));
+        // Set when ferry must close the client, with the reason to count (`None`: the
+        // client asked, or left).
+        let mut close: Option<Option<DisconnectReason>> = None;
         let mut consumed_any = false;
         let mut reply = Vec::new();
         loop {
@@ -408,7 +411,7 @@ impl Runtime {
                 }
             }
         }
-        if self.flush(token).is_err() && close.is_none() {
+        if (self.flush(token).is_err() || peer_gone) && close.is_none() {
             close = Some(None);
         }
         match close {
