@@ -413,3 +413,124 @@ fn a_reload_replaces_the_workers_of_a_changed_pool_only() {
     );
     assert_gone(&workers, &socket_dir);
 }
+
+#[test]
+fn a_worker_that_crashes_at_first_then_works_closes_the_circuit_again() {
+    let dir = temp_dir("ferry-spawn-recover");
+    let port = http::free_port();
+    let (log, flag) = (dir.join("responder.log"), dir.join("flag"));
+    let channel = unique("ferry-spawn-recover");
+    // Dies young (status 1) until the flag exists, then serves: every start while the
+    // circuit is open must lead to a probe, or the jobs wait forever.
+    let command = format!(
+        "test -f {flag} && exec {FERRY} responder --log {log}; exit 1",
+        flag = flag.display(),
+        log = log.display()
+    );
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "pools": { "php": { "spawn": { "command": ["sh", "-c", command], "processes": 1 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    publish_numbers(&channel, 10);
+    ferry.wait_for_log("exited with status 1", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(&flag, b"").unwrap();
+    assert!(
+        procs::eventually(Duration::from_secs(30), || {
+            let mut numbers = logged_numbers(&log);
+            numbers.sort_unstable();
+            numbers == (1..=10).collect::<Vec<_>>()
+        }),
+        "every waiting job answered once the worker works; log:\n{}",
+        ferry.log()
+    );
+    assert!(
+        procs::eventually(Duration::from_secs(10), || http::get(port, "/readyz").0
+            == 200),
+        "ready again; log:\n{}",
+        ferry.log()
+    );
+    assert!(ferry.log().contains("circuit closed"), "{}", ferry.log());
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+#[test]
+fn a_reload_that_fixes_a_broken_command_closes_the_circuit() {
+    let dir = temp_dir("ferry-spawn-reload-fix");
+    let port = http::free_port();
+    let log = dir.join("responder.log");
+    let channel = unique("ferry-spawn-reload-fix");
+    let config = |command: Value| {
+        json!({
+            "control": { "listen": format!("127.0.0.1:{port}") },
+            "pools": { "php": { "spawn": { "command": command, "processes": 2 } } },
+            "sources": [redis_source(&channel, "php")]
+        })
+    };
+    let (mut ferry, path) = start(&dir, &config(json!(["sh", "-c", "exit 1"])), &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    publish_numbers(&channel, 10);
+    // Let the backoffs grow past the first steps.
+    std::thread::sleep(Duration::from_millis(1500));
+    let fixed = config(json!(["ferry", "responder", "--log", log]));
+    std::fs::write(&path, fixed.to_string()).unwrap();
+    ferry.signal("HUP");
+    ferry.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert!(
+        procs::eventually(Duration::from_secs(30), || logged_numbers(&log).len() == 10),
+        "every waiting job answered after the fix; log:\n{}",
+        ferry.log()
+    );
+    assert!(
+        procs::eventually(Duration::from_secs(10), || http::get(port, "/readyz").0
+            == 200),
+        "ready again; log:\n{}",
+        ferry.log()
+    );
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+#[test]
+fn a_bind_that_succeeds_after_the_workers_were_told_to_stop_starts_nothing() {
+    let dir = temp_dir("ferry-spawn-late-bind");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let config = json!({
+        "control": { "listen": null },
+        "shutdown_timeout_ms": 5000,
+        "pools": {
+            // Ignores SIGTERM: ferry waits up to 5 s for it, long enough for the other
+            // pool's bind retry to come due once the port is free.
+            "stubborn": { "spawn": { "command": ["sh", "-c", STUBBORN], "processes": 1 } },
+            "late": { "spawn": { "command": ["ferry", "responder"], "processes": 1,
+                                 "listen": format!("tcp:127.0.0.1:{taken}") } }
+        },
+        "sources": [redis_source(&unique("ferry-spawn-ls"), "stubborn"),
+                    redis_source(&unique("ferry-spawn-ll"), "late")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("events-late: subscribed", Duration::from_secs(10));
+    ferry.wait_for_log("events-stubborn: subscribed", Duration::from_secs(10));
+    ferry.wait_for_log("cannot bind the workers' socket", Duration::from_secs(10));
+    ferry.signal("TERM");
+    ferry.wait_for_log("stopping 1 worker processes", Duration::from_secs(10));
+    drop(held);
+    let exit = ferry.wait(Duration::from_secs(30));
+    assert!(exit.success(), "{}", ferry.log());
+    let log = ferry.log();
+    assert!(!log.contains("pool late: starting"), "{log}");
+    assert_eq!(log.matches("after SIGTERM; killed").count(), 1, "{log}");
+}

@@ -160,9 +160,7 @@ impl Runtime {
         match result {
             Ok(targets) => {
                 self.pools[pool].targets = Some(targets.clone());
-                if !self.pools[pool].circuit.is_closed() {
-                    self.timers.arm(TimerKey::Probe(pool), now);
-                }
+                self.probe_now(pool, now);
             }
             Err(e) => {
                 warn!(
@@ -599,12 +597,32 @@ impl Runtime {
         }
     }
 
+    /// Something that may have healed the pool happened (a worker process started, an
+    /// address resolved): if its circuit is open, probe at once rather than after the
+    /// backoff.
+    pub(super) fn probe_now(&mut self, pool: usize, now: Instant) {
+        let circuit = &mut self.pools[pool].circuit;
+        circuit.probe_now(now);
+        if let Some(at) = circuit.next_deadline() {
+            self.timers.arm(TimerKey::Probe(pool), at);
+        }
+    }
+
     /// Time for a probe connect.
     pub(super) fn on_probe_timer(&mut self, pool: usize, now: Instant) {
-        if self.pools[pool].is_finished() {
-            return; // removed by a reload and done: no more probes
+        if self.pools[pool].is_finished() || matches!(self.phase, Phase::Closing { .. }) {
+            return; // removed by a reload and done, or ferry is closing: no more probes
         }
-        if !self.pools[pool].circuit.probe_due(now) || self.pools[pool].probing {
+        if self.pools[pool].probing {
+            return;
+        }
+        if !self.pools[pool].circuit.probe_due(now) {
+            // Fired early (the timer was armed for an earlier probe time than the
+            // circuit's): the timer is the only thing that will wake the probe, so it
+            // must stay armed at the circuit's own deadline.
+            if let Some(at) = self.pools[pool].circuit.next_deadline() {
+                self.timers.arm(TimerKey::Probe(pool), at);
+            }
             return;
         }
         // A spawned pool's socket accepts even with no worker: that proves nothing.

@@ -151,6 +151,11 @@ impl Runtime {
     /// Binds a spawned pool's socket and starts its workers (from `resolve_pool`). A bind
     /// failure is a pool failure: the circuit opens and the probe timer tries again.
     pub(super) fn start_spawned_pool(&mut self, pool: usize, now: Instant) {
+        if self.processes_stopping() {
+            // A bind retry that comes due after the workers were told to stop would
+            // start a group nobody stops: ferry would never exit.
+            return;
+        }
         let Some(config) = self.pools[pool].config.spawn.clone() else {
             return;
         };
@@ -235,8 +240,18 @@ impl Runtime {
         }
     }
 
+    /// True once ferry is closing (every source closed or closing) or its workers were
+    /// told to stop: from then on no group and no worker process starts, or it would
+    /// never get its SIGTERM.
+    fn processes_stopping(&self) -> bool {
+        self.spawned.stopping || matches!(self.phase, Phase::Closing { .. })
+    }
+
     /// Starts the worker of `slot`; a failure to start counts as a death at once.
     fn start_process(&mut self, pool: usize, slot: usize, now: Instant) {
+        if self.processes_stopping() {
+            return;
+        }
         let jobs_at_start = self.pools[pool].metrics.job_duration().count();
         let p = &mut self.pools[pool];
         let Some(group) = p.spawned.as_mut() else {
@@ -257,10 +272,8 @@ impl Runtime {
                     });
                     s.restart_at = None;
                 }
-                if !p.circuit.is_closed() {
-                    // A worker runs again: let the probe find out now.
-                    self.timers.arm(TimerKey::Probe(pool), now);
-                }
+                // A worker runs again: let the probe find out now.
+                self.probe_now(pool, now);
             }
             Err(e) => {
                 warn!(
@@ -315,7 +328,7 @@ impl Runtime {
 
     /// Backed-off restarts that are due.
     pub(super) fn on_restart_timer(&mut self, pool: usize, now: Instant) {
-        if self.spawned.stopping || matches!(self.phase, Phase::Closing { .. }) {
+        if self.processes_stopping() {
             return;
         }
         let due: Vec<usize> = self.pools[pool]
@@ -382,7 +395,7 @@ impl Runtime {
     }
 
     fn reap_slot(&mut self, pool: usize, slot: usize, now: Instant) {
-        let closing = self.spawned.stopping || matches!(self.phase, Phase::Closing { .. });
+        let closing = self.processes_stopping();
         let p = &mut self.pools[pool];
         let jobs_now = p.metrics.job_duration().count();
         let Some(group) = p.spawned.as_mut() else {
