@@ -534,3 +534,77 @@ fn a_bind_that_succeeds_after_the_workers_were_told_to_stop_starts_nothing() {
     assert!(!log.contains("pool late: starting"), "{log}");
     assert_eq!(log.matches("after SIGTERM; killed").count(), 1, "{log}");
 }
+
+#[test]
+fn a_reload_under_traffic_with_keep_conn_retires_the_old_workers() {
+    let dir = temp_dir("ferry-spawn-keep-reload");
+    let port = http::free_port();
+    let (old_log, new_log) = (dir.join("old.log"), dir.join("new.log"));
+    let channel = unique("ferry-spawn-keep-reload");
+    let config = |log: &Path| {
+        json!({
+            "control": { "listen": format!("127.0.0.1:{port}") },
+            // Idle connections never time out here: only the generation check closes
+            // the old workers' connections.
+            "pools": { "php": { "keep_conn": true, "max_in_flight": 4, "idle_timeout_ms": 600000,
+                "spawn": { "command": ["ferry", "responder", "--delay-ms", "50", "--log", log],
+                           "processes": 2 } } },
+            "sources": [redis_source(&channel, "php")]
+        })
+    };
+    let (mut ferry, path) = start(&dir, &config(&old_log), &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    assert!(procs::eventually(Duration::from_secs(10), || pids(
+        port, "php"
+    )
+    .len()
+        == 2));
+    let old = pids(port, "php");
+    // 40 jobs of 50 ms, 4 at a time: about half a second of traffic.
+    publish_numbers(&channel, 40);
+    assert!(procs::eventually(
+        Duration::from_secs(10),
+        || logged_numbers(&old_log).len() >= 8
+    ));
+    std::fs::write(&path, config(&new_log).to_string()).unwrap();
+    ferry.signal("HUP");
+    ferry.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    let all_answered = || logged_numbers(&old_log).len() + logged_numbers(&new_log).len() >= 40;
+    assert!(
+        procs::eventually(Duration::from_secs(20), all_answered),
+        "{}",
+        ferry.log()
+    );
+    // Connections in flight during the reload were closed, not kept: the old workers
+    // serve nothing more, get SIGTERM and end.
+    assert!(
+        procs::eventually(Duration::from_secs(15), || old
+            .iter()
+            .all(|&pid| !procs::alive(pid))),
+        "old workers {old:?} still run; log:\n{}",
+        ferry.log()
+    );
+    let log = ferry.log();
+    for pid in &old {
+        assert!(
+            log.contains(&format!("retired process {pid} ")),
+            "no stop line for {pid}:\n{log}"
+        );
+    }
+    let served_by_old = logged_numbers(&old_log).len();
+    let before = logged_numbers(&new_log).len();
+    publish_numbers(&channel, 10);
+    assert!(
+        procs::eventually(Duration::from_secs(10), || logged_numbers(&new_log).len()
+            == before + 10),
+        "the new workers serve what comes after; log:\n{}",
+        ferry.log()
+    );
+    assert_eq!(logged_numbers(&old_log).len(), served_by_old);
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}

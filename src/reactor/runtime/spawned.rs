@@ -174,8 +174,7 @@ impl Runtime {
             SocketAddress::Unix(path) => Target::Unix(path.clone()),
             SocketAddress::Tcp(addr) => Target::Tcp(*addr),
         };
-        self.spawned.next_generation += 1;
-        let generation = self.spawned.next_generation;
+        let generation = self.next_generation();
         let seed = self.seed.rotate_left(13) ^ (pool as u64) << 16 ^ generation;
         let slots = (0..config.processes)
             .map(|n| Slot {
@@ -192,6 +191,7 @@ impl Runtime {
             describe_target(&target)
         );
         self.pools[pool].targets = Some(vec![target]);
+        self.pools[pool].generation = generation;
         self.pools[pool].spawned = Some(Group {
             generation,
             config,
@@ -206,6 +206,12 @@ impl Runtime {
         for slot in 0..count {
             self.start_process(pool, slot, now);
         }
+    }
+
+    /// A generation number never used before (see [`super::pools::Pool::generation`]).
+    pub(super) fn next_generation(&mut self) -> u64 {
+        self.spawned.next_generation += 1;
+        self.spawned.next_generation
     }
 
     fn bind_pool_socket(
