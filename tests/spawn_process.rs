@@ -608,3 +608,58 @@ fn a_reload_under_traffic_with_keep_conn_retires_the_old_workers() {
         ferry.log()
     );
 }
+
+#[test]
+fn a_reload_keeps_an_explicit_unix_socket_path_reachable() {
+    let dir = temp_dir("ferry-spawn-unix-reload");
+    let port = http::free_port();
+    let log = dir.join("responder.log");
+    let socket = dir.join("php.sock");
+    let channel = unique("ferry-spawn-unix-reload");
+    let config = |processes: u32| {
+        json!({
+            "control": { "listen": format!("127.0.0.1:{port}") },
+            "pools": { "php": { "spawn": { "command": ["ferry", "responder", "--log", log],
+                                           "processes": processes,
+                                           "listen": format!("unix:{}", socket.display()) } } },
+            "sources": [redis_source(&channel, "php")]
+        })
+    };
+    let (mut ferry, path) = start(&dir, &config(1), &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    assert!(procs::eventually(Duration::from_secs(10), || pids(
+        port, "php"
+    )
+    .len()
+        == 1));
+    let old = pids(port, "php");
+    std::fs::write(&path, config(2).to_string()).unwrap();
+    ferry.signal("HUP");
+    ferry.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    // The old generation is gone, and its socket with it: the path must still lead to
+    // the new one.
+    assert!(
+        procs::eventually(Duration::from_secs(10), || pids(port, "php").len() == 2
+            && old.iter().all(|&pid| !procs::alive(pid))),
+        "{}",
+        ferry.log()
+    );
+    ferry.wait_for_log(
+        &format!("retired process {}", old[0]),
+        Duration::from_secs(10),
+    );
+    assert!(socket.exists(), "{} removed", socket.display());
+    publish_numbers(&channel, 10);
+    assert!(
+        procs::eventually(Duration::from_secs(15), || logged_numbers(&log).len() == 10),
+        "messages after the reload are answered; log:\n{}",
+        ferry.log()
+    );
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+    assert!(!socket.exists(), "ferry's socket file is removed at exit");
+}

@@ -32,7 +32,7 @@ use std::fs::DirBuilder;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -135,11 +135,17 @@ pub enum SocketAddress {
     Tcp(SocketAddr),
 }
 
-/// The listening socket of one spawned pool. A unix socket's file is removed on drop.
+/// The listening socket of one spawned pool. A unix socket's file is removed on drop,
+/// if it is still this socket's.
 #[derive(Debug)]
 pub struct PoolSocket {
     fd: OwnedFd,
     address: SocketAddress,
+    /// Device and inode of the unix socket file this socket bound. A reload with an
+    /// explicit `listen` path binds the next generation's socket at the same path
+    /// (replacing the file) while the old workers finish; the old socket, dropped later,
+    /// must then leave the new socket's file alone.
+    bound_file: Option<(u64, u64)>,
 }
 
 impl PoolSocket {
@@ -153,9 +159,11 @@ impl PoolSocket {
             }
         }
         let listener = UnixListener::bind(path)?;
+        let bound_file = std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))?;
         Ok(PoolSocket {
             fd: listener.into(),
             address: SocketAddress::Unix(path.to_path_buf()),
+            bound_file: Some(bound_file),
         })
     }
 
@@ -166,6 +174,7 @@ impl PoolSocket {
         Ok(PoolSocket {
             fd: listener.into(),
             address,
+            bound_file: None,
         })
     }
 
@@ -177,7 +186,12 @@ impl PoolSocket {
 
 impl Drop for PoolSocket {
     fn drop(&mut self) {
-        if let SocketAddress::Unix(path) = &self.address {
+        let SocketAddress::Unix(path) = &self.address else {
+            return;
+        };
+        let still_ours = std::fs::symlink_metadata(path)
+            .is_ok_and(|m| Some((m.dev(), m.ino())) == self.bound_file);
+        if still_ours {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -283,7 +297,12 @@ mod tests {
         // A stale file (its socket gone without cleaning up) is replaced, not an error.
         std::mem::forget(socket);
         let again = PoolSocket::bind_unix(&path).unwrap();
+        // The next generation binds the same path while the old socket still runs:
+        // dropping the old one leaves the new one's file.
+        let next = PoolSocket::bind_unix(&path).unwrap();
         drop(again);
+        assert!(path.exists(), "the newer socket's file stays");
+        drop(next);
         assert!(!path.exists());
         let _ = std::fs::remove_dir(&dir);
     }
