@@ -663,3 +663,50 @@ fn a_reload_keeps_an_explicit_unix_socket_path_reachable() {
     );
     assert!(!socket.exists(), "ferry's socket file is removed at exit");
 }
+
+/// The value of `ferry_attempts_total` for `result`, summed over sources.
+fn attempts(port: u16, result: &str) -> u64 {
+    let (_, metrics) = http::get(port, "/metrics");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("ferry_attempts_total{"))
+        .filter(|l| l.contains(&format!("result=\"{result}\"")))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+#[test]
+fn a_recycling_responder_serves_every_connection_it_accepted() {
+    let dir = temp_dir("ferry-spawn-recycle-clean");
+    let port = http::free_port();
+    let log = dir.join("responder.log");
+    let channel = unique("ferry-spawn-recycle-clean");
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "pools": { "php": { "max_in_flight": 4,
+            "spawn": { "command": ["ferry", "responder", "--log", log],
+                       "processes": 2, "max_requests": 3 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    publish_numbers(&channel, 300);
+    assert!(
+        procs::eventually(Duration::from_secs(30), || attempts(port, "ok") == 300),
+        "{}",
+        ferry.log()
+    );
+    let mut numbers = logged_numbers(&log);
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=300).collect::<Vec<_>>(), "every job once");
+    // A worker that reached max_requests answered what it had accepted: no attempt
+    // ended with "closed before response".
+    assert_eq!(attempts(port, "retryable"), 0, "{}", ferry.log());
+    assert!(processes(port, "php")["restarts"].as_u64().unwrap() >= 10);
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
