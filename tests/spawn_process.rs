@@ -710,3 +710,63 @@ fn a_recycling_responder_serves_every_connection_it_accepted() {
         ferry.log()
     );
 }
+
+#[test]
+fn ferry_workers_restart_after_the_ferry_binary_was_replaced() {
+    let dir = temp_dir("ferry-spawn-upgrade");
+    let port = http::free_port();
+    let log = dir.join("responder.log");
+    let channel = unique("ferry-spawn-upgrade");
+    // A copy of the binary that the "package upgrade" deletes while ferry runs.
+    let exe = dir.join("ferry");
+    std::fs::copy(FERRY, &exe).unwrap();
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "pools": { "php": { "spawn": { "command": ["ferry", "responder", "--log", log],
+                                       "processes": 2 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let path = dir.join("ferry.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut ferry = Ferry::start_exe(
+        &exe,
+        &dir,
+        &["run", "--config", path.to_str().unwrap()],
+        &[("RUNTIME_DIRECTORY", dir.to_str().unwrap())],
+    );
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    assert!(procs::eventually(Duration::from_secs(10), || pids(
+        port, "php"
+    )
+    .len()
+        == 2));
+    std::fs::remove_file(&exe).unwrap();
+    let before = pids(port, "php");
+    let victim = before[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        procs::eventually(Duration::from_secs(10), || {
+            let now = pids(port, "php");
+            now.len() == 2 && !now.contains(&victim)
+        }),
+        "the killed worker is replaced from the deleted binary; log:\n{}",
+        ferry.log()
+    );
+    assert!(!ferry.log().contains("cannot start"), "{}", ferry.log());
+    publish_numbers(&channel, 10);
+    assert!(
+        procs::eventually(Duration::from_secs(10), || logged_numbers(&log).len() == 10),
+        "{}",
+        ferry.log()
+    );
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}

@@ -207,6 +207,9 @@ pub fn program_path(program: &str) -> io::Result<PathBuf> {
     }
 }
 
+/// This process's own executable, valid even once its file was deleted or replaced.
+const SELF_EXE: &str = "/proc/self/exe";
+
 /// Starts one worker of a spawned pool: `command` with `socket` on fd 0 (see the module
 /// docs for its process group, environment and death signal). A `command[0]` of exactly
 /// `ferry` means this very binary, so a configuration can say `["ferry", "responder"]`
@@ -215,7 +218,17 @@ pub fn start(command: &[String], socket: &PoolSocket, max_requests: u32) -> io::
     let Some((program, args)) = command.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
-    let mut cmd = Command::new(program_path(program)?);
+    let mut cmd = if program == "ferry" {
+        // Not `current_exe()`: after a package upgrade replaced the binary, that path
+        // names the new file (or a deleted one), while `/proc/self/exe` — resolved in the
+        // forked child, a copy of this process — is the very binary that runs, deleted
+        // or not. argv[0] stays `ferry` for `ps` and the worker's own messages.
+        let mut cmd = Command::new(SELF_EXE);
+        cmd.arg0("ferry");
+        cmd
+    } else {
+        Command::new(program)
+    };
     cmd.args(args)
         .stdin(Stdio::from(socket.fd.try_clone()?))
         .stdout(Stdio::null())
