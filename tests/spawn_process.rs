@@ -770,3 +770,41 @@ fn ferry_workers_restart_after_the_ferry_binary_was_replaced() {
         ferry.log()
     );
 }
+
+#[test]
+fn a_slot_whose_worker_exits_0_at_once_backs_off_while_the_others_work() {
+    let dir = temp_dir("ferry-spawn-exit0");
+    let log = dir.join("responder.log");
+    let channel = unique("ferry-spawn-exit0");
+    // The first worker to take the lock serves for good; the other slot's worker exits
+    // 0 at once, every time, while the pool finishes jobs all along.
+    let command = format!(
+        "mkdir {lock} 2>/dev/null && exec {FERRY} responder --delay-ms 5 --log {log}; exit 0",
+        lock = dir.join("lock").display(),
+        log = log.display()
+    );
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": { "max_in_flight": 1,
+                            "spawn": { "command": ["sh", "-c", command], "processes": 2 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    // About 5 s of jobs of 5 ms, one at a time.
+    publish_numbers(&channel, 1000);
+    assert!(procs::eventually(
+        Duration::from_secs(10),
+        || logged_numbers(&log).len() >= 50
+    ));
+    std::thread::sleep(Duration::from_secs(3));
+    let served = logged_numbers(&log).len();
+    let exits = ferry.log().matches("exited with status 0").count();
+    assert!(served < 1000, "the traffic lasted the whole measurement");
+    println!("{exits} exits of the exit-0 slot while {served} jobs were served");
+    // At most one immediate restart a second, backed off starts in between (200 ms,
+    // 400 ms…): a dozen over ~3.5 s; a restart loop would make hundreds.
+    assert!(exits <= 25, "{exits} exits:\n{}", ferry.log());
+    ferry.signal("TERM");
+    let _ = ferry.wait(Duration::from_secs(60));
+}

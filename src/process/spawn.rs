@@ -240,11 +240,23 @@ pub fn start(command: &[String], socket: &PoolSocket, max_requests: u32) -> io::
     }
     let ferry = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe calls are allowed: it makes two system calls (prctl, getppid)
-    // and builds errors from raw errno values, without allocating or taking locks.
+    // async-signal-safe calls are allowed: it makes three system calls (close_range,
+    // prctl, getppid) and builds errors from raw errno values, without allocating or
+    // taking locks.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
+            // Descriptors ferry itself inherited without close-on-exec (a service
+            // manager's, a shell's) are not the worker's business: mark every one above
+            // stderr close-on-exec (fd 0 is the pool's socket, already in place). A
+            // kernel before 5.11 refuses the flag; the worker then inherits them, as
+            // before — not worth failing the start.
+            let _ = nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                nix::libc::CLOSE_RANGE_CLOEXEC,
+            );
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
                 .map_err(|errno| io::Error::from_raw_os_error(errno as i32))?;
             // ferry may have died between fork and prctl: then no signal will come.
@@ -255,6 +267,22 @@ pub fn start(command: &[String], socket: &PoolSocket, max_requests: u32) -> io::
         });
     }
     cmd.spawn()
+}
+
+/// True when child `pid` has ended, *without* reaping it: while it is a zombie its pid
+/// (and so its process group id) cannot be reused, so its group can still be signalled
+/// safely. Reap it afterwards (`Child::try_wait`).
+pub fn has_ended(pid: u32) -> io::Result<bool> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let Ok(raw) = i32::try_from(pid) else {
+        return Ok(true);
+    };
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(Pid::from_raw(raw)), flags) {
+        Ok(WaitStatus::StillAlive) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(errno) => Err(errno.into()),
+    }
 }
 
 /// Sends `signal` to the process group led by `pid` (a worker and whatever it forked).
