@@ -808,3 +808,60 @@ fn a_slot_whose_worker_exits_0_at_once_backs_off_while_the_others_work() {
     ferry.signal("TERM");
     let _ = ferry.wait(Duration::from_secs(60));
 }
+
+#[test]
+fn descriptors_ferry_inherited_do_not_reach_the_workers() {
+    let dir = temp_dir("ferry-spawn-fds");
+    let channel = unique("ferry-spawn-fds");
+    let log = dir.join("responder.log");
+    // The worker lists its descriptors, then becomes the responder.
+    let wrapper = format!(
+        "ls /proc/$$/fd > {dir}/fds-$$.txt; exec {FERRY} responder --log {log}",
+        dir = dir.display(),
+        log = log.display()
+    );
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": { "spawn": { "command": ["sh", "-c", wrapper], "processes": 1 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let path = dir.join("ferry.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    // ferry itself starts with descriptor 7 open and inheritable, as a careless parent
+    // would leave it.
+    let script = format!(
+        "exec 7</dev/null; exec {FERRY} run --config {}",
+        path.display()
+    );
+    let mut ferry = Ferry::start_exe(
+        Path::new("/bin/sh"),
+        &dir,
+        &["-c", &script],
+        &[("RUNTIME_DIRECTORY", dir.to_str().unwrap())],
+    );
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    publish_numbers(&channel, 1);
+    assert!(procs::eventually(
+        Duration::from_secs(10),
+        || logged_numbers(&log).len() == 1
+    ));
+    let listing: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("fds-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(listing.len(), 1);
+    let fds: Vec<&str> = listing[0].lines().collect();
+    assert!(fds.contains(&"0"), "{fds:?}");
+    assert!(
+        !fds.contains(&"7"),
+        "inherited descriptor 7 leaked: {fds:?}"
+    );
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
