@@ -59,6 +59,8 @@ impl Runtime {
                             self.mark_close(token);
                         }
                         self.retire_processes(index);
+                        // Connections in flight now must not come back to the idle list.
+                        self.pools[index].generation = self.next_generation();
                         self.pools[index].forget_targets();
                         self.resolve_pool(index, now);
                     }
