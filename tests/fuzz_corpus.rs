@@ -59,3 +59,8 @@ fn fastcgi_request_corpus() {
 fn form_corpus() {
     replay("form", ferry::proto::form::invariants::check);
 }
+
+#[test]
+fn resp_server_corpus() {
+    replay("resp_server", ferry::proto::resp::server::check_invariants);
+}

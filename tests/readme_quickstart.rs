@@ -61,6 +61,23 @@ fn shell(block: &str, worker: Option<&str>, log: &Path) -> Child {
     command.spawn().unwrap()
 }
 
+/// The running quick start: SIGKILLs its process group (ferry; its workers die with it by
+/// PR_SET_PDEATHSIG) when the test fails, so a failed run never leaves ferry holding the
+/// quick start's ports.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
@@ -116,14 +133,21 @@ fn run_quick_start(quick_start: &str, publish: &str, worker: Option<&str>, dir: 
         !listening(6380) && !listening(9180),
         "something already listens on 127.0.0.1:6380 or :9180; the quick start needs them"
     );
-    let mut ferry = shell(
+    let mut running = Running(shell(
         quick_start,
         worker,
         &dir.join(format!("quickstart-{label}.log")),
-    );
-    // The first run builds the release binary: wait (bounded) for the endpoint.
-    let deadline = Instant::now() + Duration::from_secs(600);
+    ));
+    let ferry = &mut running.0;
+    // The first run builds the release binary (bounded wait); once ferry is up (its
+    // control endpoint answers) the RESP endpoint must follow at once.
+    let mut deadline = Instant::now() + Duration::from_secs(600);
+    let mut ferry_up = false;
     while !listening(6380) {
+        if !ferry_up && listening(9180) {
+            ferry_up = true;
+            deadline = Instant::now() + Duration::from_secs(10);
+        }
         if let Some(status) = ferry.try_wait().unwrap() {
             panic!(
                 "quick start ({label}) exited with {status} before listening: {}",

@@ -81,6 +81,32 @@ fn pool_pids(port: u16) -> Vec<u32> {
 }
 
 /// `done` lines by message number.
+/// After ferry exited: each of `pids` (recorded *before* the shutdown — once ferry is
+/// gone its orphans are re-parented, so "ferry's children" proves nothing) is gone with
+/// its process group, and ferry logged its end after "stopping … worker processes". A
+/// worker killed by PR_SET_PDEATHSIG as ferry died would be gone too, but without that
+/// line: ferry must stop its workers itself.
+fn assert_stopped_by_ferry(log: &str, pool: &str, pids: &[u32]) {
+    assert!(!pids.is_empty());
+    let (_, after_stop) = log
+        .split_once(&format!("stopping {} worker processes", pids.len()))
+        .unwrap_or_else(|| panic!("no stop line for {} workers:\n{log}", pids.len()));
+    for &pid in pids {
+        assert!(!procs::alive(pid), "worker {pid} outlived ferry");
+        assert!(
+            procs::group_members(pid).is_empty(),
+            "worker {pid}'s process group outlived ferry"
+        );
+        let stopped = format!("pool {pool}: process {pid} ");
+        assert!(
+            after_stop
+                .lines()
+                .any(|l| l.contains(&stopped) && !l.contains("restarting")),
+            "ferry did not log the end of worker {pid}:\n{log}"
+        );
+    }
+}
+
 fn done_by_number(lines: &[Value]) -> BTreeMap<u64, Vec<Value>> {
     let mut by_number: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
     for line in lines.iter().filter(|l| l["phase"] == "done") {
@@ -172,18 +198,21 @@ fn php_cgi_workers_recycle_after_max_requests_and_every_message_runs_once() {
             >= 6
     );
 
+    // Recycled workers come back (a slot recycling again within a second waits out a
+    // short backoff).
+    assert!(procs::eventually(Duration::from_secs(10), || pool_pids(
+        port
+    )
+    .len()
+        == 2));
     let last = pool_pids(port);
-    let ferry_pid = ferry.pid();
     ferry.signal("TERM");
     assert!(
         ferry.wait(Duration::from_secs(20)).success(),
         "{}",
         ferry.log()
     );
-    for pid in last {
-        assert!(!procs::alive(pid), "worker {pid} outlived ferry");
-    }
-    assert!(procs::children(ferry_pid).is_empty());
+    assert_stopped_by_ferry(&ferry.log(), "php", &last);
 }
 
 #[test]
@@ -277,7 +306,5 @@ fn a_php_cgi_killed_mid_job_is_replaced_and_its_job_retried_with_nothing_lost() 
         "{}",
         ferry.log()
     );
-    for pid in pids {
-        assert!(!procs::alive(pid), "worker {pid} outlived ferry");
-    }
+    assert_stopped_by_ferry(&ferry.log(), "php", &pids);
 }

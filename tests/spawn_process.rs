@@ -413,3 +413,455 @@ fn a_reload_replaces_the_workers_of_a_changed_pool_only() {
     );
     assert_gone(&workers, &socket_dir);
 }
+
+#[test]
+fn a_worker_that_crashes_at_first_then_works_closes_the_circuit_again() {
+    let dir = temp_dir("ferry-spawn-recover");
+    let port = http::free_port();
+    let (log, flag) = (dir.join("responder.log"), dir.join("flag"));
+    let channel = unique("ferry-spawn-recover");
+    // Dies young (status 1) until the flag exists, then serves: every start while the
+    // circuit is open must lead to a probe, or the jobs wait forever.
+    let command = format!(
+        "test -f {flag} && exec {FERRY} responder --log {log}; exit 1",
+        flag = flag.display(),
+        log = log.display()
+    );
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "pools": { "php": { "spawn": { "command": ["sh", "-c", command], "processes": 1 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    publish_numbers(&channel, 10);
+    ferry.wait_for_log("exited with status 1", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(&flag, b"").unwrap();
+    assert!(
+        procs::eventually(Duration::from_secs(30), || {
+            let mut numbers = logged_numbers(&log);
+            numbers.sort_unstable();
+            numbers == (1..=10).collect::<Vec<_>>()
+        }),
+        "every waiting job answered once the worker works; log:\n{}",
+        ferry.log()
+    );
+    assert!(
+        procs::eventually(Duration::from_secs(10), || http::get(port, "/readyz").0
+            == 200),
+        "ready again; log:\n{}",
+        ferry.log()
+    );
+    assert!(ferry.log().contains("circuit closed"), "{}", ferry.log());
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+#[test]
+fn a_reload_that_fixes_a_broken_command_closes_the_circuit() {
+    let dir = temp_dir("ferry-spawn-reload-fix");
+    let port = http::free_port();
+    let log = dir.join("responder.log");
+    let channel = unique("ferry-spawn-reload-fix");
+    let config = |command: Value| {
+        json!({
+            "control": { "listen": format!("127.0.0.1:{port}") },
+            "pools": { "php": { "spawn": { "command": command, "processes": 2 } } },
+            "sources": [redis_source(&channel, "php")]
+        })
+    };
+    let (mut ferry, path) = start(&dir, &config(json!(["sh", "-c", "exit 1"])), &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    publish_numbers(&channel, 10);
+    // Let the backoffs grow past the first steps.
+    std::thread::sleep(Duration::from_millis(1500));
+    let fixed = config(json!(["ferry", "responder", "--log", log]));
+    std::fs::write(&path, fixed.to_string()).unwrap();
+    ferry.signal("HUP");
+    ferry.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert!(
+        procs::eventually(Duration::from_secs(30), || logged_numbers(&log).len() == 10),
+        "every waiting job answered after the fix; log:\n{}",
+        ferry.log()
+    );
+    assert!(
+        procs::eventually(Duration::from_secs(10), || http::get(port, "/readyz").0
+            == 200),
+        "ready again; log:\n{}",
+        ferry.log()
+    );
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+#[test]
+fn a_bind_that_succeeds_after_the_workers_were_told_to_stop_starts_nothing() {
+    let dir = temp_dir("ferry-spawn-late-bind");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let config = json!({
+        "control": { "listen": null },
+        "shutdown_timeout_ms": 5000,
+        "pools": {
+            // Ignores SIGTERM: ferry waits up to 5 s for it, long enough for the other
+            // pool's bind retry to come due once the port is free.
+            "stubborn": { "spawn": { "command": ["sh", "-c", STUBBORN], "processes": 1 } },
+            "late": { "spawn": { "command": ["ferry", "responder"], "processes": 1,
+                                 "listen": format!("tcp:127.0.0.1:{taken}") } }
+        },
+        "sources": [redis_source(&unique("ferry-spawn-ls"), "stubborn"),
+                    redis_source(&unique("ferry-spawn-ll"), "late")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("events-late: subscribed", Duration::from_secs(10));
+    ferry.wait_for_log("events-stubborn: subscribed", Duration::from_secs(10));
+    ferry.wait_for_log("cannot bind the workers' socket", Duration::from_secs(10));
+    ferry.signal("TERM");
+    ferry.wait_for_log("stopping 1 worker processes", Duration::from_secs(10));
+    drop(held);
+    let exit = ferry.wait(Duration::from_secs(30));
+    assert!(exit.success(), "{}", ferry.log());
+    let log = ferry.log();
+    assert!(!log.contains("pool late: starting"), "{log}");
+    assert_eq!(log.matches("after SIGTERM; killed").count(), 1, "{log}");
+}
+
+#[test]
+fn a_reload_under_traffic_with_keep_conn_retires_the_old_workers() {
+    let dir = temp_dir("ferry-spawn-keep-reload");
+    let port = http::free_port();
+    let (old_log, new_log) = (dir.join("old.log"), dir.join("new.log"));
+    let channel = unique("ferry-spawn-keep-reload");
+    let config = |log: &Path| {
+        json!({
+            "control": { "listen": format!("127.0.0.1:{port}") },
+            // Idle connections never time out here: only the generation check closes
+            // the old workers' connections.
+            "pools": { "php": { "keep_conn": true, "max_in_flight": 4, "idle_timeout_ms": 600000,
+                "spawn": { "command": ["ferry", "responder", "--delay-ms", "50", "--log", log],
+                           "processes": 2 } } },
+            "sources": [redis_source(&channel, "php")]
+        })
+    };
+    let (mut ferry, path) = start(&dir, &config(&old_log), &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    assert!(procs::eventually(Duration::from_secs(10), || pids(
+        port, "php"
+    )
+    .len()
+        == 2));
+    let old = pids(port, "php");
+    // 40 jobs of 50 ms, 4 at a time: about half a second of traffic.
+    publish_numbers(&channel, 40);
+    assert!(procs::eventually(
+        Duration::from_secs(10),
+        || logged_numbers(&old_log).len() >= 8
+    ));
+    std::fs::write(&path, config(&new_log).to_string()).unwrap();
+    ferry.signal("HUP");
+    ferry.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    let all_answered = || logged_numbers(&old_log).len() + logged_numbers(&new_log).len() >= 40;
+    assert!(
+        procs::eventually(Duration::from_secs(20), all_answered),
+        "{}",
+        ferry.log()
+    );
+    // Connections in flight during the reload were closed, not kept: the old workers
+    // serve nothing more, get SIGTERM and end.
+    assert!(
+        procs::eventually(Duration::from_secs(15), || old
+            .iter()
+            .all(|&pid| !procs::alive(pid))),
+        "old workers {old:?} still run; log:\n{}",
+        ferry.log()
+    );
+    let log = ferry.log();
+    for pid in &old {
+        assert!(
+            log.contains(&format!("retired process {pid} ")),
+            "no stop line for {pid}:\n{log}"
+        );
+    }
+    let served_by_old = logged_numbers(&old_log).len();
+    let before = logged_numbers(&new_log).len();
+    publish_numbers(&channel, 10);
+    assert!(
+        procs::eventually(Duration::from_secs(10), || logged_numbers(&new_log).len()
+            == before + 10),
+        "the new workers serve what comes after; log:\n{}",
+        ferry.log()
+    );
+    assert_eq!(logged_numbers(&old_log).len(), served_by_old);
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+#[test]
+fn a_reload_keeps_an_explicit_unix_socket_path_reachable() {
+    let dir = temp_dir("ferry-spawn-unix-reload");
+    let port = http::free_port();
+    let log = dir.join("responder.log");
+    let socket = dir.join("php.sock");
+    let channel = unique("ferry-spawn-unix-reload");
+    let config = |processes: u32| {
+        json!({
+            "control": { "listen": format!("127.0.0.1:{port}") },
+            "pools": { "php": { "spawn": { "command": ["ferry", "responder", "--log", log],
+                                           "processes": processes,
+                                           "listen": format!("unix:{}", socket.display()) } } },
+            "sources": [redis_source(&channel, "php")]
+        })
+    };
+    let (mut ferry, path) = start(&dir, &config(1), &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    assert!(procs::eventually(Duration::from_secs(10), || pids(
+        port, "php"
+    )
+    .len()
+        == 1));
+    let old = pids(port, "php");
+    std::fs::write(&path, config(2).to_string()).unwrap();
+    ferry.signal("HUP");
+    ferry.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    // The old generation is gone, and its socket with it: the path must still lead to
+    // the new one.
+    assert!(
+        procs::eventually(Duration::from_secs(10), || pids(port, "php").len() == 2
+            && old.iter().all(|&pid| !procs::alive(pid))),
+        "{}",
+        ferry.log()
+    );
+    ferry.wait_for_log(
+        &format!("retired process {}", old[0]),
+        Duration::from_secs(10),
+    );
+    assert!(socket.exists(), "{} removed", socket.display());
+    publish_numbers(&channel, 10);
+    assert!(
+        procs::eventually(Duration::from_secs(15), || logged_numbers(&log).len() == 10),
+        "messages after the reload are answered; log:\n{}",
+        ferry.log()
+    );
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+    assert!(!socket.exists(), "ferry's socket file is removed at exit");
+}
+
+/// The value of `ferry_attempts_total` for `result`, summed over sources.
+fn attempts(port: u16, result: &str) -> u64 {
+    let (_, metrics) = http::get(port, "/metrics");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("ferry_attempts_total{"))
+        .filter(|l| l.contains(&format!("result=\"{result}\"")))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+#[test]
+fn a_recycling_responder_serves_every_connection_it_accepted() {
+    let dir = temp_dir("ferry-spawn-recycle-clean");
+    let port = http::free_port();
+    let log = dir.join("responder.log");
+    let channel = unique("ferry-spawn-recycle-clean");
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "pools": { "php": { "max_in_flight": 4,
+            "spawn": { "command": ["ferry", "responder", "--log", log],
+                       "processes": 2, "max_requests": 3 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    publish_numbers(&channel, 300);
+    assert!(
+        procs::eventually(Duration::from_secs(30), || attempts(port, "ok") == 300),
+        "{}",
+        ferry.log()
+    );
+    let mut numbers = logged_numbers(&log);
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=300).collect::<Vec<_>>(), "every job once");
+    // A worker that reached max_requests answered what it had accepted: no attempt
+    // ended with "closed before response".
+    assert_eq!(attempts(port, "retryable"), 0, "{}", ferry.log());
+    assert!(processes(port, "php")["restarts"].as_u64().unwrap() >= 10);
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+#[test]
+fn ferry_workers_restart_after_the_ferry_binary_was_replaced() {
+    let dir = temp_dir("ferry-spawn-upgrade");
+    let port = http::free_port();
+    let log = dir.join("responder.log");
+    let channel = unique("ferry-spawn-upgrade");
+    // A copy of the binary that the "package upgrade" deletes while ferry runs.
+    let exe = dir.join("ferry");
+    std::fs::copy(FERRY, &exe).unwrap();
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{port}") },
+        "pools": { "php": { "spawn": { "command": ["ferry", "responder", "--log", log],
+                                       "processes": 2 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let path = dir.join("ferry.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut ferry = Ferry::start_exe(
+        &exe,
+        &dir,
+        &["run", "--config", path.to_str().unwrap()],
+        &[("RUNTIME_DIRECTORY", dir.to_str().unwrap())],
+    );
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    assert!(procs::eventually(Duration::from_secs(10), || pids(
+        port, "php"
+    )
+    .len()
+        == 2));
+    std::fs::remove_file(&exe).unwrap();
+    let before = pids(port, "php");
+    let victim = before[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        procs::eventually(Duration::from_secs(10), || {
+            let now = pids(port, "php");
+            now.len() == 2 && !now.contains(&victim)
+        }),
+        "the killed worker is replaced from the deleted binary; log:\n{}",
+        ferry.log()
+    );
+    assert!(!ferry.log().contains("cannot start"), "{}", ferry.log());
+    publish_numbers(&channel, 10);
+    assert!(
+        procs::eventually(Duration::from_secs(10), || logged_numbers(&log).len() == 10),
+        "{}",
+        ferry.log()
+    );
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}
+
+#[test]
+fn a_slot_whose_worker_exits_0_at_once_backs_off_while_the_others_work() {
+    let dir = temp_dir("ferry-spawn-exit0");
+    let log = dir.join("responder.log");
+    let channel = unique("ferry-spawn-exit0");
+    // The first worker to take the lock serves for good; the other slot's worker exits
+    // 0 at once, every time, while the pool finishes jobs all along.
+    let command = format!(
+        "mkdir {lock} 2>/dev/null && exec {FERRY} responder --delay-ms 5 --log {log}; exit 0",
+        lock = dir.join("lock").display(),
+        log = log.display()
+    );
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": { "max_in_flight": 1,
+                            "spawn": { "command": ["sh", "-c", command], "processes": 2 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let (mut ferry, _) = start(&dir, &config, &[]);
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    // About 5 s of jobs of 5 ms, one at a time.
+    publish_numbers(&channel, 1000);
+    assert!(procs::eventually(
+        Duration::from_secs(10),
+        || logged_numbers(&log).len() >= 50
+    ));
+    std::thread::sleep(Duration::from_secs(3));
+    let served = logged_numbers(&log).len();
+    let exits = ferry.log().matches("exited with status 0").count();
+    assert!(served < 1000, "the traffic lasted the whole measurement");
+    println!("{exits} exits of the exit-0 slot while {served} jobs were served");
+    // At most one immediate restart a second, backed off starts in between (200 ms,
+    // 400 ms…): a dozen over ~3.5 s; a restart loop would make hundreds.
+    assert!(exits <= 25, "{exits} exits:\n{}", ferry.log());
+    ferry.signal("TERM");
+    let _ = ferry.wait(Duration::from_secs(60));
+}
+
+#[test]
+fn descriptors_ferry_inherited_do_not_reach_the_workers() {
+    let dir = temp_dir("ferry-spawn-fds");
+    let channel = unique("ferry-spawn-fds");
+    let log = dir.join("responder.log");
+    // The worker lists its descriptors, then becomes the responder.
+    let wrapper = format!(
+        "ls /proc/$$/fd > {dir}/fds-$$.txt; exec {FERRY} responder --log {log}",
+        dir = dir.display(),
+        log = log.display()
+    );
+    let config = json!({
+        "control": { "listen": null },
+        "pools": { "php": { "spawn": { "command": ["sh", "-c", wrapper], "processes": 1 } } },
+        "sources": [redis_source(&channel, "php")]
+    });
+    let path = dir.join("ferry.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    // ferry itself starts with descriptor 7 open and inheritable, as a careless parent
+    // would leave it.
+    let script = format!(
+        "exec 7</dev/null; exec {FERRY} run --config {}",
+        path.display()
+    );
+    let mut ferry = Ferry::start_exe(
+        Path::new("/bin/sh"),
+        &dir,
+        &["-c", &script],
+        &[("RUNTIME_DIRECTORY", dir.to_str().unwrap())],
+    );
+    ferry.wait_for_log("subscribed", Duration::from_secs(10));
+    publish_numbers(&channel, 1);
+    assert!(procs::eventually(
+        Duration::from_secs(10),
+        || logged_numbers(&log).len() == 1
+    ));
+    let listing: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("fds-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(listing.len(), 1);
+    let fds: Vec<&str> = listing[0].lines().collect();
+    assert!(fds.contains(&"0"), "{fds:?}");
+    assert!(
+        !fds.contains(&"7"),
+        "inherited descriptor 7 leaked: {fds:?}"
+    );
+    ferry.signal("TERM");
+    assert!(
+        ferry.wait(Duration::from_secs(20)).success(),
+        "{}",
+        ferry.log()
+    );
+}

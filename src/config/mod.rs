@@ -78,6 +78,10 @@ pub mod defaults {
     pub const BACKLOG_BYTES: usize = 16 << 20;
     /// Source `max_message_bytes`.
     pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+    /// Endpoint `max_clients` (Redis's `maxclients`).
+    pub const MAX_CLIENTS: usize = 10_000;
+    /// Endpoint `client_output_buffer_bytes` (Redis's pub/sub hard limit).
+    pub const CLIENT_OUTPUT_BUFFER_BYTES: usize = 32 << 20;
     /// AMQP `heartbeat_s`.
     pub const HEARTBEAT_S: u16 = 30;
     /// Job `method`.
@@ -330,6 +334,15 @@ pub struct RespEndpointSource {
     /// Delays between attempts; the last repeats.
     #[serde(default = "retry_delays_ms")]
     pub retry_delays_ms: Vec<u64>,
+    /// Most clients connected at once (Redis's `maxclients`, 10000); one more is told
+    /// `-ERR max number of clients reached` and closed.
+    #[serde(default = "max_clients")]
+    pub max_clients: usize,
+    /// Unsent reply and message bytes a client may have queued before it is disconnected
+    /// (Redis's pub/sub hard limit, 32 MiB): a subscriber that stops reading cannot make
+    /// ferry buffer without bound.
+    #[serde(default = "client_output_buffer_bytes")]
+    pub client_output_buffer_bytes: usize,
     /// What each message becomes.
     pub job: JobConfig,
 }
@@ -463,6 +476,13 @@ fn backlog() -> usize {
 fn backlog_bytes() -> usize {
     defaults::BACKLOG_BYTES
 }
+fn max_clients() -> usize {
+    defaults::MAX_CLIENTS
+}
+fn client_output_buffer_bytes() -> usize {
+    defaults::CLIENT_OUTPUT_BUFFER_BYTES
+}
+
 fn max_message_bytes() -> usize {
     defaults::MAX_MESSAGE_BYTES
 }
@@ -755,6 +775,24 @@ impl Config {
                     }
                     check_retries(&at, endpoint.max_attempts, &endpoint.retry_delays_ms)?;
                     check_backlog(&at, endpoint.backlog, endpoint.backlog_bytes)?;
+                    if endpoint.max_clients == 0 {
+                        return Err(ConfigError::new(
+                            format!("{at}.max_clients"),
+                            "must be at least 1",
+                        ));
+                    }
+                    if endpoint.client_output_buffer_bytes < 64 * 1024 {
+                        return Err(ConfigError::new(
+                            format!("{at}.client_output_buffer_bytes"),
+                            "must be at least 65536",
+                        ));
+                    }
+                    if endpoint.max_message_bytes == 0 {
+                        return Err(ConfigError::new(
+                            format!("{at}.max_message_bytes"),
+                            "must be at least 1",
+                        ));
+                    }
                 }
             }
         }

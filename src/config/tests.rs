@@ -282,10 +282,42 @@ fn syntax_errors_give_the_position() {
 }
 
 #[test]
+fn resp_endpoint_keys_have_redis_defaults_and_checks() {
+    let endpoint = |extra: &str| {
+        format!(
+            r#"{{"pools": {{"php": {{"address": "unix:/tmp/php.sock"}}}},
+                "sources": [{{"name": "local", "kind": "resp_endpoint",
+                  "listen": "127.0.0.1:6380", "channels": ["jobs"] {extra},
+                  "job": {{"pool": "php", "script": "/srv/w.php"}}}}]}}"#
+        )
+    };
+    let config = parse_str(&endpoint("")).unwrap();
+    let SourceConfig::RespEndpoint(source) = &config.sources[0] else {
+        panic!("not an endpoint");
+    };
+    assert_eq!(source.max_clients, 10_000);
+    assert_eq!(source.client_output_buffer_bytes, 32 << 20);
+    assert_eq!(source.password, None);
+    for (extra, expected) in [
+        (r#", "max_clients": 0"#, "max_clients"),
+        (
+            r#", "client_output_buffer_bytes": 10"#,
+            "client_output_buffer_bytes",
+        ),
+        (r#", "max_message_bytes": 0"#, "max_message_bytes"),
+        (r#", "channels": []"#, "duplicate field `channels`"),
+        (r#", "patterns": ["a*"]"#, "unknown field `patterns`"),
+    ] {
+        let err = parse_str(&endpoint(extra)).unwrap_err();
+        assert!(err.to_string().contains(expected), "{extra}: got {err}");
+    }
+}
+
+#[test]
 fn the_contrib_example_is_a_valid_configuration() {
     let text = include_str!("../../contrib/ferry.example.json");
     // Keys and types (the password file only exists on a real host).
     let config: Config = serde_json::from_str(text).unwrap();
-    assert_eq!(config.sources.len(), 2);
+    assert_eq!(config.sources.len(), 3);
     assert_eq!(config.pools["php"].status_path.as_deref(), Some("/status"));
 }

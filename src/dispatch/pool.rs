@@ -164,6 +164,18 @@ impl Circuit {
         matches!(self.state, CircuitState::Open { probe_at, .. } if now >= probe_at)
     }
 
+    /// Something changed that may have healed the pool (a worker process started, an
+    /// address resolved): an open circuit's probe becomes due at `now` instead of
+    /// waiting out its backoff. A probe already under way is left alone.
+    pub fn probe_now(&mut self, now: Instant) {
+        if let CircuitState::Open { since, probe_at } = self.state {
+            self.state = CircuitState::Open {
+                since,
+                probe_at: probe_at.min(now),
+            };
+        }
+    }
+
     /// A probe connect started.
     pub fn probe_started(&mut self) {
         if let CircuitState::Open { since, .. } = self.state {
@@ -255,6 +267,12 @@ mod tests {
         assert!(circuit.probe_due(t0 + s(1)));
         circuit.probe_started();
         assert_eq!(circuit.next_deadline(), None);
+        circuit.probe_now(t0);
+        assert_eq!(
+            circuit.next_deadline(),
+            None,
+            "a probe under way is left alone"
+        );
         circuit.on_pool_failure(t0 + s(2), s(2));
         assert_eq!(
             circuit.open_for(t0 + s(3)),
@@ -264,5 +282,19 @@ mod tests {
         circuit.on_connected();
         assert!(circuit.is_closed());
         assert_eq!(circuit.open_for(t0 + s(9)), None);
+    }
+
+    #[test]
+    fn a_probe_can_be_brought_forward_never_pushed_back() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut circuit = Circuit::default();
+        circuit.on_pool_failure(t0, s(4));
+        circuit.probe_now(t0 + s(1));
+        assert!(circuit.probe_due(t0 + s(1)));
+        assert_eq!(circuit.next_deadline(), Some(t0 + s(1)));
+        circuit.probe_now(t0 + s(3));
+        assert_eq!(circuit.next_deadline(), Some(t0 + s(1)));
+        assert_eq!(circuit.open_for(t0 + s(3)), Some(s(3)));
     }
 }

@@ -44,6 +44,46 @@ impl DropReason {
     }
 }
 
+/// Why a RESP endpoint closed a client (`ferry_endpoint_disconnects_total{reason}`); a
+/// client that leaves by itself (EOF, `QUIT`) is not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// It sent bytes that are not a request (`-ERR Protocol error: …`, as Redis).
+    ProtocolError,
+    /// One command did not fit the query buffer (`max_message_bytes` + 1 MiB).
+    QueryBuffer,
+    /// Its unsent replies and messages exceeded `client_output_buffer_bytes` (a
+    /// subscriber that does not read).
+    OutputBuffer,
+    /// `max_clients` were already connected.
+    MaxClients,
+}
+
+impl DisconnectReason {
+    /// Every reason, in rendering order.
+    pub const ALL: [DisconnectReason; 4] = [
+        DisconnectReason::ProtocolError,
+        DisconnectReason::QueryBuffer,
+        DisconnectReason::OutputBuffer,
+        DisconnectReason::MaxClients,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ProtocolError => "protocol_error",
+            DisconnectReason::QueryBuffer => "query_buffer",
+            DisconnectReason::OutputBuffer => "output_buffer",
+            DisconnectReason::MaxClients => "max_clients",
+        }
+    }
+
+    /// Slot in the counter array.
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// How a delivery was finally settled (`ferry_messages_settled_total{outcome}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Settlement {

@@ -22,9 +22,12 @@ pub mod process;
 pub mod text;
 
 pub use histogram::Histogram;
-pub use labels::{DropReason, Settlement};
+pub use labels::{DisconnectReason, DropReason, Settlement};
 pub use process::ProcessStats;
-pub use text::{render, Exposition, PoolGauges, PoolSeries, SourceGauges, SourceSeries};
+pub use text::{
+    render, render_endpoints, EndpointSeries, Exposition, PoolGauges, PoolSeries, SourceGauges,
+    SourceSeries,
+};
 
 use crate::dispatch::outcome::{AttemptResult, PoolFailureReason};
 
@@ -97,6 +100,24 @@ impl SourceMetrics {
     /// Reconnects so far.
     pub fn reconnects(&self) -> u64 {
         self.reconnects
+    }
+}
+
+/// The counters of a RESP endpoint source, beside its [`SourceMetrics`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointMetrics {
+    disconnects: [u64; DisconnectReason::ALL.len()],
+}
+
+impl EndpointMetrics {
+    /// ferry closed a client (`ferry_endpoint_disconnects_total{reason}`).
+    pub fn on_disconnect(&mut self, reason: DisconnectReason) {
+        self.disconnects[reason.index()] += 1;
+    }
+
+    /// Clients closed for `reason` so far.
+    pub fn disconnects(&self, reason: DisconnectReason) -> u64 {
+        self.disconnects[reason.index()]
     }
 }
 

@@ -20,7 +20,10 @@ use std::fmt::Write as _;
 
 use super::histogram::BUCKETS;
 use super::labels::{ATTEMPT_RESULTS, POOL_FAILURE_REASONS};
-use super::{DropReason, PoolMetrics, ProcessStats, Settlement, SourceMetrics};
+use super::{
+    DisconnectReason, DropReason, EndpointMetrics, PoolMetrics, ProcessStats, Settlement,
+    SourceMetrics,
+};
 
 /// The gauges of one source, read from the runtime's state at scrape time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,6 +70,49 @@ pub struct PoolSeries<'a> {
     pub metrics: &'a PoolMetrics,
     /// Its gauges.
     pub gauges: PoolGauges,
+}
+
+/// A RESP endpoint source's own series (`ferry_endpoint_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointSeries<'a> {
+    /// The `source` label.
+    pub name: &'a str,
+    /// Clients connected now (`ferry_endpoint_clients`).
+    pub clients: u64,
+    /// Its counters.
+    pub metrics: &'a EndpointMetrics,
+}
+
+/// Appends the RESP endpoint families (after [`render`]); HELP and TYPE are written even
+/// when no endpoint is configured.
+pub fn render_endpoints(out: &mut String, endpoints: &[EndpointSeries<'_>]) {
+    family(
+        out,
+        "ferry_endpoint_clients",
+        Kind::Gauge,
+        "Redis clients connected to a RESP endpoint source.",
+    );
+    for e in endpoints {
+        sample(
+            out,
+            "ferry_endpoint_clients",
+            &[("source", e.name)],
+            Value::Int(e.clients),
+        );
+    }
+    family(
+        out,
+        "ferry_endpoint_disconnects_total",
+        Kind::Counter,
+        "RESP endpoint clients closed by ferry, by reason.",
+    );
+    for e in endpoints {
+        for reason in DisconnectReason::ALL {
+            let labels = [("source", e.name), ("reason", reason.as_str())];
+            let value = Value::Int(e.metrics.disconnects(reason));
+            sample(out, "ferry_endpoint_disconnects_total", &labels, value);
+        }
+    }
 }
 
 /// Everything one scrape shows.

@@ -32,7 +32,7 @@ use std::fs::DirBuilder;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -135,11 +135,17 @@ pub enum SocketAddress {
     Tcp(SocketAddr),
 }
 
-/// The listening socket of one spawned pool. A unix socket's file is removed on drop.
+/// The listening socket of one spawned pool. A unix socket's file is removed on drop,
+/// if it is still this socket's.
 #[derive(Debug)]
 pub struct PoolSocket {
     fd: OwnedFd,
     address: SocketAddress,
+    /// Device and inode of the unix socket file this socket bound. A reload with an
+    /// explicit `listen` path binds the next generation's socket at the same path
+    /// (replacing the file) while the old workers finish; the old socket, dropped later,
+    /// must then leave the new socket's file alone.
+    bound_file: Option<(u64, u64)>,
 }
 
 impl PoolSocket {
@@ -153,9 +159,11 @@ impl PoolSocket {
             }
         }
         let listener = UnixListener::bind(path)?;
+        let bound_file = std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))?;
         Ok(PoolSocket {
             fd: listener.into(),
             address: SocketAddress::Unix(path.to_path_buf()),
+            bound_file: Some(bound_file),
         })
     }
 
@@ -166,6 +174,7 @@ impl PoolSocket {
         Ok(PoolSocket {
             fd: listener.into(),
             address,
+            bound_file: None,
         })
     }
 
@@ -177,7 +186,12 @@ impl PoolSocket {
 
 impl Drop for PoolSocket {
     fn drop(&mut self) {
-        if let SocketAddress::Unix(path) = &self.address {
+        let SocketAddress::Unix(path) = &self.address else {
+            return;
+        };
+        let still_ours = std::fs::symlink_metadata(path)
+            .is_ok_and(|m| Some((m.dev(), m.ino())) == self.bound_file);
+        if still_ours {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -193,6 +207,9 @@ pub fn program_path(program: &str) -> io::Result<PathBuf> {
     }
 }
 
+/// This process's own executable, valid even once its file was deleted or replaced.
+const SELF_EXE: &str = "/proc/self/exe";
+
 /// Starts one worker of a spawned pool: `command` with `socket` on fd 0 (see the module
 /// docs for its process group, environment and death signal). A `command[0]` of exactly
 /// `ferry` means this very binary, so a configuration can say `["ferry", "responder"]`
@@ -201,7 +218,17 @@ pub fn start(command: &[String], socket: &PoolSocket, max_requests: u32) -> io::
     let Some((program, args)) = command.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
-    let mut cmd = Command::new(program_path(program)?);
+    let mut cmd = if program == "ferry" {
+        // Not `current_exe()`: after a package upgrade replaced the binary, that path
+        // names the new file (or a deleted one), while `/proc/self/exe` — resolved in the
+        // forked child, a copy of this process — is the very binary that runs, deleted
+        // or not. argv[0] stays `ferry` for `ps` and the worker's own messages.
+        let mut cmd = Command::new(SELF_EXE);
+        cmd.arg0("ferry");
+        cmd
+    } else {
+        Command::new(program)
+    };
     cmd.args(args)
         .stdin(Stdio::from(socket.fd.try_clone()?))
         .stdout(Stdio::null())
@@ -213,11 +240,23 @@ pub fn start(command: &[String], socket: &PoolSocket, max_requests: u32) -> io::
     }
     let ferry = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe calls are allowed: it makes two system calls (prctl, getppid)
-    // and builds errors from raw errno values, without allocating or taking locks.
+    // async-signal-safe calls are allowed: it makes three system calls (close_range,
+    // prctl, getppid) and builds errors from raw errno values, without allocating or
+    // taking locks.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
+            // Descriptors ferry itself inherited without close-on-exec (a service
+            // manager's, a shell's) are not the worker's business: mark every one above
+            // stderr close-on-exec (fd 0 is the pool's socket, already in place). A
+            // kernel before 5.11 refuses the flag; the worker then inherits them, as
+            // before — not worth failing the start.
+            let _ = nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                nix::libc::CLOSE_RANGE_CLOEXEC,
+            );
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
                 .map_err(|errno| io::Error::from_raw_os_error(errno as i32))?;
             // ferry may have died between fork and prctl: then no signal will come.
@@ -228,6 +267,22 @@ pub fn start(command: &[String], socket: &PoolSocket, max_requests: u32) -> io::
         });
     }
     cmd.spawn()
+}
+
+/// True when child `pid` has ended, *without* reaping it: while it is a zombie its pid
+/// (and so its process group id) cannot be reused, so its group can still be signalled
+/// safely. Reap it afterwards (`Child::try_wait`).
+pub fn has_ended(pid: u32) -> io::Result<bool> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let Ok(raw) = i32::try_from(pid) else {
+        return Ok(true);
+    };
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(Pid::from_raw(raw)), flags) {
+        Ok(WaitStatus::StillAlive) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(errno) => Err(errno.into()),
+    }
 }
 
 /// Sends `signal` to the process group led by `pid` (a worker and whatever it forked).
@@ -283,7 +338,12 @@ mod tests {
         // A stale file (its socket gone without cleaning up) is replaced, not an error.
         std::mem::forget(socket);
         let again = PoolSocket::bind_unix(&path).unwrap();
+        // The next generation binds the same path while the old socket still runs:
+        // dropping the old one leaves the new one's file.
+        let next = PoolSocket::bind_unix(&path).unwrap();
         drop(again);
+        assert!(path.exists(), "the newer socket's file stays");
+        drop(next);
         assert!(!path.exists());
         let _ = std::fs::remove_dir(&dir);
     }

@@ -54,11 +54,17 @@ impl Ferry {
 
     /// Starts the ferry binary with `args` and extra environment variables.
     pub fn start_args_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ferry {
+        Ferry::start_exe(Path::new(env!("CARGO_BIN_EXE_ferry")), dir, args, env)
+    }
+
+    /// Starts the ferry binary found at `exe` (a copy, say) with `args` and extra
+    /// environment variables.
+    pub fn start_exe(exe: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ferry {
         let log = dir.join(format!(
             "ferry-{}.log",
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let child = Command::new(exe)
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

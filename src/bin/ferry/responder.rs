@@ -65,6 +65,11 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 /// Unconsumed input per connection at most (a whole record always fits).
 const READ_CAP: usize = 128 * 1024;
 const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// Recycling (`PHP_FCGI_MAX_REQUESTS` reached): how long a connection accepted but still
+/// silent gets to send its request before it is closed (a client sends its request as
+/// soon as it connects; one that does not — a process manager's probe — is not waiting
+/// for an answer).
+const RECYCLE_GRACE: Duration = Duration::from_secs(1);
 
 /// The options.
 #[derive(Debug)]
@@ -218,6 +223,8 @@ struct Client {
     closing: bool,
     /// The peer closed its side.
     eof: bool,
+    /// Requests answered on this connection.
+    served: u32,
 }
 
 struct Responder {
@@ -235,6 +242,8 @@ struct Responder {
     answered: u64,
     /// `max_requests` reached: accept nothing more, finish, exit.
     recycling: bool,
+    /// Recycling: when connections accepted but still silent are given up.
+    recycle_deadline: Option<Instant>,
 }
 
 /// Runs the responder until SIGTERM/SIGINT; the exit code.
@@ -319,6 +328,7 @@ impl Responder {
             max_requests,
             answered: 0,
             recycling: false,
+            recycle_deadline: None,
         })
     }
 
@@ -338,6 +348,9 @@ impl Responder {
             let timeout = self
                 .timers
                 .next_deadline()
+                .into_iter()
+                .chain(self.recycle_deadline)
+                .min()
                 .map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -371,11 +384,20 @@ impl Responder {
                 }
             }
             if self.recycling {
-                // Connections with nothing in progress are done; exit when none is left.
+                // Exit once every connection is done. A connection accepted but not read
+                // from yet holds a request on its way (the process manager connected to
+                // have it served): closing it would fail that request, so it is served
+                // too. Only connections that already had their answers (kept ones), that
+                // the peer closed, or that stayed silent past the grace are closed.
+                let silent_too = self.recycle_deadline.is_some_and(|at| now >= at);
                 let idle: Vec<usize> = self
                     .clients
                     .iter()
-                    .filter(|(_, c)| c.request.is_none() && !c.conn.wants_write())
+                    .filter(|(_, c)| {
+                        c.request.is_none()
+                            && !c.conn.wants_write()
+                            && (c.served > 0 || c.eof || silent_too)
+                    })
                     .map(|(idx, _)| idx)
                     .collect();
                 for idx in idle {
@@ -430,6 +452,7 @@ impl Responder {
                 generation: self.generation,
                 closing: false,
                 eof: false,
+                served: 0,
             });
             // Edge-triggered: bytes may already be there.
             self.on_readable(idx);
@@ -680,10 +703,13 @@ impl Responder {
             encode_end_request(out, request.id, 0, ProtocolStatus::UnknownRole);
         }
         client.decoder.finish_request();
+        client.served += 1;
         self.answered += 1;
         if self.max_requests.is_some_and(|max| self.answered >= max) && !self.recycling {
-            // Leave the rest of the listen backlog to the other workers.
+            // Leave the rest of the listen backlog to the other workers; serve what was
+            // accepted already (see the event loop).
             self.recycling = true;
+            self.recycle_deadline = Some(Instant::now() + RECYCLE_GRACE);
             let _ = self.poll.registry().deregister(self.listener.source());
         }
         if !request.keep_conn || client.eof {

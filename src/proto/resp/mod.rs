@@ -26,6 +26,8 @@
 //! - `pubsub.rs`: [`PubSubEvent`].
 //! - `invariants.rs`: the fuzz target's assertions.
 //! - `subscriber/`: [`Subscriber`], the pub/sub subscriber session built on all of the above.
+//! - `server/`: the server side — command reader, per-client session, glob matching —
+//!   for the RESP endpoint.
 
 mod decode;
 mod encode;
@@ -34,6 +36,7 @@ mod frame;
 mod head;
 pub mod invariants;
 mod pubsub;
+pub mod server;
 pub mod subscriber;
 
 pub use decode::{decode, Decoder, Limits, MAX_DEPTH};

@@ -22,8 +22,8 @@ use crate::config::Address;
 use crate::control::http::{parse_request, write_error, write_json, write_response};
 use crate::control::route::{route, Route};
 use crate::metrics::{
-    render, DropReason, Exposition, PoolGauges, PoolSeries, ProcessStats, Settlement, SourceGauges,
-    SourceSeries,
+    render, render_endpoints, DisconnectReason, DropReason, EndpointSeries, Exposition, PoolGauges,
+    PoolSeries, ProcessStats, Settlement, SourceGauges, SourceSeries,
 };
 use crate::proto::Status;
 use crate::reactor::conn::{Conn, Fill, Stream};
@@ -37,7 +37,7 @@ const CLIENT_READ_CAP: usize = 16 * 1024;
 /// A client with more unread answer bytes than this is closed.
 const CLIENT_WRITE_HIGH_WATER: usize = 4 << 20;
 
-/// The control endpoint's listening socket.
+/// A listening socket: the control endpoint's, or a RESP endpoint's.
 #[derive(Debug)]
 pub(super) enum Listener {
     Tcp(TcpListener),
@@ -61,7 +61,7 @@ impl Listener {
                     other => other.parse().map_err(|_| {
                         io::Error::new(
                             io::ErrorKind::InvalidInput,
-                            "the control endpoint listens on an IP address or localhost",
+                            "listen on an IP address or localhost",
                         )
                     })?,
                 };
@@ -91,7 +91,8 @@ impl Listener {
         }
     }
 
-    fn accept(&self) -> io::Result<Stream> {
+    /// Accepts one connection (nonblocking: `WouldBlock` when none is waiting).
+    pub fn accept(&self) -> io::Result<Stream> {
         match self {
             Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
             Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
@@ -312,6 +313,19 @@ impl Runtime {
                 process: &process,
             },
         );
+        let endpoints: Vec<EndpointSeries<'_>> = self
+            .sources
+            .iter()
+            .filter(|s| !s.retired)
+            .filter_map(|s| {
+                Some(EndpointSeries {
+                    name: &s.name,
+                    clients: s.endpoint_clients()? as u64,
+                    metrics: &s.endpoint_metrics,
+                })
+            })
+            .collect();
+        render_endpoints(&mut out, &endpoints);
         out
     }
 
@@ -357,6 +371,12 @@ impl Runtime {
                         "too_large": s.metrics.dropped(DropReason::TooLarge),
                         "shutdown": s.metrics.dropped(DropReason::Shutdown),
                     },
+                    "endpoint": s.endpoint_clients().map(|clients| json!({
+                        "clients": clients,
+                        "disconnects": DisconnectReason::ALL.iter().map(|r| {
+                            (r.as_str().to_string(), json!(s.endpoint_metrics.disconnects(*r)))
+                        }).collect::<serde_json::Map<_, _>>(),
+                    })),
                 })
             })
             .collect();

@@ -15,6 +15,8 @@ pub(super) enum Origin {
         subscription: Subscription,
         /// The channel, for pattern subscriptions.
         channel: Option<Vec<u8>>,
+        /// Published to ferry's own RESP endpoint (`FERRY_KIND=resp_endpoint`).
+        endpoint: bool,
     },
     /// An AMQP delivery, settled on the session `generation` it arrived on (a tag of
     /// an older connection is void: SPEC "stale delivery tags never outlive their channel").
@@ -69,8 +71,14 @@ impl Job {
             Origin::Redis {
                 subscription,
                 channel,
+                endpoint,
             } => {
-                let mut message = Message::new(source_name, SourceKind::Redis, self.attempt);
+                let kind = if *endpoint {
+                    SourceKind::RespEndpoint
+                } else {
+                    SourceKind::Redis
+                };
+                let mut message = Message::new(source_name, kind, self.attempt);
                 match subscription {
                     Subscription::Channel(i) => {
                         message.channel = channels.get(*i).map(|c| c.as_bytes());

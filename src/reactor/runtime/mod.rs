@@ -12,10 +12,12 @@
 //! - `mod.rs`: the runtime state, the loop, signals and the drain.
 //! - `sources.rs`: Redis and AMQP source connections, their sessions, reconnects.
 //! - `pools.rs`: worker connections, starting jobs, outcomes, the circuit breaker.
+//! - `endpoint.rs`: RESP endpoint sources — their listener, clients, publish and fan-out.
 //! - `jobs.rs`: a job and its origin.
 //! - `spawned.rs`: spawned pools' worker processes: start, restart on SIGCHLD, stop.
 
 mod control;
+mod endpoint;
 mod jobs;
 mod pools;
 mod reload;
@@ -81,6 +83,13 @@ enum Endpoint {
     Listener(control::Listener),
     /// A control endpoint client.
     Client(Conn),
+    /// A RESP endpoint source's listening socket.
+    RespListener {
+        source: usize,
+        listener: control::Listener,
+    },
+    /// A Redis client of a RESP endpoint.
+    RespClient(Box<endpoint::RespClient>),
 }
 
 impl Endpoint {
@@ -89,7 +98,8 @@ impl Endpoint {
         match self {
             Endpoint::Source { conn, .. } | Endpoint::Client(conn) => Some(conn),
             Endpoint::Worker(worker) => Some(&mut worker.conn),
-            Endpoint::Listener(_) => None,
+            Endpoint::RespClient(client) => Some(&mut client.conn),
+            Endpoint::Listener(_) | Endpoint::RespListener { .. } => None,
         }
     }
 }
@@ -379,6 +389,8 @@ impl Runtime {
             Some(Endpoint::Worker(_)) => self.on_worker_ready(token, writable, now),
             Some(Endpoint::Listener(_)) => self.on_accept(token, now),
             Some(Endpoint::Client(_)) => self.on_client_ready(token, now),
+            Some(Endpoint::RespListener { .. }) => self.on_endpoint_accept(token, now),
+            Some(Endpoint::RespClient(_)) => self.on_resp_client_ready(token, now),
             // Closed earlier in this batch: a stale event (mio "tolerate spurious events").
             None => {}
         }
@@ -427,6 +439,9 @@ impl Runtime {
     fn close_marked(&mut self) {
         for token in std::mem::take(&mut self.to_close) {
             if self.slab.contains(token) {
+                if matches!(self.slab.get(token), Some(Endpoint::RespClient(_))) {
+                    self.forget_resp_client(token);
+                }
                 let mut endpoint = self.slab.remove(token);
                 match endpoint.conn_mut() {
                     Some(conn) => {
@@ -434,7 +449,9 @@ impl Runtime {
                         conn.stream.shutdown();
                     }
                     None => {
-                        if let Endpoint::Listener(listener) = &mut endpoint {
+                        if let Endpoint::Listener(listener)
+                        | Endpoint::RespListener { listener, .. } = &mut endpoint
+                        {
                             listener.close(self.poll.registry());
                         }
                     }

@@ -56,6 +56,12 @@ pub(super) struct Pool {
     pub retired: bool,
     /// A spawned pool's current worker processes and their socket.
     pub spawned: Option<super::spawned::Group>,
+    /// Which backend new connections reach: a new number whenever a reload changes the
+    /// pool's `address` or `spawn` (a spawned pool's is its group's generation). A
+    /// connection of an older generation is never kept idle or reused: it leads to the
+    /// old backend, and a retiring group of workers is stopped only once no connection
+    /// of its generation is left.
+    pub generation: u64,
 }
 
 /// A worker connection (a slab entry).
@@ -68,7 +74,7 @@ pub(super) struct Worker {
     exchange: Option<Exchange>,
     /// Requests completed on this connection (a reused kept connection has > 0).
     served: u32,
-    /// The generation of the spawned pool's workers it connected to (0: an `address`).
+    /// The pool's [`Pool::generation`] when it connected: which backend it reaches.
     pub generation: u64,
 }
 
@@ -89,6 +95,7 @@ impl Pool {
             metrics: PoolMetrics::default(),
             retired: false,
             spawned: None,
+            generation: 0,
         }
     }
 
@@ -160,9 +167,7 @@ impl Runtime {
         match result {
             Ok(targets) => {
                 self.pools[pool].targets = Some(targets.clone());
-                if !self.pools[pool].circuit.is_closed() {
-                    self.timers.arm(TimerKey::Probe(pool), now);
-                }
+                self.probe_now(pool, now);
             }
             Err(e) => {
                 warn!(
@@ -266,8 +271,10 @@ impl Runtime {
 
     /// Takes an idle kept connection of `pool`, if one is still there.
     fn take_idle(&mut self, pool: usize) -> Option<usize> {
+        let generation = self.pools[pool].generation;
         while let Some(token) = self.pools[pool].idle.pop() {
-            if matches!(self.slab.get(token), Some(Endpoint::Worker(w)) if w.job.is_none() && w.connected)
+            if matches!(self.slab.get(token), Some(Endpoint::Worker(w))
+                    if w.job.is_none() && w.connected && w.generation == generation)
                 && !self.to_close.contains(&token)
             {
                 self.timers.cancel(TimerKey::Worker(token));
@@ -292,10 +299,7 @@ impl Runtime {
             job: None,
             exchange: None,
             served: 0,
-            generation: self.pools[pool]
-                .spawned
-                .as_ref()
-                .map_or(0, |g| g.generation),
+            generation: self.pools[pool].generation,
         };
         let token = self
             .insert(Endpoint::Worker(Box::new(worker)))
@@ -345,8 +349,7 @@ impl Runtime {
                         self.transmit_request(token, now);
                     } else {
                         // A probe: it proved the pool answers; let a waiting job use it.
-                        self.pools[pool].idle.push(token);
-                        self.arm_idle(token, pool, now);
+                        self.keep_idle(token, pool, now);
                     }
                 }
                 Err(e) => {
@@ -443,8 +446,7 @@ impl Runtime {
             && self.pools[pool].config.keep_conn
             && matches!(self.phase, Phase::Running | Phase::Draining { .. });
         if keep {
-            self.pools[pool].idle.push(token);
-            self.arm_idle(token, pool, now);
+            self.keep_idle(token, pool, now);
         } else {
             self.mark_close(token);
         }
@@ -471,6 +473,22 @@ impl Runtime {
         let require_action = self.sources[job.source].job.require_action_header;
         let outcome = classify(Attempt::Finished(&finished), require_action, reused);
         self.on_outcome(job, outcome, now);
+    }
+
+    /// Puts a connection in the pool's idle list, if it still leads to the pool's
+    /// current backend; closes it otherwise (it was in flight during a reload that
+    /// changed the pool: reused, it would keep the old workers busy forever).
+    fn keep_idle(&mut self, token: usize, pool: usize, now: Instant) {
+        let current = matches!(
+            self.slab.get(token),
+            Some(Endpoint::Worker(w)) if w.generation == self.pools[pool].generation
+        );
+        if current {
+            self.pools[pool].idle.push(token);
+            self.arm_idle(token, pool, now);
+        } else {
+            self.mark_close(token);
+        }
     }
 
     fn arm_idle(&mut self, token: usize, pool: usize, now: Instant) {
@@ -599,12 +617,32 @@ impl Runtime {
         }
     }
 
+    /// Something that may have healed the pool happened (a worker process started, an
+    /// address resolved): if its circuit is open, probe at once rather than after the
+    /// backoff.
+    pub(super) fn probe_now(&mut self, pool: usize, now: Instant) {
+        let circuit = &mut self.pools[pool].circuit;
+        circuit.probe_now(now);
+        if let Some(at) = circuit.next_deadline() {
+            self.timers.arm(TimerKey::Probe(pool), at);
+        }
+    }
+
     /// Time for a probe connect.
     pub(super) fn on_probe_timer(&mut self, pool: usize, now: Instant) {
-        if self.pools[pool].is_finished() {
-            return; // removed by a reload and done: no more probes
+        if self.pools[pool].is_finished() || matches!(self.phase, Phase::Closing { .. }) {
+            return; // removed by a reload and done, or ferry is closing: no more probes
         }
-        if !self.pools[pool].circuit.probe_due(now) || self.pools[pool].probing {
+        if self.pools[pool].probing {
+            return;
+        }
+        if !self.pools[pool].circuit.probe_due(now) {
+            // Fired early (the timer was armed for an earlier probe time than the
+            // circuit's): the timer is the only thing that will wake the probe, so it
+            // must stay armed at the circuit's own deadline.
+            if let Some(at) = self.pools[pool].circuit.next_deadline() {
+                self.timers.arm(TimerKey::Probe(pool), at);
+            }
             return;
         }
         // A spawned pool's socket accepts even with no worker: that proves nothing.

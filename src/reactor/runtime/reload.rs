@@ -59,6 +59,8 @@ impl Runtime {
                             self.mark_close(token);
                         }
                         self.retire_processes(index);
+                        // Connections in flight now must not come back to the idle list.
+                        self.pools[index].generation = self.next_generation();
                         self.pools[index].forget_targets();
                         self.resolve_pool(index, now);
                     }
@@ -126,13 +128,20 @@ impl Runtime {
             match previous {
                 Some(old) => {
                     source.metrics = std::mem::take(&mut self.sources[old].metrics);
+                    source.endpoint_metrics =
+                        std::mem::take(&mut self.sources[old].endpoint_metrics);
                     source.paused = self.sources[old].paused;
                     changed += 1;
                 }
                 None => added += 1,
             }
             self.sources.push(source);
-            self.connect_source(self.sources.len() - 1, now);
+            let index = self.sources.len() - 1;
+            if let Some(old) = previous {
+                // A RESP endpoint that keeps its address keeps its listener and clients.
+                self.adopt_endpoint(old, index);
+            }
+            self.connect_source(index, now);
         }
         for index in 0..self.pools.len() {
             if !self.pools[index].retired && !new.pools.contains_key(&self.pools[index].name) {

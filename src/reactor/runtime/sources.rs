@@ -16,10 +16,11 @@ use super::jobs::{Job, Origin};
 use super::{Endpoint, Phase, Runtime, TimerKey};
 use crate::config::Address;
 use crate::config::{
-    AckMode, AmqpSource, DeadLetter, Declare, JobConfig, RedisSource, RetryMode, SourceConfig,
+    AckMode, AmqpSource, DeadLetter, Declare, JobConfig, RedisSource, RespEndpointSource,
+    RetryMode, SourceConfig,
 };
 use crate::dispatch::retry::{Next, RetryPolicy};
-use crate::metrics::{DropReason, Settlement, SourceMetrics};
+use crate::metrics::{DropReason, EndpointMetrics, Settlement, SourceMetrics};
 use crate::proto::amqp::session::table_from_json;
 use crate::proto::amqp::{
     DeclareMode, DeliveryTag, Event as AmqpEvent, FieldValue, PublishSeq, Session, SessionConfig,
@@ -52,6 +53,8 @@ enum Link {
     Connecting { token: usize },
     /// Connected: the session speaks on `token`.
     Up { token: usize, session: Session_ },
+    /// A RESP endpoint listening (its listener and clients are in `Source::server`).
+    Listening,
     /// Drained and closed: never reconnects.
     Stopped,
 }
@@ -95,6 +98,10 @@ pub(super) struct Source {
     pub retired: bool,
     drops_since_warn: u64,
     last_drop_warn: Option<Instant>,
+    /// A RESP endpoint's listener, clients and subscription index, while listening.
+    pub(super) server: Option<Box<super::endpoint::EndpointServer>>,
+    /// A RESP endpoint's client counters (`ferry_endpoint_disconnects_total`).
+    pub endpoint_metrics: EndpointMetrics,
 }
 
 impl Source {
@@ -123,6 +130,8 @@ impl Source {
             retired: false,
             drops_since_warn: 0,
             last_drop_warn: None,
+            server: None,
+            endpoint_metrics: EndpointMetrics::default(),
             config,
         }
     }
@@ -153,6 +162,34 @@ impl Source {
         matches!(self.config, SourceConfig::Amqp(_))
     }
 
+    /// The configuration of a RESP endpoint source.
+    pub fn endpoint_config(&self) -> Option<&RespEndpointSource> {
+        match &self.config {
+            SourceConfig::RespEndpoint(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Intake stopped by a drain or a reload: arrivals are dropped (`shutdown`).
+    pub fn intake_stopped(&self) -> bool {
+        self.intake_stopped
+    }
+
+    /// A RESP endpoint's connected clients (`None` for other kinds).
+    pub fn endpoint_clients(&self) -> Option<usize> {
+        self.endpoint_config()?;
+        Some(self.server.as_ref().map_or(0, |s| s.clients))
+    }
+
+    /// `backlog` and `backlog_bytes`, for the kinds that keep a backlog in memory.
+    fn backlog_limits(&self) -> Option<(usize, usize)> {
+        match &self.config {
+            SourceConfig::Redis(s) => Some((s.backlog, s.backlog_bytes)),
+            SourceConfig::RespEndpoint(s) => Some((s.backlog, s.backlog_bytes)),
+            SourceConfig::Amqp(_) => None,
+        }
+    }
+
     /// Still connected or connecting (the closing phase waits for these).
     pub fn is_open(&self) -> bool {
         !matches!(self.link, Link::Idle | Link::Stopped)
@@ -172,7 +209,7 @@ impl Source {
 
     /// Subscribed or consuming now (`/readyz`, `ferry_source_connected`).
     pub fn is_ready(&self) -> bool {
-        self.ready && matches!(self.link, Link::Up { .. })
+        self.ready && matches!(self.link, Link::Up { .. } | Link::Listening)
     }
 
     /// Where the source stands, in one word (`/status`).
@@ -181,6 +218,7 @@ impl Source {
             _ if self.paused => "paused",
             _ if self.parked => "released",
             Link::Up { .. } if self.ready => "connected",
+            Link::Listening => "listening",
             Link::Up { .. } | Link::Connecting { .. } | Link::Resolving { .. } => "connecting",
             Link::Idle => "disconnected",
             Link::Stopped => "stopped",
@@ -306,12 +344,22 @@ impl Runtime {
                 host: s.url.host.clone(),
                 port: s.url.port,
             },
-            SourceConfig::RespEndpoint(_) => {
-                warn!(
-                    "source {}: resp_endpoint sources arrive with the embedded-deployment work",
-                    self.sources[source].name
-                );
-                self.sources[source].link = Link::Stopped;
+            SourceConfig::RespEndpoint(endpoint) => {
+                let listen = endpoint.listen.clone();
+                match self.start_endpoint(source, &listen) {
+                    Ok(()) => {
+                        self.sources[source].link = Link::Listening;
+                        self.sources[source].ready = true;
+                        self.sources[source].backoff.reset();
+                    }
+                    Err(e) => {
+                        self.connect_failed(
+                            source,
+                            format_args!("cannot listen on {listen}: {e}"),
+                            now,
+                        );
+                    }
+                }
                 return;
             }
         };
@@ -698,7 +746,7 @@ impl Runtime {
                 }
                 self.after_source_io(source, token, now);
             }
-            Link::Resolving { .. } | Link::Stopped => {}
+            Link::Resolving { .. } | Link::Listening | Link::Stopped => {}
         }
     }
 
@@ -748,13 +796,14 @@ impl Runtime {
                     origin: Origin::Redis {
                         subscription: message.subscription,
                         channel: message.channel,
+                        endpoint: false,
                     },
                     received_at: now,
                     resent: false,
                     dispatch_acked: false,
                 };
                 self.next_job_id += 1;
-                self.offer_redis_job(job, now);
+                self.offer_pubsub_job(job, now);
             }
             SubscriberEvent::Dropped(dropped) => {
                 self.sources[source].metrics.on_received();
@@ -786,13 +835,14 @@ impl Runtime {
         }
     }
 
-    /// Takes a Redis message into its pool's queue unless the backlog is full.
-    fn offer_redis_job(&mut self, job: Job, now: Instant) {
+    /// Takes a Redis or RESP endpoint message into its pool's queue unless the backlog
+    /// is full (then it is dropped and counted, with a rate-limited warning). Returns
+    /// whether it was taken.
+    pub(super) fn offer_pubsub_job(&mut self, job: Job, now: Instant) -> bool {
         let source = job.source;
-        let SourceConfig::Redis(config) = &self.sources[source].config else {
-            return;
+        let Some((max_jobs, max_bytes)) = self.sources[source].backlog_limits() else {
+            return false;
         };
-        let (max_jobs, max_bytes) = (config.backlog, config.backlog_bytes);
         let s = &mut self.sources[source];
         if s.waiting_jobs >= max_jobs || s.waiting_bytes + job.held_bytes() > max_bytes {
             s.metrics.on_dropped(DropReason::BacklogFull);
@@ -808,9 +858,10 @@ impl Runtime {
                 s.drops_since_warn = 0;
                 s.last_drop_warn = Some(now);
             }
-            return;
+            return false;
         }
         self.enqueue(job);
+        true
     }
 
     /// Appends a job to its pool's queue, counting it against its source's backlog.
@@ -1300,7 +1351,9 @@ impl Runtime {
                 self.sources[source].link = Link::Stopped;
                 self.timers.cancel(TimerKey::Source(source));
             }
-            Link::Stopped => {}
+            // A RESP endpoint keeps listening until the closing phase: clients stay
+            // connected, and what they publish is dropped (`shutdown`).
+            Link::Listening | Link::Stopped => {}
         }
         if self.sources[source].is_amqp() {
             let pool = self.sources[source].pool;
@@ -1346,6 +1399,12 @@ impl Runtime {
                 let token = *token;
                 self.mark_close(token);
                 self.sources[source].link = Link::Stopped;
+                return;
+            }
+            Link::Listening => {
+                self.close_endpoint(source);
+                self.sources[source].link = Link::Stopped;
+                self.sources[source].ready = false;
                 return;
             }
             _ => {

@@ -13,8 +13,10 @@
 //!   a probe at once.
 //! - **Restarts.** SIGCHLD comes through the reactor's signal pipe; every worker is then
 //!   polled with `waitpid(pid, WNOHANG)` (signals coalesce). A worker that ran at least
-//!   [`HEALTHY_UPTIME`], or exited 0 after the pool finished jobs since it started (a
-//!   `max_requests` recycle), is replaced at once; one that dies young again and again
+//!   [`HEALTHY_UPTIME`] is replaced at once; so is one that exited 0 after the pool
+//!   finished jobs since it started (a `max_requests` recycle), but at most once per
+//!   [`HEALTHY_UPTIME`] per slot — "the pool worked" cannot tell a recycle from a
+//!   worker that exits 0 at once while the others serve. One that dies young again and again
 //!   waits out a jittered exponential backoff per slot ([`RESTART_INITIAL`] doubling to
 //!   [`RESTART_MAX`]), so a broken command never spins. Every end is logged with its
 //!   exit status or signal; what is left of the worker's process group is killed.
@@ -65,6 +67,9 @@ struct Slot {
     backoff: Backoff,
     /// When a backed-off restart is due.
     restart_at: Option<Instant>,
+    /// When this slot's worker last was replaced at once although it died young (a
+    /// recycle); see [`Runtime::reap_slot`].
+    quick_restart_at: Option<Instant>,
 }
 
 /// The workers of one spawned pool for one version of its `spawn` settings, and their
@@ -110,8 +115,12 @@ impl Group {
         }
     }
 
-    /// SIGKILL to every live worker's group, then waits for each (SIGKILL cannot be
-    /// caught, so this is short). Returns the pids killed.
+    /// SIGKILL to every live worker's group, then waits for each. The wait blocks the
+    /// loop, which is acceptable only because SIGKILL cannot be caught or ignored: the
+    /// kernel ends the process at once (a worker stuck in uninterruptible I/O — a dead
+    /// NFS mount — is the one case that would hold ferry here, and nothing else could
+    /// free it either). Killed before reaped, so the group id cannot have been reused.
+    /// Returns the pids killed.
     fn kill_and_reap(&mut self) -> Vec<u32> {
         let mut killed = Vec::new();
         for slot in &mut self.slots {
@@ -151,6 +160,11 @@ impl Runtime {
     /// Binds a spawned pool's socket and starts its workers (from `resolve_pool`). A bind
     /// failure is a pool failure: the circuit opens and the probe timer tries again.
     pub(super) fn start_spawned_pool(&mut self, pool: usize, now: Instant) {
+        if self.processes_stopping() {
+            // A bind retry that comes due after the workers were told to stop would
+            // start a group nobody stops: ferry would never exit.
+            return;
+        }
         let Some(config) = self.pools[pool].config.spawn.clone() else {
             return;
         };
@@ -169,14 +183,14 @@ impl Runtime {
             SocketAddress::Unix(path) => Target::Unix(path.clone()),
             SocketAddress::Tcp(addr) => Target::Tcp(*addr),
         };
-        self.spawned.next_generation += 1;
-        let generation = self.spawned.next_generation;
+        let generation = self.next_generation();
         let seed = self.seed.rotate_left(13) ^ (pool as u64) << 16 ^ generation;
         let slots = (0..config.processes)
             .map(|n| Slot {
                 running: None,
                 backoff: Backoff::new(RESTART_INITIAL, RESTART_MAX, seed ^ u64::from(n)),
                 restart_at: None,
+                quick_restart_at: None,
             })
             .collect();
         info!(
@@ -187,6 +201,7 @@ impl Runtime {
             describe_target(&target)
         );
         self.pools[pool].targets = Some(vec![target]);
+        self.pools[pool].generation = generation;
         self.pools[pool].spawned = Some(Group {
             generation,
             config,
@@ -201,6 +216,12 @@ impl Runtime {
         for slot in 0..count {
             self.start_process(pool, slot, now);
         }
+    }
+
+    /// A generation number never used before (see [`super::pools::Pool::generation`]).
+    pub(super) fn next_generation(&mut self) -> u64 {
+        self.spawned.next_generation += 1;
+        self.spawned.next_generation
     }
 
     fn bind_pool_socket(
@@ -235,8 +256,18 @@ impl Runtime {
         }
     }
 
+    /// True once ferry is closing (every source closed or closing) or its workers were
+    /// told to stop: from then on no group and no worker process starts, or it would
+    /// never get its SIGTERM.
+    fn processes_stopping(&self) -> bool {
+        self.spawned.stopping || matches!(self.phase, Phase::Closing { .. })
+    }
+
     /// Starts the worker of `slot`; a failure to start counts as a death at once.
     fn start_process(&mut self, pool: usize, slot: usize, now: Instant) {
+        if self.processes_stopping() {
+            return;
+        }
         let jobs_at_start = self.pools[pool].metrics.job_duration().count();
         let p = &mut self.pools[pool];
         let Some(group) = p.spawned.as_mut() else {
@@ -257,10 +288,8 @@ impl Runtime {
                     });
                     s.restart_at = None;
                 }
-                if !p.circuit.is_closed() {
-                    // A worker runs again: let the probe find out now.
-                    self.timers.arm(TimerKey::Probe(pool), now);
-                }
+                // A worker runs again: let the probe find out now.
+                self.probe_now(pool, now);
             }
             Err(e) => {
                 warn!(
@@ -315,7 +344,7 @@ impl Runtime {
 
     /// Backed-off restarts that are due.
     pub(super) fn on_restart_timer(&mut self, pool: usize, now: Instant) {
-        if self.spawned.stopping || matches!(self.phase, Phase::Closing { .. }) {
+        if self.processes_stopping() {
             return;
         }
         let due: Vec<usize> = self.pools[pool]
@@ -365,9 +394,13 @@ impl Runtime {
                 let Some(running) = slot.running.as_mut() else {
                     continue;
                 };
+                let pid = running.child.id();
+                if !spawn::has_ended(pid).unwrap_or(false) {
+                    continue;
+                }
+                // Killed before reaped: until then the group id cannot be reused.
+                let _ = spawn::signal_group(pid, Signal::SIGKILL);
                 if let Ok(Some(status)) = running.child.try_wait() {
-                    let pid = running.child.id();
-                    let _ = spawn::signal_group(pid, Signal::SIGKILL);
                     info!(
                         "pool {}: retired process {pid} {}",
                         name_of(&self.pools, *pool),
@@ -382,7 +415,7 @@ impl Runtime {
     }
 
     fn reap_slot(&mut self, pool: usize, slot: usize, now: Instant) {
-        let closing = self.spawned.stopping || matches!(self.phase, Phase::Closing { .. });
+        let closing = self.processes_stopping();
         let p = &mut self.pools[pool];
         let jobs_now = p.metrics.job_duration().count();
         let Some(group) = p.spawned.as_mut() else {
@@ -395,20 +428,30 @@ impl Runtime {
         let Some(running) = s.running.as_mut() else {
             return;
         };
+        let pid = running.child.id();
+        match spawn::has_ended(pid) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                warn!("pool {}: cannot wait for process {pid}: {e}", p.name);
+                return;
+            }
+        }
+        // Whatever the worker forked dies with it: nothing outlives its slot. Killed
+        // while the worker is a zombie, not after reaping it: then its pid, the group's
+        // id, could already name some other process's group.
+        let _ = spawn::signal_group(pid, Signal::SIGKILL);
         let status = match running.child.try_wait() {
             Ok(Some(status)) => status,
             Ok(None) => return,
             Err(e) => {
-                warn!("pool {}: cannot wait for a process: {e}", p.name);
+                warn!("pool {}: cannot wait for process {pid}: {e}", p.name);
                 return;
             }
         };
-        let pid = running.child.id();
         let lived = now.saturating_duration_since(running.started_at);
         let worked = jobs_now > running.jobs_at_start;
         s.running = None;
-        // Whatever the worker forked dies with it: nothing outlives its slot.
-        let _ = spawn::signal_group(pid, Signal::SIGKILL);
         let how = spawn::describe_exit(status);
         let lived_s = lived.as_secs_f64();
         if stopping {
@@ -424,8 +467,18 @@ impl Runtime {
         } else {
             warn!("{line}");
         }
-        let healthy = lived >= HEALTHY_UPTIME || (status.success() && worked);
-        if healthy {
+        // "The pool finished jobs while it lived" is pool-wide: it cannot tell a
+        // recycled worker from one that exits 0 at once while the other slots work. So
+        // a young clean exit is replaced at once at most once per HEALTHY_UPTIME per
+        // slot; more often, it waits out the backoff like any young death.
+        let quick_allowed = s
+            .quick_restart_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= HEALTHY_UPTIME);
+        let recycled = status.success() && worked && quick_allowed;
+        if lived >= HEALTHY_UPTIME || recycled {
+            if lived < HEALTHY_UPTIME {
+                s.quick_restart_at = Some(now);
+            }
             s.backoff.reset();
             p.metrics.on_process_restart();
             self.start_process(pool, slot, now);

@@ -1,0 +1,249 @@
+//! Hostile clients of the RESP endpoint (SPEC "Embedded deployment", limits like Redis's
+//! own): each is refused or disconnected, counted, and a well-behaved client keeps being
+//! answered during and after — a 1 MB inline request, `*2147483648`, `$-5`, an
+//! unterminated bulk, a bulk above `max_message_bytes`, ten thousand idle connections,
+//! one client past `max_clients`, and a subscriber that never reads.
+
+#[path = "support/endpoint.rs"]
+mod endpoint;
+#[path = "support/ferry.rs"]
+mod ferry_proc;
+#[path = "support/http.rs"]
+mod http;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use endpoint::{command, connect, exchange, read_until, show, until_closed, Endpoint};
+use serde_json::json;
+
+/// The well-behaved client publishes a job and is answered `:1`.
+fn still_served(ep: &Endpoint, client: &mut TcpStream, n: usize) {
+    let reply = exchange(
+        client,
+        &command(&[
+            b"PUBLISH",
+            ep.channel.as_bytes(),
+            format!("ok {n}").as_bytes(),
+        ]),
+    );
+    assert_eq!(reply, b":1\r\n", "{}", show(&reply));
+}
+
+fn wait_for_metric(ep: &Endpoint, series: &str, value: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ep.metric(series) != value {
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {}, not {value}",
+            ep.metric(series)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn malformed_requests_are_refused_and_others_keep_being_served() {
+    let ep = endpoint::start(
+        "ferry-endpoint-hostile",
+        json!({ "max_message_bytes": 1024 }),
+    );
+    let mut good = ep.connect();
+    still_served(&ep, &mut good, 0);
+
+    let mut big_inline = vec![b'x'; 1 << 20];
+    big_inline.extend_from_slice(b"\r\n");
+    let too_big_publish = command(&[b"PUBLISH", ep.channel.as_bytes(), &[b'y'; 2000]]);
+    let refusals: [(&str, Vec<u8>, &[u8]); 5] = [
+        (
+            "1 MB inline",
+            big_inline,
+            b"-ERR Protocol error: too big inline request\r\n",
+        ),
+        (
+            "huge multibulk",
+            b"*2147483648\r\n".to_vec(),
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            "negative bulk",
+            b"*1\r\n$-5\r\n".to_vec(),
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            "bulk above max_message_bytes",
+            too_big_publish,
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            "expected $",
+            b"*1\r\n:1\r\n".to_vec(),
+            b"-ERR Protocol error: expected '$', got ':'\r\n",
+        ),
+    ];
+    for (n, (what, request, answer)) in refusals.iter().enumerate() {
+        let got = until_closed(ep.port, request);
+        assert_eq!(show(&got), show(answer), "{what}");
+        still_served(&ep, &mut good, n + 1);
+    }
+    // Inline `$-5` is a command named "$-5", as in Redis: refused, connection kept.
+    let mut odd = ep.connect();
+    let reply = exchange(&mut odd, b"$-5\r\n");
+    assert_eq!(
+        reply,
+        b"-ERR unknown command '$-5', with args beginning with: \r\n"
+    );
+
+    // Pipelined requests followed at once by EOF are all answered (`printf … | nc`).
+    let mut hasty = ep.connect();
+    hasty.write_all(b"PING\r\nECHO a\r\nPING\r\n").unwrap();
+    hasty.shutdown(Shutdown::Write).unwrap();
+    let mut answers = Vec::new();
+    hasty.read_to_end(&mut answers).unwrap();
+    assert_eq!(show(&answers), show(b"+PONG\r\n$1\r\na\r\n+PONG\r\n"));
+
+    // An unterminated bulk, then the client leaves: nothing is published.
+    let mut partial = ep.connect();
+    partial
+        .write_all(
+            format!(
+                "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{}\r\n$100\r\nabc",
+                ep.channel.len(),
+                ep.channel
+            )
+            .as_bytes(),
+        )
+        .unwrap_or(());
+    partial.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = partial.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", show(&rest));
+    still_served(&ep, &mut good, 9);
+
+    let source = r#"{source="ep"}"#;
+    wait_for_metric(
+        &ep,
+        r#"ferry_endpoint_disconnects_total{source="ep",reason="protocol_error"}"#,
+        5,
+    );
+    assert_eq!(
+        ep.metric(r#"ferry_messages_dropped_total{source="ep",reason="too_large"}"#),
+        1,
+        "the refused PUBLISH is counted"
+    );
+    // 7 good publishes + the too-large one; the unterminated one never arrived.
+    assert_eq!(
+        ep.metric(&format!("ferry_messages_received_total{source}")),
+        8
+    );
+    assert_eq!(ep.wait_for_jobs(7).len(), 7);
+}
+
+#[test]
+fn ten_thousand_idle_connections_do_not_stop_a_publisher() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard >= 10_200,
+        "the hard RLIMIT_NOFILE ({hard}) is too low for this test"
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+
+    let ep = endpoint::start("ferry-endpoint-idle", json!({ "max_clients": 10_100 }));
+    let mut good = ep.connect();
+    let mut idle = Vec::with_capacity(10_000);
+    for n in 0..10_000 {
+        idle.push(TcpStream::connect(("127.0.0.1", ep.port)).unwrap());
+        if n % 2_500 == 0 {
+            still_served(&ep, &mut good, n);
+        }
+    }
+    wait_for_metric(&ep, r#"ferry_endpoint_clients{source="ep"}"#, 10_001);
+    still_served(&ep, &mut good, 10_000);
+    drop(idle);
+    wait_for_metric(&ep, r#"ferry_endpoint_clients{source="ep"}"#, 1);
+    still_served(&ep, &mut good, 10_001);
+    assert_eq!(ep.wait_for_jobs(6).len(), 6);
+}
+
+#[test]
+fn one_client_past_max_clients_is_told_and_closed() {
+    let ep = endpoint::start("ferry-endpoint-maxclients", json!({ "max_clients": 2 }));
+    let mut first = ep.connect();
+    let _second = {
+        let mut c = ep.connect();
+        exchange(&mut c, b"PING\r\n");
+        c
+    };
+    let refused = until_closed(ep.port, b"PING\r\n");
+    assert_eq!(refused, b"-ERR max number of clients reached\r\n");
+    still_served(&ep, &mut first, 0);
+    assert_eq!(
+        ep.metric(r#"ferry_endpoint_disconnects_total{source="ep",reason="max_clients"}"#),
+        1
+    );
+}
+
+#[test]
+fn a_subscriber_that_never_reads_is_disconnected_and_others_keep_receiving() {
+    let ep = endpoint::start(
+        "ferry-endpoint-slow",
+        json!({ "client_output_buffer_bytes": 1 << 20 }),
+    );
+    let topic = ferry_proc::unique("ferry-test-slow");
+    let subscribe = command(&[b"SUBSCRIBE", topic.as_bytes()]);
+    let mut slow = connect(ep.port);
+    exchange(&mut slow, &subscribe);
+    let mut reader = connect(ep.port);
+    exchange(&mut reader, &subscribe);
+
+    const MESSAGES: usize = 300;
+    let payload = vec![b'm'; 100 * 1024];
+    let published = topic.clone();
+    let reading = std::thread::spawn(move || {
+        let mut frame = command(&[b"message", topic.as_bytes(), &payload]);
+        frame[1] = b'3';
+        let mut got = 0;
+        let mut buffered = Vec::new();
+        let mut chunk = vec![0u8; 256 * 1024];
+        while got < MESSAGES {
+            let n = reader.read(&mut chunk).expect("the reader keeps receiving");
+            assert!(n > 0, "reader closed after {got} messages");
+            buffered.extend_from_slice(&chunk[..n]);
+            while buffered.len() >= frame.len() {
+                assert_eq!(&buffered[..frame.len()], &frame[..]);
+                buffered.drain(..frame.len());
+                got += 1;
+            }
+        }
+        got
+    });
+    let mut publisher = connect(ep.port);
+    let publish = command(&[b"PUBLISH", published.as_bytes(), &[b'm'; 100 * 1024]]);
+    let mut receivers = Vec::new();
+    for _ in 0..MESSAGES {
+        publisher.write_all(&publish).unwrap();
+        let reply = read_until(&mut publisher, b"\r\n");
+        receivers.push(reply);
+    }
+    assert_eq!(reading.join().unwrap(), MESSAGES);
+    assert_eq!(receivers.first().map(Vec::as_slice), Some(&b":2\r\n"[..]));
+    assert_eq!(
+        receivers.last().map(Vec::as_slice),
+        Some(&b":1\r\n"[..]),
+        "the slow one is gone"
+    );
+    assert_eq!(
+        ep.metric(r#"ferry_endpoint_disconnects_total{source="ep",reason="output_buffer"}"#),
+        1
+    );
+    // The slow subscriber finds its connection closed once it reads what was sent.
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut drained = Vec::new();
+    assert!(
+        slow.read_to_end(&mut drained).is_ok(),
+        "closed, not timed out"
+    );
+}
