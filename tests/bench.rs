@@ -1,7 +1,9 @@
 //! `ferry bench` (issue 6) on a small N: every message is accounted for and the JSON has
-//! its documented fields. Counts only, never speed. Needs Redis on 127.0.0.1:6379,
-//! RabbitMQ on 127.0.0.1:5672 (guest/guest) and php-fpm8.2; each run starts its own
-//! ferry, workers and unique channel or queue, so these tests run in parallel safely.
+//! its documented fields, for each source (Redis, AMQP, ferry's RESP endpoint), both
+//! kinds of worker, the limits, a sweep and `--attach`. Counts only, never speed. Needs
+//! Redis on 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672 (guest/guest) and php-fpm8.2;
+//! each run starts its own ferry, workers and unique channel, queue or endpoint port, so
+//! these tests run in parallel safely.
 
 #[path = "support/ferry.rs"]
 mod ferry_proc;
@@ -115,6 +117,26 @@ fn amqp_pipeline_with_its_limits() {
         "{svg}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn endpoint_pipeline_has_no_broker_limit() {
+    let all = bench(&[
+        "--source",
+        "endpoint",
+        "--count",
+        &N.to_string(),
+        "--limits",
+    ]);
+    let run = &all["run"];
+    assert_eq!(run["source"], "endpoint");
+    assert_accounted(run, N);
+    assert_ferry_usage(run);
+    assert_eq!(run["ferry_dropped"], 0, "{run}");
+    // ferry is the broker here: the workers alone are the only limit.
+    assert!(all["broker"].is_null(), "{all}");
+    assert_accounted(&all["direct"], N);
+    assert!(all["share_of_limit"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
