@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces every figure of BENCHMARKS.md's "Pipeline" section with `ferry bench`:
 #
-#   benches/run-all.sh [OUT_DIR]          # default benches/results; about 5 minutes
+#   benches/run-all.sh [OUT_DIR]          # default benches/results; about 3 minutes
 #
 # For each source (Redis; AMQP with prefetch 1, 8, 64; ferry's RESP endpoint), each kind
 # of worker (ferry responder; php-fpm running benches/null.php) and pool sizes 4 and 16:
