@@ -198,10 +198,16 @@ pub fn run(parsed: &Parsed) -> Result<u8, Failure> {
     }
 }
 
+/// How long a blocking read or write may wait before the broker is declared stuck: a
+/// publisher (or `ferry bench`) must end with an error, never hang.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Connects to the first address of `host:port` (blocking is fine in a CLI command).
 pub fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
     let stream = TcpStream::connect((host, port)).map_err(|e| format!("{host}:{port}: {e}"))?;
     let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(STALL_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(STALL_TIMEOUT));
     Ok(stream)
 }
 

@@ -62,8 +62,8 @@ Source (what ferry consumes):
   --redis URL         default redis://127.0.0.1:6379
   --amqp URL          default amqp://guest:guest@127.0.0.1:5672/%2f
   --prefetch N        AMQP prefetch (default: the pool size)
-  Redis and endpoint sources get backlog = COUNT, so a burst is queued in ferry, not
-  dropped.
+  Redis and endpoint sources get backlog = COUNT (at least 1000), so a burst is queued
+  in ferry, not dropped.
 
 Load:
   --count N           messages (default 10000)
