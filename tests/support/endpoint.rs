@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::ferry_proc::{unique, Ferry};
+use super::ferry_proc::{unique, worker_lines, Ferry};
 use super::http::{free_port, get};
 
 /// The request appended to a script so its replies have a known end.
@@ -92,12 +92,9 @@ pub fn start(name: &str, source: serde_json::Value) -> Endpoint {
 
 impl Endpoint {
     /// Jobs the responder received so far.
+    /// The responder's complete log lines (a line still being written is left for later).
     pub fn jobs(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.jobs_log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        worker_lines(&self.jobs_log)
     }
 
     /// Waits until the responder received `count` jobs (or 30 s pass).
