@@ -431,3 +431,32 @@ proptest! {
         );
     }
 }
+
+/// The head buffer starts small and grows only as far as a long head needs, never past
+/// its cap (10,000 requests in flight once reserved 16 KiB each up front).
+#[test]
+fn cgi_head_buffer_grows_on_demand_up_to_its_cap() {
+    let cap = 16 * 1024;
+    let mut head = CgiHead::new(cap);
+    assert!(head.capacity() <= ferry::proto::fastcgi::cgi::INITIAL_HEAD_CAPACITY);
+    let mut text = Vec::new();
+    for i in 0..120 {
+        text.extend_from_slice(format!("X-Header-{i:03}: {}\r\n", "v".repeat(100)).as_bytes());
+    }
+    text.extend_from_slice(b"Status: 202 Accepted\r\n\r\nbody");
+    let mut result = None;
+    for chunk in text.chunks(7) {
+        if let Some(used) = head.push(chunk).unwrap() {
+            result = Some(used);
+            break;
+        }
+    }
+    assert!(result.is_some(), "the head ended");
+    assert_eq!(head.status(), Some(202));
+    assert!(head.capacity() >= head.buffered_len());
+    assert!(
+        head.capacity() <= cap,
+        "capacity {} over the cap",
+        head.capacity()
+    );
+}

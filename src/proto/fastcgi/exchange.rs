@@ -56,7 +56,7 @@ pub struct ExchangeOptions {
     pub keep_conn: bool,
     /// The pool's `request_timeout_ms`: from [`Exchange::new`] to END_REQUEST.
     pub request_timeout: Duration,
-    /// Cap on the CGI head (reserved once per exchange).
+    /// Cap on the CGI head (the buffer grows to it only for a head that long).
     pub head_cap: usize,
     /// Cap on the STDERR excerpt.
     pub stderr_cap: usize,
@@ -436,7 +436,7 @@ impl Exchange {
     /// Bytes of memory this exchange holds for the response (CGI head buffer and STDERR
     /// excerpt capacities): bounded by the two caps whatever the worker sends.
     pub fn held_bytes(&self) -> usize {
-        self.options.head_cap + self.stderr.excerpt.capacity()
+        self.head.capacity() + self.stderr.excerpt.capacity()
     }
 
     /// The options it was created with.
