@@ -166,6 +166,8 @@ struct Runtime {
     rearm_read: Vec<usize>,
     /// Sources whose session has output to write at the end of the loop turn.
     dirty_sources: Vec<usize>,
+    /// RESP endpoint clients with published messages to write at the end of the turn.
+    dirty_clients: Vec<usize>,
     /// Seed for backoff jitter (per process, so a fleet spreads out).
     seed: u64,
     /// The bearer token POST requests to the control endpoint must carry.
@@ -217,6 +219,7 @@ pub fn run(
         to_close: Vec::new(),
         rearm_read: Vec::new(),
         dirty_sources: Vec::new(),
+        dirty_clients: Vec::new(),
         seed,
         control_token: config.control.token.clone(),
         started_at: Instant::now(),
@@ -331,6 +334,7 @@ impl Runtime {
             self.close_retired_sources(now);
             self.tend_processes(now);
             self.flush_dirty_sources(now);
+            self.flush_dirty_clients();
             self.close_marked();
             self.update_status_line();
             if let Some(code) = self.check_phase(now) {
@@ -345,6 +349,7 @@ impl Runtime {
         // wait for the next event.
         if !self.rearm_read.is_empty()
             || !self.dirty_sources.is_empty()
+            || !self.dirty_clients.is_empty()
             || !self.to_close.is_empty()
         {
             return Some(Duration::ZERO);
