@@ -324,3 +324,83 @@ fn an_inline_publish_is_held_to_max_message_bytes() {
         2
     );
 }
+
+/// Open file descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn idle_clients_cannot_take_the_workers_descriptors() {
+    // ferry under RLIMIT_NOFILE 64: max_clients (10000) is lowered to what is left after
+    // the reserve, the pool (max_in_flight 4), the source and the control endpoint.
+    let ep = endpoint::start_with("ferry-endpoint-fds", json!({}), |dir, config| {
+        let path = dir.join("ferry-fds.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        ferry_proc::Ferry::start_exe(
+            std::path::Path::new("/usr/bin/prlimit"),
+            dir,
+            &[
+                "--nofile=64:64",
+                env!("CARGO_BIN_EXE_ferry"),
+                "run",
+                "--config",
+                path.to_str().unwrap(),
+                "--log-level",
+                "debug",
+            ],
+            &[],
+        )
+    });
+    ep.ferry.wait_for_log(
+        "RLIMIT_NOFILE is 64: RESP endpoints take at most 19 clients together",
+        Duration::from_secs(5),
+    );
+    let mut good = ep.connect();
+    still_served(&ep, &mut good, 0);
+    let idle: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(("127.0.0.1", ep.port)).unwrap())
+        .collect();
+    wait_for_metric(
+        &ep,
+        r#"ferry_endpoint_disconnects_total{source="ep",reason="max_clients"}"#,
+        62,
+    );
+    assert_eq!(ep.metric(r#"ferry_endpoint_clients{source="ep"}"#), 19);
+    for n in 1..=10 {
+        still_served(&ep, &mut good, n);
+    }
+    assert_eq!(ep.wait_for_jobs(11).len(), 11, "jobs reach the worker");
+    drop(idle);
+    wait_for_metric(&ep, r#"ferry_endpoint_clients{source="ep"}"#, 1);
+
+    // Out of descriptors below the budget (the limit lowered under ferry's feet): the
+    // clients accept cannot take stay queued, and are accepted once descriptors free up.
+    let pid = ep.ferry.pid();
+    let limit = open_fds(pid) + 2;
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut first = ep.connect();
+    let second = ep.connect();
+    let mut queued: Vec<TcpStream> = (0..2).map(|_| ep.connect()).collect();
+    assert_eq!(exchange(&mut first, b"PING\r\n"), b"+PONG\r\n");
+    drop(first);
+    drop(second);
+    for client in &mut queued {
+        assert_eq!(exchange(client, b"PING\r\n"), b"+PONG\r\n");
+    }
+    let warnings = ep.ferry.log().matches("accept failed").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "accept failures are logged, rate-limited ({warnings} lines)"
+    );
+}

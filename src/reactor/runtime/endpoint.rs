@@ -254,23 +254,14 @@ impl Runtime {
         }
     }
 
-    /// Accepts until `WouldBlock`.
-    pub(super) fn on_endpoint_accept(&mut self, token: usize, _now: Instant) {
-        loop {
-            let Some(Endpoint::RespListener { source, listener }) = self.slab.get(token) else {
+    /// Accepts until `WouldBlock` (failures: `fds.rs`).
+    pub(super) fn on_endpoint_accept(&mut self, token: usize, now: Instant) {
+        while let Some(mut stream) = self.accept_one(token, now) {
+            let Some(Endpoint::RespListener { source, .. }) = self.slab.get(token) else {
                 return;
             };
             let source = *source;
-            let mut stream = match listener.accept() {
-                Ok(stream) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE, ENFILE, ECONNABORTED…: log and keep serving.
-                    warn!("source {}: accept failed: {e}", self.sources[source].name);
-                    return;
-                }
-            };
+            let fds_left = self.resp_clients() < self.resp_client_budget;
             let s = &mut self.sources[source];
             let Some(config) = s.endpoint_config().map(ClientLimits::of) else {
                 stream.shutdown();
@@ -280,7 +271,7 @@ impl Runtime {
                 stream.shutdown();
                 continue;
             };
-            if server.clients >= config.max_clients {
+            if server.clients >= config.max_clients || !fds_left {
                 // Like Redis: say why, then close (best effort: the socket is fresh and
                 // its send buffer empty, so the line goes out in one write).
                 let _ = stream.write(MAX_CLIENTS_REPLY);
