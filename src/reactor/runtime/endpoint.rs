@@ -11,14 +11,22 @@
 //!   backlog (0 when dropped: paused, draining, backlog full), plus one per subscription
 //!   that got the message (a client subscribed to the channel and to a matching pattern
 //!   counts twice, as in Redis). A message is encoded once per protocol and pattern, then
-//!   copied into each subscriber's output buffer and written eagerly.
-//! - Limits, like Redis's own: a bulk above `max_message_bytes` (`proto-max-bulk-len`)
-//!   is a protocol error that closes the client — the rest of its request is never
-//!   buffered, and a `PUBLISH` refused so counts `dropped{reason="too_large"}`; one
-//!   command must fit `max_message_bytes` + 1 MiB (the query buffer); a client whose unsent
-//!   output exceeds `client_output_buffer_bytes` is closed (Redis's pub/sub hard limit);
-//!   past `max_clients` a new client is told `-ERR max number of clients reached` and
-//!   closed. Each closing by ferry is counted in `ferry_endpoint_disconnects_total`.
+//!   copied into each subscriber's output buffer.
+//! - Limits, like Redis's own: a bulk (or inline argument) above `max_message_bytes`
+//!   (`proto-max-bulk-len`) is a protocol error that closes the client — the rest of its
+//!   request is never buffered, and a `PUBLISH` to a job channel refused so counts
+//!   `dropped{reason="too_large"}`; one command must fit `max_message_bytes` + 1 MiB (the
+//!   query buffer; [`UNAUTHENTICATED_READ_CAP`] before AUTH); past `max_clients` (lowered
+//!   to the fd limit, `fds.rs`) a new client is told `-ERR max number of clients reached`
+//!   and closed. Each closing by ferry is counted in `ferry_endpoint_disconnects_total`.
+//! - Fairness: a client's input is worked off [`INPUT_BUDGET`] per readiness event, then
+//!   it goes on `rearm_read`; messages are appended to subscribers' buffers and written
+//!   once per loop turn (`dirty_clients`), so a PUBLISH costs no syscall per subscriber.
+//! - Output: a client's own replies are backpressure (its commands wait while
+//!   [`OUTPUT_SOFT_MARK`] is exceeded, resume on writable); published messages are held
+//!   to `client_output_buffer_bytes` when queued (Redis's pub/sub hard limit: closed,
+//!   counted once, skipped by later messages). `QUIT`, a protocol error and EOF close
+//!   after the reply ([`ClientState::Linger`]).
 //! - Drain keeps the listener and clients until the closing phase (publishes are dropped
 //!   as `shutdown` meanwhile); closing closes them all. A reload that keeps `listen` hands
 //!   the listener and the connected clients to the new source entry; a changed `listen`
