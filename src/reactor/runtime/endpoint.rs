@@ -655,6 +655,11 @@ impl Runtime {
                 client.conn.write_buf().extend_from_slice(frame);
                 delivered += 1;
                 if client.conn.write_backlogged() {
+                    // Over the limit only counting what the socket could take now: write
+                    // first (rare; a broken socket is found at the turn's end).
+                    let _ = client.conn.flush();
+                }
+                if client.conn.write_backlogged() {
                     // Redis's pub/sub hard limit. Marked here so later messages of this
                     // turn skip it.
                     client.state = ClientState::Closed;
