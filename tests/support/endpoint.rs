@@ -100,10 +100,12 @@ pub fn start_with(
 }
 
 impl Endpoint {
-    /// Jobs the responder received so far.
+    /// Jobs the responder received so far (complete lines only: the responder may be
+    /// writing the last one).
     pub fn jobs(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.jobs_log)
-            .unwrap_or_default()
+        let log = std::fs::read_to_string(&self.jobs_log).unwrap_or_default();
+        let complete = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
