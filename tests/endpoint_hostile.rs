@@ -247,3 +247,160 @@ fn a_subscriber_that_never_reads_is_disconnected_and_others_keep_receiving() {
         "closed, not timed out"
     );
 }
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn blank_lines_are_consumed_not_hoarded() {
+    let ep = endpoint::start("ferry-endpoint-blank", json!({ "password": "pw" }));
+    // Unauthenticated clients sending nothing but empty requests: ferry consumes them as
+    // they come (before the fix each held up to max_message_bytes + 1 MiB).
+    const HOARDERS: usize = 10;
+    let blank = b"\r\n*0\r\n".repeat((8 << 20) / 6);
+    let mut hoarders = Vec::new();
+    for _ in 0..HOARDERS {
+        let mut c = ep.connect();
+        c.write_all(&blank).unwrap();
+        hoarders.push(c);
+    }
+    for c in &mut hoarders {
+        c.write_all(b"PING\r\n").unwrap();
+        let reply = read_until(c, b"\r\n");
+        assert_eq!(show(&reply), show(b"-NOAUTH Authentication required.\r\n"));
+    }
+    let peak_mib = peak_rss_kib(ep.ferry.pid()) / 1024;
+    assert!(
+        peak_mib < 48,
+        "ferry peaked at {peak_mib} MiB for {HOARDERS} clients of blank lines"
+    );
+    // An authenticated client with more blank lines than a query buffer holds, then a
+    // command: answered, as Redis answers it.
+    let mut legit = ep.connect();
+    assert_eq!(exchange(&mut legit, b"AUTH pw\r\n"), b"+OK\r\n");
+    let mut script = b"\r\n".repeat(18 << 20 >> 1);
+    script.extend_from_slice(b"PING\r\n");
+    assert_eq!(show(&exchange(&mut legit, &script)), show(b"+PONG\r\n"));
+    assert_eq!(
+        ep.metric(r#"ferry_endpoint_disconnects_total{source="ep",reason="query_buffer"}"#),
+        0
+    );
+}
+
+#[test]
+fn an_inline_publish_is_held_to_max_message_bytes() {
+    let ep = endpoint::start(
+        "ferry-endpoint-inline-limit",
+        json!({ "max_message_bytes": 1024 }),
+    );
+    let mut good = ep.connect();
+    let big = "y".repeat(50_000);
+    for channel in [ep.channel.as_str(), "not-a-job-channel"] {
+        let got = until_closed(ep.port, format!("PUBLISH {channel} {big}\r\n").as_bytes());
+        assert_eq!(
+            show(&got),
+            show(b"-ERR Protocol error: invalid bulk length\r\n")
+        );
+    }
+    let fits = format!("PUBLISH {} {}\r\n", ep.channel, "z".repeat(1024));
+    assert_eq!(exchange(&mut good, fits.as_bytes()), b":1\r\n");
+    let jobs = ep.wait_for_jobs(1);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["body"].as_str().map(str::len), Some(1024));
+    assert_eq!(
+        ep.metric(r#"ferry_messages_dropped_total{source="ep",reason="too_large"}"#),
+        1,
+        "only the refused PUBLISH to a job channel counts"
+    );
+    assert_eq!(
+        ep.metric(r#"ferry_endpoint_disconnects_total{source="ep",reason="protocol_error"}"#),
+        2
+    );
+}
+
+/// Open file descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn idle_clients_cannot_take_the_workers_descriptors() {
+    // ferry under RLIMIT_NOFILE 64: max_clients (10000) is lowered to what is left after
+    // the reserve, the pool (max_in_flight 4), the source and the control endpoint.
+    let ep = endpoint::start_with("ferry-endpoint-fds", json!({}), |dir, config| {
+        let path = dir.join("ferry-fds.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        ferry_proc::Ferry::start_exe(
+            std::path::Path::new("/usr/bin/prlimit"),
+            dir,
+            &[
+                "--nofile=64:64",
+                env!("CARGO_BIN_EXE_ferry"),
+                "run",
+                "--config",
+                path.to_str().unwrap(),
+                "--log-level",
+                "debug",
+            ],
+            &[],
+        )
+    });
+    ep.ferry.wait_for_log(
+        "RLIMIT_NOFILE is 64: RESP endpoints take at most 19 clients together",
+        Duration::from_secs(5),
+    );
+    let mut good = ep.connect();
+    still_served(&ep, &mut good, 0);
+    let idle: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(("127.0.0.1", ep.port)).unwrap())
+        .collect();
+    wait_for_metric(
+        &ep,
+        r#"ferry_endpoint_disconnects_total{source="ep",reason="max_clients"}"#,
+        62,
+    );
+    assert_eq!(ep.metric(r#"ferry_endpoint_clients{source="ep"}"#), 19);
+    for n in 1..=10 {
+        still_served(&ep, &mut good, n);
+    }
+    assert_eq!(ep.wait_for_jobs(11).len(), 11, "jobs reach the worker");
+    drop(idle);
+    wait_for_metric(&ep, r#"ferry_endpoint_clients{source="ep"}"#, 1);
+
+    // Out of descriptors below the budget (the limit lowered under ferry's feet): the
+    // clients accept cannot take stay queued, and are accepted once descriptors free up.
+    let pid = ep.ferry.pid();
+    let limit = open_fds(pid) + 2;
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut first = ep.connect();
+    let second = ep.connect();
+    let mut queued: Vec<TcpStream> = (0..2).map(|_| ep.connect()).collect();
+    assert_eq!(exchange(&mut first, b"PING\r\n"), b"+PONG\r\n");
+    drop(first);
+    drop(second);
+    for client in &mut queued {
+        assert_eq!(exchange(client, b"PING\r\n"), b"+PONG\r\n");
+    }
+    let warnings = ep.ferry.log().matches("accept failed").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "accept failures are logged, rate-limited ({warnings} lines)"
+    );
+}

@@ -3,7 +3,9 @@
 //! RESP-looking pieces (commands, headers, quotes, escapes) go through the command reader
 //! and a client session in two reads, and the fuzz invariants hold — no panic, every
 //! command consumes what it says, every reply is valid RESP. Also: a glob pattern matches
-//! a string built from it.
+//! a string built from it, and the matcher decides exactly as a plain recursive reference
+//! (written from the rules of Redis's `stringmatchlen`) on random small patterns and
+//! strings — so non-matches are checked too, not only matches.
 
 use ferry::proto::resp::server::{check_invariants, glob_match};
 use proptest::prelude::*;
@@ -53,6 +55,87 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// The reference: Redis's glob rules, recursive and obviously slow. A byte past the end
+/// of the pattern reads as 0, as C reads the terminator of an sds string.
+fn reference_match(pattern: &[u8], string: &[u8]) -> bool {
+    let at = |p: usize| pattern.get(p).copied().unwrap_or(0);
+    let (mut p, mut s) = (0usize, 0usize);
+    while p < pattern.len() && s < string.len() {
+        match at(p) {
+            b'*' => {
+                while p + 1 < pattern.len() && at(p + 1) == b'*' {
+                    p += 1;
+                }
+                if p + 1 == pattern.len() {
+                    return true;
+                }
+                while s < string.len() {
+                    if reference_match(&pattern[p + 1..], &string[s..]) {
+                        return true;
+                    }
+                    s += 1;
+                }
+                return false;
+            }
+            b'?' => s += 1,
+            b'[' => {
+                p += 1;
+                let negate = at(p) == b'^';
+                if negate {
+                    p += 1;
+                }
+                let mut matched = false;
+                loop {
+                    let left = pattern.len().saturating_sub(p);
+                    if at(p) == b'\\' && left >= 2 {
+                        p += 1;
+                        matched |= at(p) == string[s];
+                    } else if at(p) == b']' {
+                        break;
+                    } else if left == 0 {
+                        p -= 1;
+                        break;
+                    } else if left >= 3 && at(p + 1) == b'-' {
+                        let (lo, hi) = (at(p).min(at(p + 2)), at(p).max(at(p + 2)));
+                        matched |= (lo..=hi).contains(&string[s]);
+                        p += 2;
+                    } else {
+                        matched |= at(p) == string[s];
+                    }
+                    p += 1;
+                }
+                if matched == negate {
+                    return false;
+                }
+                s += 1;
+            }
+            byte => {
+                let mut literal = byte;
+                if byte == b'\\' && pattern.len() - p >= 2 {
+                    p += 1;
+                    literal = at(p);
+                }
+                if literal != string[s] {
+                    return false;
+                }
+                s += 1;
+            }
+        }
+        p += 1;
+        if s == string.len() {
+            while at(p) == b'*' && p < pattern.len() {
+                p += 1;
+            }
+            break;
+        }
+    }
+    p >= pattern.len() && s == string.len()
+}
+
+fn glob_byte() -> impl Strategy<Value = u8> {
+    prop::sample::select(b"ab*?[]^-\\".to_vec())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -84,5 +167,43 @@ proptest! {
         }
         prop_assume!(!string.is_empty());
         prop_assert!(glob_match(&pattern, &string));
+    }
+
+    #[test]
+    fn the_matcher_decides_as_the_reference(
+        pattern in prop::collection::vec(glob_byte(), 0..9),
+        string in prop::collection::vec(prop::sample::select(b"ab*?[]^-\\".to_vec()), 0..9),
+    ) {
+        prop_assert_eq!(
+            glob_match(&pattern, &string),
+            reference_match(&pattern, &string),
+            "pattern {:?} string {:?}",
+            String::from_utf8_lossy(&pattern),
+            String::from_utf8_lossy(&string)
+        );
+    }
+}
+
+#[test]
+fn known_non_matches() {
+    for (pattern, string) in [
+        ("news.*", "news"),
+        ("h?llo", "hllo"),
+        ("h[ae]llo", "hillo"),
+        ("h[^e]llo", "hello"),
+        ("a*b*c", "aXXbYY"),
+        ("a", "b"),
+        ("*", ""),
+        ("[", "["),
+        ("a\\*b", "axb"),
+    ] {
+        assert!(
+            !glob_match(pattern.as_bytes(), string.as_bytes()),
+            "{pattern} {string}"
+        );
+        assert!(
+            !reference_match(pattern.as_bytes(), string.as_bytes()),
+            "{pattern} {string}"
+        );
     }
 }

@@ -165,9 +165,21 @@ impl Conn {
 
     /// Reads until `WouldBlock`, EOF or the cap; see [`Fill`].
     pub fn fill(&mut self) -> io::Result<Fill> {
+        self.fill_to(self.read_cap)
+    }
+
+    /// Reads until `WouldBlock`, EOF, or `want` unconsumed bytes (at most the cap): an
+    /// owner that works off its input in slices reads no further ahead than it works, so
+    /// its buffer stays small and is not compacted again and again. `Full` when it
+    /// stopped at `want` (or the cap) before `WouldBlock`.
+    pub fn fill_to(&mut self, want: usize) -> io::Result<Fill> {
+        let limit = want.min(self.read_cap);
+        if self.unconsumed() >= limit {
+            return Ok(Fill::Full);
+        }
         self.compact_input();
         loop {
-            let room = self.read_cap.saturating_sub(self.unconsumed());
+            let room = limit.saturating_sub(self.unconsumed());
             if room == 0 {
                 return Ok(Fill::Full);
             }
@@ -190,6 +202,16 @@ impl Conn {
             self.rend += n;
             self.bytes_in += n as u64;
         }
+    }
+
+    /// The most unconsumed input [`Conn::fill`] buffers.
+    pub fn read_cap(&self) -> usize {
+        self.read_cap
+    }
+
+    /// Changes the read cap (a RESP client's grows once it is authenticated).
+    pub fn set_read_cap(&mut self, read_cap: usize) {
+        self.read_cap = read_cap;
     }
 
     /// The bytes read and not yet consumed.
@@ -255,6 +277,13 @@ impl Conn {
         Ok(())
     }
 
+    /// Drops every byte queued and not yet written (a client being closed for its
+    /// backlog: its memory is given back at once).
+    pub fn discard_output(&mut self) {
+        self.wbuf = Vec::new();
+        self.wstart = 0;
+    }
+
     /// Bytes queued and not yet written.
     pub fn pending_output(&self) -> usize {
         self.wbuf.len() - self.wstart
@@ -306,6 +335,19 @@ mod tests {
         drop(peer);
         assert_eq!(conn.fill().unwrap(), Fill::Eof);
         assert_eq!(conn.unconsumed(), 90, "bytes before the EOF are kept");
+    }
+
+    #[test]
+    fn fill_to_reads_no_further_than_wanted() {
+        let (mut conn, mut peer) = pair(1000);
+        peer.write_all(&[7; 250]).unwrap();
+        assert_eq!(conn.fill_to(100).unwrap(), Fill::Full);
+        assert_eq!(conn.unconsumed(), 100);
+        assert_eq!(conn.fill_to(50).unwrap(), Fill::Full, "enough already");
+        assert_eq!(conn.unconsumed(), 100);
+        conn.consume(30);
+        assert_eq!(conn.fill_to(500).unwrap(), Fill::Drained);
+        assert_eq!(conn.unconsumed(), 220);
     }
 
     #[test]

@@ -38,6 +38,15 @@ pub struct Endpoint {
 
 /// Starts a responder and ferry; `source` keys are merged into the endpoint source.
 pub fn start(name: &str, source: serde_json::Value) -> Endpoint {
+    start_with(name, source, Ferry::start)
+}
+
+/// [`start`], with ferry started by `launch(dir, config)` (under `prlimit`, say).
+pub fn start_with(
+    name: &str,
+    source: serde_json::Value,
+    launch: impl FnOnce(&std::path::Path, &serde_json::Value) -> Ferry,
+) -> Endpoint {
     let dir = std::env::temp_dir().join(unique(name));
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("r.sock");
@@ -70,7 +79,7 @@ pub fn start(name: &str, source: serde_json::Value) -> Endpoint {
         "pools": { "w": { "address": listen, "max_in_flight": 4 } },
         "sources": [endpoint]
     });
-    let ferry = Ferry::start(&dir, &config);
+    let ferry = launch(&dir, &config);
     ferry.wait_for_log("RESP endpoint listening on", Duration::from_secs(10));
     let config_path = std::fs::read_dir(&dir)
         .unwrap()
@@ -91,8 +100,8 @@ pub fn start(name: &str, source: serde_json::Value) -> Endpoint {
 }
 
 impl Endpoint {
-    /// Jobs the responder received so far.
-    /// The responder's complete log lines (a line still being written is left for later).
+    /// Jobs the responder received so far (complete lines only: the responder may be
+    /// writing the last one).
     pub fn jobs(&self) -> Vec<serde_json::Value> {
         worker_lines(&self.jobs_log)
     }

@@ -6,7 +6,8 @@
 //! idle the longest, so idle connections cannot lock an operator out), a client idle for
 //! [`CLIENT_IDLE`] is closed, request heads and
 //! bodies are capped by the parser, and a client whose answers pile up unread is closed.
-//! `accept` errors such as EMFILE or ECONNABORTED are logged and survived.
+//! `accept` errors such as EMFILE or ECONNABORTED are logged and survived (`fds.rs`, which
+//! also lowers [`MAX_CLIENTS`] under a small fd limit).
 
 use std::io;
 use std::path::PathBuf;
@@ -101,29 +102,16 @@ impl Listener {
 }
 
 impl Runtime {
-    /// Accepts until `WouldBlock`.
+    /// Accepts until `WouldBlock` (failures: `fds.rs`).
     pub(super) fn on_accept(&mut self, token: usize, now: Instant) {
-        loop {
-            let Some(Endpoint::Listener(listener)) = self.slab.get(token) else {
-                return;
-            };
-            let stream = match listener.accept() {
-                Ok(stream) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE, ENFILE, ECONNABORTED…: log and keep serving.
-                    warn!("control endpoint: accept failed: {e}");
-                    return;
-                }
-            };
+        while let Some(stream) = self.accept_one(token, now) {
             let clients: Vec<usize> = self
                 .slab
                 .iter()
                 .filter(|(t, e)| matches!(e, Endpoint::Client(_)) && !self.to_close.contains(t))
                 .map(|(t, _)| t)
                 .collect();
-            if clients.len() >= MAX_CLIENTS {
+            if clients.len() >= self.control_max_clients {
                 // Full: the client idle the longest makes room, so idle connections can
                 // never lock an operator out (their idle deadlines say who waited most).
                 let oldest = clients
@@ -131,7 +119,10 @@ impl Runtime {
                     .copied()
                     .min_by_key(|t| self.timers.deadline(TimerKey::Client(*t)));
                 if let Some(oldest) = oldest {
-                    debug!("control endpoint: {MAX_CLIENTS} clients; closing the longest idle");
+                    debug!(
+                        "control endpoint: {} clients; closing the longest idle",
+                        self.control_max_clients
+                    );
                     self.mark_close(oldest);
                 }
             }

@@ -11,14 +11,22 @@
 //!   backlog (0 when dropped: paused, draining, backlog full), plus one per subscription
 //!   that got the message (a client subscribed to the channel and to a matching pattern
 //!   counts twice, as in Redis). A message is encoded once per protocol and pattern, then
-//!   copied into each subscriber's output buffer and written eagerly.
-//! - Limits, like Redis's own: a bulk above `max_message_bytes` (`proto-max-bulk-len`)
-//!   is a protocol error that closes the client — the rest of its request is never
-//!   buffered, and a `PUBLISH` refused so counts `dropped{reason="too_large"}`; one
-//!   command must fit `max_message_bytes` + 1 MiB (the query buffer); a client whose unsent
-//!   output exceeds `client_output_buffer_bytes` is closed (Redis's pub/sub hard limit);
-//!   past `max_clients` a new client is told `-ERR max number of clients reached` and
-//!   closed. Each closing by ferry is counted in `ferry_endpoint_disconnects_total`.
+//!   copied into each subscriber's output buffer.
+//! - Limits, like Redis's own: a bulk (or inline argument) above `max_message_bytes`
+//!   (`proto-max-bulk-len`) is a protocol error that closes the client — the rest of its
+//!   request is never buffered, and a `PUBLISH` to a job channel refused so counts
+//!   `dropped{reason="too_large"}`; one command must fit `max_message_bytes` + 1 MiB (the
+//!   query buffer; [`UNAUTHENTICATED_READ_CAP`] before AUTH); past `max_clients` (lowered
+//!   to the fd limit, `fds.rs`) a new client is told `-ERR max number of clients reached`
+//!   and closed. Each closing by ferry is counted in `ferry_endpoint_disconnects_total`.
+//! - Fairness: a client's input is worked off [`INPUT_BUDGET`] per readiness event, then
+//!   it goes on `rearm_read`; messages are appended to subscribers' buffers and written
+//!   once per loop turn (`dirty_clients`), so a PUBLISH costs no syscall per subscriber.
+//! - Output: a client's own replies are backpressure (its commands wait while
+//!   [`OUTPUT_SOFT_MARK`] is exceeded, resume on writable); published messages are held
+//!   to `client_output_buffer_bytes` when queued (Redis's pub/sub hard limit: closed,
+//!   counted once, skipped by later messages). `QUIT`, a protocol error and EOF close
+//!   after the reply ([`ClientState::Linger`]).
 //! - Drain keeps the listener and clients until the closing phase (publishes are dropped
 //!   as `shutdown` meanwhile); closing closes them all. A reload that keeps `listen` hands
 //!   the listener and the connected clients to the new source entry; a changed `listen`
@@ -26,19 +34,19 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write as _};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::Token;
 
 use super::control::Listener;
 use super::jobs::{Job, Origin};
-use super::{Endpoint, Runtime};
+use super::{Endpoint, Runtime, TimerKey};
 use crate::config::{Address, RespEndpointSource};
 use crate::metrics::{DisconnectReason, DropReason};
 use crate::proto::resp::server::{
     encode_message, glob_match, Change, ClientSession, CommandReader, Outcome, ProtocolError,
-    ReaderLimits, SessionConfig, SubscriptionKind,
+    ReaderLimits, SessionConfig, SubscriptionKind, MAX_BULK_UNAUTHENTICATED, MAX_INLINE,
 };
 use crate::proto::resp::{self, Subscription, Version};
 use crate::proto::Status;
@@ -47,6 +55,22 @@ use crate::reactor::conn::{Conn, Fill};
 /// Room in a client's read buffer above `max_message_bytes`: the rest of a command
 /// (channel name, headers) or several small pipelined ones.
 const QUERY_SLACK: usize = 1 << 20;
+
+/// Input one readiness event of a client works off before the others get their turn
+/// (then the client is re-read at the next loop turn). Redis reads 16 KiB per event.
+const INPUT_BUDGET: usize = 16 * 1024;
+
+/// A client's own replies queued beyond this stop its commands until it reads some
+/// (backpressure, as conn.rs prescribes: a slow reader is slowed down, not dropped).
+/// Published messages are not held back: their limit is `client_output_buffer_bytes`.
+const OUTPUT_SOFT_MARK: usize = 64 * 1024;
+
+/// How long a closing client's last replies may take to be read.
+const LINGER: Duration = Duration::from_secs(10);
+
+/// The read buffer before `AUTH` when a password is set: one inline line or one
+/// pre-AUTH bulk (and its header), so an unauthenticated client holds little memory.
+pub(super) const UNAUTHENTICATED_READ_CAP: usize = MAX_INLINE + MAX_BULK_UNAUTHENTICATED;
 
 /// What a full endpoint tells one client too many (Redis's words).
 const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
@@ -74,6 +98,27 @@ pub(super) struct RespClient {
     pub conn: Conn,
     reader: CommandReader,
     session: ClientSession,
+    state: ClientState,
+    /// The peer closed its side: what it sent before is still answered, nothing is read.
+    eof: bool,
+    /// Listed in `Runtime::dirty_clients` (messages queued, to flush at the turn's end).
+    dirty: bool,
+    /// The read cap once authenticated (`max_message_bytes` + [`QUERY_SLACK`]).
+    read_cap: usize,
+}
+
+/// Where a client stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    /// Reading and running commands, receiving messages.
+    Open,
+    /// `QUIT`, a protocol error or the peer's EOF: nothing more is read, run or queued;
+    /// it closes once its output is written (Redis's close-after-reply), or at
+    /// [`LINGER`].
+    Linger,
+    /// Marked for closing (its output limit, a broken socket): skipped by the fan-out,
+    /// counted once.
+    Closed,
 }
 
 impl EndpointServer {
@@ -217,23 +262,14 @@ impl Runtime {
         }
     }
 
-    /// Accepts until `WouldBlock`.
-    pub(super) fn on_endpoint_accept(&mut self, token: usize, _now: Instant) {
-        loop {
-            let Some(Endpoint::RespListener { source, listener }) = self.slab.get(token) else {
+    /// Accepts until `WouldBlock` (failures: `fds.rs`).
+    pub(super) fn on_endpoint_accept(&mut self, token: usize, now: Instant) {
+        while let Some(mut stream) = self.accept_one(token, now) {
+            let Some(Endpoint::RespListener { source, .. }) = self.slab.get(token) else {
                 return;
             };
             let source = *source;
-            let mut stream = match listener.accept() {
-                Ok(stream) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE, ENFILE, ECONNABORTED…: log and keep serving.
-                    warn!("source {}: accept failed: {e}", self.sources[source].name);
-                    return;
-                }
-            };
+            let fds_left = self.resp_clients() < self.resp_client_budget;
             let s = &mut self.sources[source];
             let Some(config) = s.endpoint_config().map(ClientLimits::of) else {
                 stream.shutdown();
@@ -243,7 +279,7 @@ impl Runtime {
                 stream.shutdown();
                 continue;
             };
-            if server.clients >= config.max_clients {
+            if server.clients >= config.max_clients || !fds_left {
                 // Like Redis: say why, then close (best effort: the socket is fresh and
                 // its send buffer empty, so the line goes out in one write).
                 let _ = stream.write(MAX_CLIENTS_REPLY);
@@ -255,14 +291,20 @@ impl Runtime {
             }
             let id = server.next_client_id;
             server.next_client_id += 1;
-            let conn = Conn::new(
-                stream,
-                config.max_message_bytes.saturating_add(QUERY_SLACK),
-                config.client_output_buffer_bytes,
-            );
+            let read_cap = config.max_message_bytes.saturating_add(QUERY_SLACK);
+            let first_cap = if config.password.is_some() {
+                read_cap.min(UNAUTHENTICATED_READ_CAP)
+            } else {
+                read_cap
+            };
+            let conn = Conn::new(stream, first_cap, config.client_output_buffer_bytes);
             let client = RespClient {
                 source,
                 conn,
+                state: ClientState::Open,
+                eof: false,
+                dirty: false,
+                read_cap,
                 reader: CommandReader::new(ReaderLimits {
                     max_bulk: config.max_message_bytes,
                 }),
@@ -305,7 +347,19 @@ impl Runtime {
         }
     }
 
+    /// Closes a client at the end of the turn (counted with `reason`, once).
     fn close_client(&mut self, token: usize, source: usize, reason: Option<DisconnectReason>) {
+        if let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) {
+            if client.state == ClientState::Closed {
+                return;
+            }
+            client.state = ClientState::Closed;
+        }
+        self.count_disconnect(source, reason);
+        self.mark_close(token);
+    }
+
+    fn count_disconnect(&mut self, source: usize, reason: Option<DisconnectReason>) {
         if let Some(reason) = reason {
             self.sources[source].endpoint_metrics.on_disconnect(reason);
             debug!(
@@ -314,51 +368,140 @@ impl Runtime {
                 reason.as_str()
             );
         }
-        self.mark_close(token);
     }
 
-    /// Reads a client's requests and answers them in order.
-    pub(super) fn on_resp_client_ready(&mut self, token: usize, now: Instant) {
+    /// Close-after-reply: stop reading and running, close once the output is written.
+    fn linger_client(
+        &mut self,
+        token: usize,
+        source: usize,
+        reason: Option<DisconnectReason>,
+        now: Instant,
+    ) {
         let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) else {
             return;
         };
+        if client.state != ClientState::Open {
+            return;
+        }
+        client.state = ClientState::Linger;
+        let written = client.conn.pending_output() == 0;
+        self.count_disconnect(source, reason);
+        if written {
+            self.mark_close(token);
+        } else {
+            self.timers.arm(TimerKey::Client(token), now + LINGER);
+        }
+    }
+
+    /// Readiness of a client (or a re-read at the next turn): write what is queued, then
+    /// work off some of its input.
+    pub(super) fn on_resp_client_ready(&mut self, token: usize, now: Instant) {
+        let Some(Endpoint::RespClient(client)) = self.slab.get(token) else {
+            return;
+        };
         let source = client.source;
-        let fill = client.conn.fill();
-        // Requests that arrived before an EOF are still answered (`echo PING | nc`).
-        let peer_gone = matches!(fill, Ok(Fill::Eof) | Err(_));
-        // Set when ferry must close the client, with the reason to count (`None`: the
-        // client asked, or left).
-        let mut close: Option<Option<DisconnectReason>> = None;
-        let mut consumed_any = false;
+        if self.flush(token).is_err() {
+            self.close_client(token, source, None);
+            return;
+        }
+        let Some(Endpoint::RespClient(client)) = self.slab.get(token) else {
+            return;
+        };
+        match client.state {
+            ClientState::Open => self.work_client(token, source, now),
+            ClientState::Linger if client.conn.pending_output() == 0 => self.mark_close(token),
+            ClientState::Linger | ClientState::Closed => {}
+        }
+    }
+
+    /// Reads a client's requests and answers them in order, [`INPUT_BUDGET`] bytes of
+    /// them at most, and no further while [`OUTPUT_SOFT_MARK`] bytes of replies wait.
+    fn work_client(&mut self, token: usize, source: usize, now: Instant) {
+        /// Why the work stopped.
+        enum Stop {
+            /// Waiting for bytes: the socket was read until `WouldBlock`.
+            NeedInput,
+            /// The budget is spent: go on at the next turn.
+            Budget,
+            /// Replies pile up: go on when the socket is writable.
+            Backpressure,
+            /// Nothing more will be read (EOF, QUIT, protocol error).
+            Linger(Option<DisconnectReason>),
+            /// Close at once.
+            Close(Option<DisconnectReason>),
+        }
+        let mut consumed = 0usize;
+        let mut drained = false;
         let mut reply = Vec::new();
-        loop {
+        let stop = loop {
             let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) else {
                 return;
             };
+            if client.conn.pending_output() > OUTPUT_SOFT_MARK {
+                if self.flush(token).is_err() {
+                    break Stop::Close(None);
+                }
+                match self.slab.get(token) {
+                    Some(Endpoint::RespClient(c)) if c.conn.pending_output() > OUTPUT_SOFT_MARK => {
+                        break Stop::Backpressure
+                    }
+                    Some(Endpoint::RespClient(_)) => continue,
+                    _ => return,
+                }
+            }
+            if consumed >= INPUT_BUDGET {
+                break Stop::Budget;
+            }
             let RespClient {
                 conn,
                 reader,
                 session,
+                eof,
+                read_cap,
                 ..
             } = &mut **client;
             let input = conn.input();
             reply.clear();
             let (used, publish) = match reader.read(input, session.is_authenticated()) {
                 Ok(Status::Partial) => {
-                    if matches!(fill, Ok(Fill::Full)) && !consumed_any {
-                        close = Some(Some(DisconnectReason::QueryBuffer));
+                    let skipped = reader.take_skipped();
+                    conn.consume(skipped);
+                    consumed += skipped;
+                    if *eof {
+                        break Stop::Linger(None);
                     }
-                    break;
+                    if drained {
+                        break Stop::NeedInput;
+                    }
+                    if conn.unconsumed() >= conn.read_cap() {
+                        // One request does not fit the query buffer.
+                        break Stop::Close(Some(DisconnectReason::QueryBuffer));
+                    }
+                    match conn.fill_to(conn.unconsumed() + INPUT_BUDGET) {
+                        Ok(Fill::Full) => {}
+                        Ok(Fill::Drained) => drained = true,
+                        // What arrived before the EOF is still answered (`echo PING | nc`).
+                        Ok(Fill::Eof) => *eof = true,
+                        Err(_) => break Stop::Close(None),
+                    }
+                    continue;
                 }
                 Err(e) => {
-                    let refused_publish = e == ProtocolError::InvalidBulkLength { too_large: true }
+                    let refused_job = e == ProtocolError::InvalidBulkLength { too_large: true }
                         && reader
-                            .pending_name(input)
-                            .is_some_and(|name| name.eq_ignore_ascii_case(b"publish"));
+                            .pending_arg(input, 0)
+                            .is_some_and(|name| name.eq_ignore_ascii_case(b"publish"))
+                        && reader.pending_arg(input, 1).is_some_and(|channel| {
+                            self.sources[source]
+                                .channels()
+                                .iter()
+                                .any(|c| c.as_bytes() == channel)
+                        });
                     let mut message = Vec::new();
                     e.write_message(&mut message);
                     resp::error(conn.write_buf(), &message);
-                    if refused_publish {
+                    if refused_job {
                         let s = &mut self.sources[source];
                         s.metrics.on_received();
                         s.metrics.on_dropped(DropReason::TooLarge);
@@ -367,27 +510,34 @@ impl Runtime {
                             s.name
                         );
                     }
-                    close = Some(Some(DisconnectReason::ProtocolError));
-                    break;
+                    break Stop::Linger(Some(DisconnectReason::ProtocolError));
                 }
                 Ok(Status::Complete(command, used)) => {
+                    let mut quit = false;
                     let publish = match session.handle(&command, &mut reply) {
                         Outcome::Replied => None,
                         Outcome::Publish { channel, message } => {
                             Some((channel.to_vec(), message.to_vec()))
                         }
                         Outcome::Close => {
-                            close = Some(None);
+                            quit = true;
                             None
                         }
                     };
-                    (used, publish)
+                    if session.is_authenticated() {
+                        conn.set_read_cap(*read_cap);
+                    }
+                    (used, (publish, quit))
                 }
             };
-            conn.consume(used);
-            consumed_any = true;
-            conn.write_buf().extend_from_slice(&reply);
-            let changes = session.take_changes();
+            let (publish, quit) = publish;
+            let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) else {
+                return;
+            };
+            client.conn.consume(used);
+            consumed += used;
+            client.conn.write_buf().extend_from_slice(&reply);
+            let changes = client.session.take_changes();
             if !changes.is_empty() {
                 if let Some(server) = self.sources[source].server.as_mut() {
                     for change in changes {
@@ -401,26 +551,42 @@ impl Runtime {
                     resp::integer(client.conn.write_buf(), receivers);
                 }
             }
-            if close.is_some() {
-                break;
+            if quit {
+                break Stop::Linger(None);
+            }
+        };
+        if self.flush(token).is_err() {
+            self.close_client(token, source, None);
+            return;
+        }
+        match stop {
+            Stop::NeedInput | Stop::Backpressure => {}
+            Stop::Budget => self.rearm_read.push(token),
+            Stop::Linger(reason) => self.linger_client(token, source, reason, now),
+            Stop::Close(reason) => self.close_client(token, source, reason),
+        }
+    }
+
+    /// End of a loop turn: writes what the fan-out queued, once per client.
+    pub(super) fn flush_dirty_clients(&mut self) {
+        for token in std::mem::take(&mut self.dirty_clients) {
+            let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) else {
+                continue;
+            };
+            client.dirty = false;
+            let source = client.source;
+            if client.state == ClientState::Closed {
+                continue;
+            }
+            if self.flush(token).is_err() {
+                self.close_client(token, source, None);
+                continue;
             }
             if let Some(Endpoint::RespClient(client)) = self.slab.get(token) {
-                if client.conn.write_backlogged() {
-                    close = Some(Some(DisconnectReason::OutputBuffer));
-                    break;
+                if client.state == ClientState::Linger && client.conn.pending_output() == 0 {
+                    self.mark_close(token);
                 }
             }
-        }
-        if (self.flush(token).is_err() || peer_gone) && close.is_none() {
-            close = Some(None);
-        }
-        match close {
-            Some(reason) => self.close_client(token, source, reason),
-            None if matches!(fill, Ok(Fill::Full)) && consumed_any => {
-                // Pipelined requests beyond one buffer: read the rest without a new event.
-                self.rearm_read.push(token);
-            }
-            None => {}
         }
     }
 
@@ -464,25 +630,45 @@ impl Runtime {
         receivers
     }
 
-    /// Queues `message` on every client subscribed to `channel` or a matching pattern,
-    /// writes eagerly, and closes the clients past their output limit.
+    /// Queues `message` on every open client subscribed to `channel` or a matching
+    /// pattern; they are written once at the end of the loop turn (one write per client
+    /// per turn, however many messages). A client whose queued bytes pass
+    /// `client_output_buffer_bytes` is closed at once, counted once, its output dropped.
     fn fan_out(&mut self, source: usize, channel: &[u8], message: &[u8]) -> i64 {
         let Some(server) = self.sources[source].server.as_deref() else {
             return 0;
         };
         let mut delivered = 0i64;
-        let mut touched: Vec<usize> = Vec::new();
+        let mut overflowed: Vec<usize> = Vec::new();
         let slab = &mut self.slab;
+        let dirty = &mut self.dirty_clients;
         let mut deliver = |tokens: &[usize], pattern: Option<&[u8]>| {
             let mut encoded = Encoded::default();
             for &token in tokens {
                 let Some(Endpoint::RespClient(client)) = slab.get_mut(token) else {
                     continue;
                 };
+                if client.state != ClientState::Open {
+                    continue;
+                }
                 let frame = encoded.get(client.session.version(), pattern, channel, message);
                 client.conn.write_buf().extend_from_slice(frame);
                 delivered += 1;
-                touched.push(token);
+                if client.conn.write_backlogged() {
+                    // Over the limit only counting what the socket could take now: write
+                    // first (rare; a broken socket is found at the turn's end).
+                    let _ = client.conn.flush();
+                }
+                if client.conn.write_backlogged() {
+                    // Redis's pub/sub hard limit. Marked here so later messages of this
+                    // turn skip it.
+                    client.state = ClientState::Closed;
+                    client.conn.discard_output();
+                    overflowed.push(token);
+                } else if !client.dirty {
+                    client.dirty = true;
+                    dirty.push(token);
+                }
             }
         };
         if let Some(tokens) = server.channels.get(channel) {
@@ -493,19 +679,9 @@ impl Runtime {
                 deliver(tokens, Some(pattern));
             }
         }
-        touched.sort_unstable();
-        touched.dedup();
-        for token in touched {
-            let failed = self.flush(token).is_err();
-            let backlogged = matches!(
-                self.slab.get(token),
-                Some(Endpoint::RespClient(c)) if c.conn.write_backlogged()
-            );
-            if backlogged {
-                self.close_client(token, source, Some(DisconnectReason::OutputBuffer));
-            } else if failed {
-                self.close_client(token, source, None);
-            }
+        for token in overflowed {
+            self.count_disconnect(source, Some(DisconnectReason::OutputBuffer));
+            self.mark_close(token);
         }
         delivered
     }

@@ -18,6 +18,7 @@
 
 mod control;
 mod endpoint;
+mod fds;
 mod jobs;
 mod pools;
 mod reload;
@@ -66,6 +67,8 @@ enum TimerKey {
     Watchdog,
     /// The drain's end.
     DrainDeadline,
+    /// A listener that ran out of file descriptors accepts again.
+    Accept(usize),
     /// A spawned pool's backed-off process restarts.
     Restart(usize),
     /// Worker processes sent SIGTERM get SIGKILL.
@@ -166,6 +169,14 @@ struct Runtime {
     rearm_read: Vec<usize>,
     /// Sources whose session has output to write at the end of the loop turn.
     dirty_sources: Vec<usize>,
+    /// RESP endpoint clients with published messages to write at the end of the turn.
+    dirty_clients: Vec<usize>,
+    /// RESP endpoint clients the fd limit allows, over all endpoints (`fds.rs`).
+    resp_client_budget: usize,
+    /// Control clients the fd limit allows (at most `control::MAX_CLIENTS`).
+    control_max_clients: usize,
+    /// Listeners out of descriptors, and accept warnings' rate limit.
+    accept_trouble: fds::AcceptTrouble,
     /// Seed for backoff jitter (per process, so a fleet spreads out).
     seed: u64,
     /// The bearer token POST requests to the control endpoint must carry.
@@ -217,6 +228,10 @@ pub fn run(
         to_close: Vec::new(),
         rearm_read: Vec::new(),
         dirty_sources: Vec::new(),
+        dirty_clients: Vec::new(),
+        resp_client_budget: usize::MAX,
+        control_max_clients: control::MAX_CLIENTS,
+        accept_trouble: fds::AcceptTrouble::default(),
         seed,
         control_token: config.control.token.clone(),
         started_at: Instant::now(),
@@ -282,6 +297,7 @@ impl Runtime {
                 ),
             ));
         }
+        self.update_fd_budget();
         for pool in 0..self.pools.len() {
             self.resolve_pool(pool, now);
         }
@@ -331,6 +347,7 @@ impl Runtime {
             self.close_retired_sources(now);
             self.tend_processes(now);
             self.flush_dirty_sources(now);
+            self.flush_dirty_clients();
             self.close_marked();
             self.update_status_line();
             if let Some(code) = self.check_phase(now) {
@@ -345,6 +362,7 @@ impl Runtime {
         // wait for the next event.
         if !self.rearm_read.is_empty()
             || !self.dirty_sources.is_empty()
+            || !self.dirty_clients.is_empty()
             || !self.to_close.is_empty()
         {
             return Some(Duration::ZERO);
@@ -374,6 +392,7 @@ impl Runtime {
                 }
                 TimerKey::DrainDeadline => self.on_drain_deadline(now),
                 TimerKey::Restart(pool) => self.on_restart_timer(pool, now),
+                TimerKey::Accept(listener) => self.on_accept_timer(listener, now),
                 TimerKey::StopProcesses => self.on_stop_processes_timer(now),
             }
         }
@@ -437,7 +456,12 @@ impl Runtime {
     }
 
     fn close_marked(&mut self) {
-        for token in std::mem::take(&mut self.to_close) {
+        let marked = std::mem::take(&mut self.to_close);
+        if !marked.is_empty() {
+            // Descriptors are freed: listeners that ran out of them accept again.
+            self.wake_starved_listeners();
+        }
+        for token in marked {
             if self.slab.contains(token) {
                 if matches!(self.slab.get(token), Some(Endpoint::RespClient(_))) {
                     self.forget_resp_client(token);
@@ -458,6 +482,7 @@ impl Runtime {
                 }
                 self.timers.cancel(TimerKey::Worker(token));
                 self.timers.cancel(TimerKey::Client(token));
+                self.timers.cancel(TimerKey::Accept(token));
             }
         }
     }

@@ -149,6 +149,7 @@ impl Runtime {
                 removed += 1;
             }
         }
+        self.update_fd_budget();
         format!("{added} added, {changed} changed, {removed} removed")
     }
 

@@ -8,6 +8,10 @@
 //!   bytes it announces: argument count ≤ `i32::MAX` (10 before AUTH when a password is
 //!   set), bulk length ≤ [`ReaderLimits::max_bulk`] (16 KiB before AUTH), header and
 //!   inline lines ≤ 64 KiB (`PROTO_INLINE_MAX_SIZE`).
+//! - Skipped empty requests are consumed: after a `Partial` read the caller takes
+//!   [`CommandReader::take_skipped`] bytes off its buffer, so blank lines cannot pile up
+//!   in a client's read buffer (Redis trims them from its query buffer too).
+//! - Every argument is held to [`ReaderLimits::max_bulk`], inline ones included.
 //! - Resumable: a multibulk that arrives in pieces keeps the arguments already found, so
 //!   its bytes are walked once. Arguments borrow from the buffer (inline ones that had
 //!   escapes are owned).
@@ -141,6 +145,11 @@ struct Progress {
 pub struct CommandReader {
     limits: ReaderLimits,
     progress: Option<Progress>,
+    /// Empty requests at the front of the input that the last `Partial` read skipped.
+    skipped: usize,
+    /// The name of an inline command refused for a too-long argument (multibulk ones are
+    /// found through `progress`).
+    refused_inline: Option<Vec<Vec<u8>>>,
 }
 
 /// Where a `\r`-ended header line ends: the index of `\r`, if it and one more byte have
@@ -185,15 +194,30 @@ impl CommandReader {
         CommandReader {
             limits,
             progress: None,
+            skipped: 0,
+            refused_inline: None,
         }
     }
 
-    /// The name of the multibulk command in progress (or refused for a too-large bulk),
-    /// once its first argument is in; `buf` is the same unconsumed input.
-    pub fn pending_name<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+    /// The argument at `index` of the command in progress or refused for a too-large
+    /// argument, once it is in; `buf` is the same unconsumed input.
+    pub fn pending_arg<'a>(&'a self, buf: &'a [u8], index: usize) -> Option<&'a [u8]> {
+        if let Some(args) = &self.refused_inline {
+            return args.get(index).map(Vec::as_slice);
+        }
         let progress = self.progress.as_ref()?;
-        let first = progress.args.first()?.clone();
-        buf.get(progress.base..)?.get(first)
+        let range = progress.args.get(index)?.clone();
+        buf.get(progress.base..)?.get(range)
+    }
+
+    /// Bytes of empty requests (blank lines, `*0`) the last `Partial` read skipped at the
+    /// front of its input: the caller must consume exactly these now. Resets to 0.
+    pub fn take_skipped(&mut self) -> usize {
+        let skipped = std::mem::take(&mut self.skipped);
+        if let Some(progress) = &mut self.progress {
+            progress.base = progress.base.saturating_sub(skipped);
+        }
+        skipped
     }
 
     /// Reads the next command from `buf` (the unconsumed input, starting where the last
@@ -207,21 +231,25 @@ impl CommandReader {
         // Empty requests skipped before a multibulk that is still partial stay in the
         // buffer (nothing was consumed): resume after them.
         let mut start = self.progress.as_ref().map_or(0, |p| p.base);
+        self.skipped = 0;
+        self.refused_inline = None;
         loop {
             let rest = buf.get(start..).unwrap_or_default();
             let Some(&first) = rest.first() else {
+                self.skipped = start;
                 return Ok(Status::Partial);
             };
             let read = if first == b'*' || self.progress.is_some() {
                 self.read_multibulk(rest, authenticated)?
             } else {
-                read_inline(rest)?
+                self.read_inline(rest)?
             };
             match read {
                 Read::Partial => {
                     if let Some(progress) = &mut self.progress {
                         progress.base = start;
                     }
+                    self.skipped = start;
                     return Ok(Status::Partial);
                 }
                 Read::Skip(used) => start += used,
@@ -327,6 +355,34 @@ enum Read {
     /// An empty request of this many bytes.
     Skip(usize),
     Command(Vec<Arg>, usize),
+}
+
+impl CommandReader {
+    fn read_inline(&mut self, buf: &[u8]) -> Result<Read, ProtocolError> {
+        let read = read_inline(buf)?;
+        if let Read::Command(args, _) = &read {
+            let too_long = args
+                .iter()
+                .any(|arg| matches!(arg, Arg::Owned(bytes) if bytes.len() > self.limits.max_bulk));
+            if too_long {
+                // Redis has no such check (its inline lines stop at 64 KiB); ferry's
+                // `max_message_bytes` may be lower, and binds every way in.
+                self.refused_inline = Some(
+                    args.iter()
+                        .take(2)
+                        .map(|arg| match arg {
+                            Arg::Owned(bytes) if bytes.len() <= self.limits.max_bulk => {
+                                bytes.clone()
+                            }
+                            _ => Vec::new(),
+                        })
+                        .collect(),
+                );
+                return Err(ProtocolError::InvalidBulkLength { too_large: true });
+            }
+        }
+        Ok(read)
+    }
 }
 
 fn read_inline(buf: &[u8]) -> Result<Read, ProtocolError> {
@@ -465,7 +521,42 @@ mod tests {
             r.read(buf, true),
             Err(ProtocolError::InvalidBulkLength { too_large: true })
         );
-        assert_eq!(r.pending_name(buf), Some(&b"PUBLISH"[..]));
+        assert_eq!(r.pending_arg(buf, 0), Some(&b"PUBLISH"[..]));
+        assert_eq!(r.pending_arg(buf, 1), Some(&b"c"[..]));
+    }
+
+    #[test]
+    fn an_inline_argument_above_max_bulk_is_refused() {
+        let mut buf = b"PUBLISH c ".to_vec();
+        buf.extend_from_slice(&[b'x'; 1025]);
+        buf.extend_from_slice(b"\r\n");
+        let mut r = reader();
+        assert_eq!(
+            r.read(&buf, true),
+            Err(ProtocolError::InvalidBulkLength { too_large: true })
+        );
+        assert_eq!(r.pending_arg(&buf, 0), Some(&b"PUBLISH"[..]));
+        assert_eq!(r.pending_arg(&buf, 1), Some(&b"c"[..]));
+        let ok = [b"PUBLISH c ".as_slice(), &[b'x'; 1024], b"\r\n"].concat();
+        assert!(reader().read(&ok, true).unwrap().complete().is_some());
+    }
+
+    #[test]
+    fn skipped_empty_requests_are_handed_back_for_consuming() {
+        let mut r = reader();
+        let blank = b"\r\n\n*0\r\n*-1\r\n";
+        assert!(r.read(blank, true).unwrap().is_partial());
+        assert_eq!(r.take_skipped(), blank.len());
+        assert_eq!(r.take_skipped(), 0);
+        // Skipped bytes before a partial multibulk: consumed, and the multibulk resumes.
+        let buf = b"\r\n*0\r\n*1\r\n$4\r\nPING\r\n";
+        let mut r = reader();
+        assert!(r.read(&buf[..14], true).unwrap().is_partial());
+        let skipped = r.take_skipped();
+        assert_eq!(skipped, 6);
+        let (command, used) = r.read(&buf[skipped..], true).unwrap().complete().unwrap();
+        assert_eq!(used, buf.len() - skipped);
+        assert_eq!(command.arg(0), Some(&b"PING"[..]));
     }
 
     #[test]
