@@ -645,16 +645,7 @@ impl Runtime {
             }
             return;
         }
-        // A spawned pool's socket accepts even with no worker: that proves nothing.
-        if self.pools[pool]
-            .spawned
-            .as_ref()
-            .is_some_and(|g| g.live() == 0)
-        {
-            self.pools[pool]
-                .metrics
-                .on_failure(crate::dispatch::outcome::PoolFailureReason::NoProcess);
-            self.open_circuit(pool, "no worker process running", now);
+        if self.open_circuit_without_workers(pool, now) {
             return;
         }
         if self.pools[pool].targets.is_none() {

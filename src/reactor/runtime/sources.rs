@@ -1080,6 +1080,32 @@ impl Runtime {
         );
     }
 
+    /// Hands every AMQP job of `source` that has not started back to the broker: those
+    /// waiting in its pool's queue and those waiting out a retry delay (drain and pause).
+    /// Returns how many were waiting in the queue.
+    fn hand_back_unstarted(&mut self, source: usize) -> usize {
+        let pool = self.sources[source].pool;
+        let unstarted = self.pools[pool].queue.take_source(source);
+        self.sources[source].clear_waiting();
+        let count = unstarted.len();
+        for job in unstarted {
+            self.release_amqp(job);
+        }
+        let held: Vec<u64> = self
+            .retrying
+            .iter()
+            .filter(|(_, j)| j.source == source && matches!(j.origin, Origin::Amqp { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            if let Some(job) = self.retrying.remove(&id) {
+                self.timers.cancel(TimerKey::Retry(id));
+                self.release_amqp(job);
+            }
+        }
+        count
+    }
+
     /// Hands an unstarted AMQP job back to the broker (nack requeue=true, no attempt burned).
     pub(super) fn release_amqp(&mut self, job: Job) {
         if let Origin::Amqp {
@@ -1356,25 +1382,7 @@ impl Runtime {
             Link::Listening | Link::Stopped => {}
         }
         if self.sources[source].is_amqp() {
-            let pool = self.sources[source].pool;
-            let unstarted = self.pools[pool].queue.take_source(source);
-            self.sources[source].clear_waiting();
-            let count = unstarted.len();
-            for job in unstarted {
-                self.release_amqp(job);
-            }
-            let held: Vec<u64> = self
-                .retrying
-                .iter()
-                .filter(|(_, j)| j.source == source)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in held {
-                if let Some(job) = self.retrying.remove(&id) {
-                    self.timers.cancel(TimerKey::Retry(id));
-                    self.release_amqp(job);
-                }
-            }
+            let count = self.hand_back_unstarted(source);
             if count > 0 {
                 info!(
                     "source {}: {count} unstarted deliveries handed back",
@@ -1498,24 +1506,7 @@ impl Runtime {
         {
             let _ = s.cancel();
         }
-        let pool = self.sources[source].pool;
-        let unstarted = self.pools[pool].queue.take_source(source);
-        self.sources[source].clear_waiting();
-        for job in unstarted {
-            self.release_amqp(job);
-        }
-        let held: Vec<u64> = self
-            .retrying
-            .iter()
-            .filter(|(_, j)| j.source == source && matches!(j.origin, Origin::Amqp { .. }))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in held {
-            if let Some(job) = self.retrying.remove(&id) {
-                self.timers.cancel(TimerKey::Retry(id));
-                self.release_amqp(job);
-            }
-        }
+        self.hand_back_unstarted(source);
         self.flush_session(source, now);
     }
 

@@ -319,16 +319,24 @@ impl Runtime {
             delay.as_millis()
         );
         self.arm_restart_timer(pool);
-        if self.pools[pool]
+        self.open_circuit_without_workers(pool, now);
+    }
+
+    /// A spawned pool's socket accepts connections even with no worker behind it, so a
+    /// connect proves nothing: with none running, the circuit opens (`no_process`).
+    /// Returns whether it did.
+    pub(super) fn open_circuit_without_workers(&mut self, pool: usize, now: Instant) -> bool {
+        let no_worker = self.pools[pool]
             .spawned
             .as_ref()
-            .is_some_and(|g| g.live() == 0)
-        {
+            .is_some_and(|g| g.live() == 0);
+        if no_worker {
             self.pools[pool]
                 .metrics
                 .on_failure(PoolFailureReason::NoProcess);
             self.open_circuit(pool, "no worker process running", now);
         }
+        no_worker
     }
 
     fn arm_restart_timer(&mut self, pool: usize) {
