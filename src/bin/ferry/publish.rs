@@ -317,6 +317,31 @@ impl Replies {
     }
 }
 
+/// The AMQP session of a blocking command (`publish`, `bench`, `check`): credentials and
+/// vhost from `url`, `queue` declared as `declare`, prefetch 1, 30 s heartbeat, neither
+/// publishing nor consuming; each caller sets what it does differently.
+pub fn cli_session_config(
+    url: &AmqpUrl,
+    queue: &str,
+    declare: DeclareMode,
+    connection_name: &str,
+) -> SessionConfig {
+    SessionConfig {
+        username: url.username.clone(),
+        password: url.password.expose().to_string(),
+        vhost: url.vhost.clone(),
+        queue: queue.to_string(),
+        declare,
+        prefetch: 1,
+        heartbeat_s: 30,
+        max_message_bytes: 16 << 20,
+        consumer_tag: String::new(),
+        connection_name: Some(connection_name.into()),
+        publisher: false,
+        consume: false,
+    }
+}
+
 /// Publishes `outgoing` to an AMQP queue through the default exchange (persistent,
 /// `mandatory`, with a `message_id`, on a confirm channel), declaring the queue as
 /// `declare` says; how many the broker returned unroutable or nacked.
@@ -328,18 +353,8 @@ pub fn publish_amqp(
 ) -> Result<u64, String> {
     let stream = connect(&url.host, url.port)?;
     let config = SessionConfig {
-        username: url.username.clone(),
-        password: url.password.expose().to_string(),
-        vhost: url.vhost.clone(),
-        queue: queue.to_string(),
-        declare,
-        prefetch: 1,
-        heartbeat_s: 30,
-        max_message_bytes: 16 << 20,
-        consumer_tag: String::new(),
-        connection_name: Some("ferry publish".into()),
         publisher: true,
-        consume: false,
+        ..cli_session_config(url, queue, declare, "ferry publish")
     };
     let mut client = Blocking::new(stream, Session::new(config, Instant::now()));
     client.wait_for(|event| matches!(event, Event::Ready { .. }))?;

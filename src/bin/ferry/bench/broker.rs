@@ -102,18 +102,9 @@ pub fn amqp_consumer(
 ) -> Result<(), String> {
     let stream = connect(&url.host, url.port)?;
     let config = SessionConfig {
-        username: url.username.clone(),
-        password: url.password.expose().to_string(),
-        vhost: url.vhost.clone(),
-        queue: queue.to_string(),
-        declare,
         prefetch,
-        heartbeat_s: 30,
-        max_message_bytes: 16 << 20,
-        consumer_tag: String::new(),
-        connection_name: Some("ferry bench consumer".into()),
-        publisher: false,
         consume: true,
+        ..crate::publish::cli_session_config(url, queue, declare, "ferry bench consumer")
     };
     let mut client = Blocking::new(stream, Session::new(config, Instant::now()));
     let mut batch = Vec::new();

@@ -99,18 +99,14 @@ fn run(url: &AmqpUrl, deadline: Instant, details: &mut AmqpDetails) -> Result<()
     let mut conn = Conn::connect_tcp(&url.host, url.port, deadline)
         .map_err(|e| format!("connect {}:{}: {e}", url.host, url.port))?;
     let config = SessionConfig {
-        username: url.username.clone(),
-        password: url.password.expose().to_string(),
-        vhost: url.vhost.clone(),
-        queue: details.queue.clone(),
-        declare: DeclareMode::CheckOnly,
-        prefetch: 1,
         heartbeat_s: 0,
         max_message_bytes: 1 << 20,
-        consumer_tag: String::new(),
-        connection_name: Some("ferry check".into()),
-        publisher: false,
-        consume: false,
+        ..crate::publish::cli_session_config(
+            url,
+            &details.queue,
+            DeclareMode::CheckOnly,
+            "ferry check",
+        )
     };
     let mut session = Session::new(config, Instant::now());
     let mut out = Vec::new();
