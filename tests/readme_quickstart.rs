@@ -8,6 +8,9 @@
 //! the other through `QUICKSTART_WORKER`. The quick start uses fixed ports (6380, 9180) and
 //! `/tmp/ferry-quickstart`, so everything runs in this one test, one after the other.
 
+#[path = "support/procs.rs"]
+mod procs;
+
 use std::collections::BTreeSet;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -82,34 +85,6 @@ fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-/// Pids whose parent is `pid` (ferry's workers).
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // Fields after the command's closing parenthesis: state, ppid, …
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-            children.push(child);
-        }
-    }
-    children
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| !stat.contains(") Z "))
-        .unwrap_or(false)
-}
-
 /// The message numbers in the worker's log: php-cgi's worker.php logs `"number":"N"` in
 /// its `data`, the responder logs the form body `number=N`.
 fn logged_numbers() -> Vec<u64> {
@@ -161,7 +136,7 @@ fn run_quick_start(quick_start: &str, publish: &str, worker: Option<&str>, dir: 
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let workers = children_of(ferry.id());
+    let workers = procs::children(ferry.id());
 
     let status = shell(publish, None, &dir.join(format!("publish-{label}.log")))
         .wait()
@@ -199,7 +174,10 @@ fn run_quick_start(quick_start: &str, publish: &str, worker: Option<&str>, dir: 
     };
     assert!(status.success(), "ferry ({label}) exited with {status}");
     assert!(!workers.is_empty(), "ferry ({label}) started no workers");
-    let orphans: Vec<u32> = workers.into_iter().filter(|&pid| alive(pid)).collect();
+    let orphans: Vec<u32> = workers
+        .into_iter()
+        .filter(|&pid| procs::alive(pid))
+        .collect();
     assert!(
         orphans.is_empty(),
         "workers left running ({label}): {orphans:?}"
