@@ -10,7 +10,10 @@
 //! - [`logging`]: the log line format, levels, file reopen.
 //! - [`metrics`]: counters, gauges, histograms and their Prometheus text (issue 4).
 //! - [`process`]: pidfile, daemonizing, systemd notify (issue 4).
-//! - [`reactor`]: the single-threaded mio loop, connections, timers and signals.
+//! - [`engine`]: ferry's decisions as one sans-IO state machine (intake, dispatch,
+//!   settlement, drain, reload, worker supervision): inputs with `now` in, commands out.
+//! - [`reactor`]: the single-threaded mio loop that carries the engine's commands out:
+//!   sockets, timers, signals, processes.
 //! - `src/bin/ferry.rs`: the command-line interface.
 
 #![deny(unsafe_code)]
@@ -19,6 +22,7 @@
 pub mod config;
 pub mod control;
 pub mod dispatch;
+pub mod engine;
 pub mod logging;
 pub mod metrics;
 pub mod process;

@@ -11,15 +11,16 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Jobs waiting for a pool slot, one queue per source, served round-robin.
+/// Jobs waiting for a pool slot, one queue per source (`K` names the source), served
+/// round-robin.
 #[derive(Debug)]
-pub struct FairQueue<J> {
-    queues: Vec<(usize, VecDeque<J>)>,
+pub struct FairQueue<J, K = usize> {
+    queues: Vec<(K, VecDeque<J>)>,
     cursor: usize,
     len: usize,
 }
 
-impl<J> Default for FairQueue<J> {
+impl<J, K> Default for FairQueue<J, K> {
     fn default() -> Self {
         FairQueue {
             queues: Vec::new(),
@@ -29,8 +30,8 @@ impl<J> Default for FairQueue<J> {
     }
 }
 
-impl<J> FairQueue<J> {
-    fn queue_of(&mut self, source: usize) -> &mut VecDeque<J> {
+impl<J, K: Copy + PartialEq> FairQueue<J, K> {
+    fn queue_of(&mut self, source: K) -> &mut VecDeque<J> {
         let index = match self.queues.iter().position(|(s, _)| *s == source) {
             Some(index) => index,
             None => {
@@ -43,20 +44,20 @@ impl<J> FairQueue<J> {
     }
 
     /// Appends a job of `source`.
-    pub fn push(&mut self, source: usize, job: J) {
+    pub fn push(&mut self, source: K, job: J) {
         self.queue_of(source).push_back(job);
         self.len += 1;
     }
 
     /// Puts a job back at the head of its source's queue (a pool failure: it keeps its
     /// place and burns no attempt).
-    pub fn push_front(&mut self, source: usize, job: J) {
+    pub fn push_front(&mut self, source: K, job: J) {
         self.queue_of(source).push_front(job);
         self.len += 1;
     }
 
     /// The next job, taking sources in turn.
-    pub fn pop(&mut self) -> Option<(usize, J)> {
+    pub fn pop(&mut self) -> Option<(K, J)> {
         if self.len == 0 {
             return None;
         }
@@ -75,7 +76,7 @@ impl<J> FairQueue<J> {
     }
 
     /// Takes every waiting job of `source` (pause, drain, a removed source).
-    pub fn take_source(&mut self, source: usize) -> Vec<J> {
+    pub fn take_source(&mut self, source: K) -> Vec<J> {
         let Some(index) = self.queues.iter().position(|(s, _)| *s == source) else {
             return Vec::new();
         };
@@ -85,7 +86,7 @@ impl<J> FairQueue<J> {
     }
 
     /// Waiting jobs of `source`.
-    pub fn len_of(&self, source: usize) -> usize {
+    pub fn len_of(&self, source: K) -> usize {
         self.queues
             .iter()
             .find(|(s, _)| *s == source)

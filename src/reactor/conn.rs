@@ -1,14 +1,12 @@
-//! One nonblocking socket with its buffers (STYLE practice 7: the reactor is thin).
+//! Nonblocking sockets and moving bytes between them and a connection's [`Buffers`]
+//! (the buffers belong to the engine; see `docs/ARCHITECTURE.md`).
 //!
-//! - Reads drain the socket until `WouldBlock` (mio is edge-triggered), into a read
-//!   buffer capped at `read_cap`. When the cap is reached, [`Conn::fill`] stops and says
-//!   so: the owner consumes what it can and calls again — a connection stopped before
-//!   `WouldBlock` gets no new event, so the reactor keeps it on a ready list.
-//! - Writes are eager: bytes queued with [`Conn::write_buf`] are sent by [`Conn::flush`]
-//!   right away; `WRITABLE` is wanted only while bytes remain ([`Conn::wants_write`]).
-//! - The write buffer has a high-water mark: owners stop producing (stop reading their
-//!   peer, stop taking work) while [`Conn::write_backlogged`] says so, so a slow peer
-//!   cannot make ferry buffer without bound.
+//! - Reads drain the socket until `WouldBlock` (mio is edge-triggered), into the read
+//!   buffer up to its fill limit. When the limit is reached, [`fill`] stops and says so:
+//!   the owner consumes what it can and asks for another read — a connection stopped
+//!   before `WouldBlock` gets no new event, so the reactor keeps it on a re-read list.
+//! - Writes are eager: [`flush`] sends queued bytes right away; `WRITABLE` is wanted only
+//!   while bytes remain ([`interest`]).
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -17,13 +15,7 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
-/// Bytes read per `read` call at most.
-const READ_CHUNK: usize = 16 * 1024;
-/// A new connection's buffer: big enough for a FastCGI answer or a control request, so
-/// most worker connections never grow it. It doubles (up to [`READ_CHUNK`] per read)
-/// while one fill keeps finding more data. With 10,000 requests in flight, a 16 KiB
-/// zero-filled first read per connection was most of ferry's memory.
-const FIRST_READ_CHUNK: usize = 2 * 1024;
+use crate::engine::io::Buffers;
 
 /// A TCP or unix stream socket.
 #[derive(Debug)]
@@ -120,32 +112,67 @@ impl Source for Stream {
 pub enum Fill {
     /// Read until `WouldBlock`: wait for the next readable event.
     Drained,
-    /// The read buffer reached its cap before `WouldBlock`: consume, then fill again.
+    /// The read buffer reached its limit before `WouldBlock`: consume, then fill again.
     Full,
     /// The peer closed its side (bytes read before the EOF are in the buffer).
     Eof,
 }
 
-/// A socket with a capped read buffer and an eagerly flushed write buffer.
+/// Reads `stream` into `buffers` until `WouldBlock`, EOF, or the buffers' fill limit
+/// ([`Buffers::fill_limit`]: the cap, or no further than the owner works ahead).
+pub fn fill(stream: &mut Stream, buffers: &mut Buffers) -> io::Result<Fill> {
+    let limit = buffers.fill_limit();
+    loop {
+        let room = limit.saturating_sub(buffers.unconsumed());
+        if room == 0 {
+            return Ok(Fill::Full);
+        }
+        let result = stream.read(buffers.read_room(room));
+        match result {
+            Ok(0) => return Ok(Fill::Eof),
+            Ok(n) => buffers.commit_read(n),
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            },
+        }
+    }
+}
+
+/// Writes what `buffers` hold until done or `WouldBlock`.
+pub fn flush(stream: &mut Stream, buffers: &mut Buffers) -> io::Result<()> {
+    while buffers.wants_write() {
+        match stream.write(buffers.output()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buffers.commit_write(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The interest set a connection with these buffers needs: writable only while bytes
+/// remain (a worker reading ferry's request must not wake ferry).
+pub fn interest(buffers: &Buffers) -> Interest {
+    if buffers.wants_write() {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::READABLE
+    }
+}
+
+/// A socket with its buffers, for the command-line tools that run a small loop of their
+/// own (`ferry responder`, `ferry bench --direct`).
 #[derive(Debug)]
 pub struct Conn {
     /// The socket.
     pub stream: Stream,
-    /// Read buffer: `rbuf[rstart..rend]` is unconsumed input; the rest is room, zeroed
-    /// once when the buffer grows (not on every read).
-    rbuf: Vec<u8>,
-    rstart: usize,
-    rend: usize,
-    read_cap: usize,
-    wbuf: Vec<u8>,
-    wstart: usize,
-    write_high_water: usize,
-    /// Bytes read over the connection's life.
-    pub bytes_in: u64,
-    /// Bytes written over the connection's life.
-    pub bytes_out: u64,
+    buffers: Buffers,
     /// The interest the poll has for this socket, so it is re-registered only when it
-    /// changes (one `epoll_ctl` per change rather than per write).
+    /// changes.
     pub registered: Option<Interest>,
 }
 
@@ -155,244 +182,123 @@ impl Conn {
     pub fn new(stream: Stream, read_cap: usize, write_high_water: usize) -> Conn {
         Conn {
             stream,
-            rbuf: Vec::new(),
-            rstart: 0,
-            rend: 0,
-            read_cap,
-            wbuf: Vec::new(),
-            wstart: 0,
-            write_high_water,
-            bytes_in: 0,
-            bytes_out: 0,
+            buffers: Buffers::new(read_cap, write_high_water),
             registered: None,
         }
     }
 
     /// Reads until `WouldBlock`, EOF or the cap; see [`Fill`].
     pub fn fill(&mut self) -> io::Result<Fill> {
-        self.fill_to(self.read_cap)
-    }
-
-    /// Reads until `WouldBlock`, EOF, or `want` unconsumed bytes (at most the cap): an
-    /// owner that works off its input in slices reads no further ahead than it works, so
-    /// its buffer stays small and is not compacted again and again. `Full` when it
-    /// stopped at `want` (or the cap) before `WouldBlock`.
-    pub fn fill_to(&mut self, want: usize) -> io::Result<Fill> {
-        let limit = want.min(self.read_cap);
-        if self.unconsumed() >= limit {
-            return Ok(Fill::Full);
-        }
-        self.compact_input();
-        loop {
-            let room = limit.saturating_sub(self.unconsumed());
-            if room == 0 {
-                return Ok(Fill::Full);
-            }
-            let step = room.min(READ_CHUNK);
-            let want = if self.rend < self.rbuf.len() {
-                // Room left in the buffer: use it before growing.
-                self.rbuf.len().min(self.rend + step)
-            } else {
-                // Full (or new): double it, starting at FIRST_READ_CHUNK.
-                self.rend + step.min(self.rbuf.len().max(FIRST_READ_CHUNK))
-            };
-            if self.rbuf.len() < want {
-                self.rbuf.resize(want, 0);
-            }
-            let result = self.stream.read(&mut self.rbuf[self.rend..want]);
-            let n = match result {
-                Ok(n) => n,
-                Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(e),
-                },
-            };
-            if n == 0 {
-                return Ok(Fill::Eof);
-            }
-            self.rend += n;
-            self.bytes_in += n as u64;
-        }
-    }
-
-    /// The most unconsumed input [`Conn::fill`] buffers.
-    pub fn read_cap(&self) -> usize {
-        self.read_cap
-    }
-
-    /// Changes the read cap (a RESP client's grows once it is authenticated).
-    pub fn set_read_cap(&mut self, read_cap: usize) {
-        self.read_cap = read_cap;
+        fill(&mut self.stream, &mut self.buffers)
     }
 
     /// The bytes read and not yet consumed.
     pub fn input(&self) -> &[u8] {
-        self.rbuf.get(self.rstart..self.rend).unwrap_or_default()
+        self.buffers.input()
     }
 
     /// Marks `n` bytes of [`Conn::input`] as used.
     pub fn consume(&mut self, n: usize) {
-        self.rstart = (self.rstart + n).min(self.rend);
-        if self.rstart == self.rend {
-            self.rstart = 0;
-            self.rend = 0;
-        }
+        self.buffers.consume(n);
     }
 
     /// Unconsumed input bytes.
     pub fn unconsumed(&self) -> usize {
-        self.rend - self.rstart
-    }
-
-    /// Moves unconsumed bytes to the front, and gives back memory a burst left behind.
-    fn compact_input(&mut self) {
-        if self.rstart > 0 {
-            self.rbuf.copy_within(self.rstart..self.rend, 0);
-            self.rend -= self.rstart;
-            self.rstart = 0;
-        }
-        if self.rend == 0 && self.rbuf.len() > 4 * READ_CHUNK {
-            self.rbuf = Vec::new();
-        }
+        self.buffers.unconsumed()
     }
 
     /// The write buffer, to append bytes to; call [`Conn::flush`] after.
     pub fn write_buf(&mut self) -> &mut Vec<u8> {
-        &mut self.wbuf
+        self.buffers.write_buf()
     }
 
     /// Writes queued bytes until done or `WouldBlock`.
     pub fn flush(&mut self) -> io::Result<()> {
-        while self.wstart < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wstart..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.wstart += n;
-                    self.bytes_out += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        if self.wstart == self.wbuf.len() {
-            self.wbuf.clear();
-            self.wstart = 0;
-            if self.wbuf.capacity() > 4 * READ_CHUNK {
-                self.wbuf = Vec::new();
-            }
-        } else if self.wstart > self.wbuf.len() / 2 {
-            self.wbuf.drain(..self.wstart);
-            self.wstart = 0;
-        }
-        Ok(())
-    }
-
-    /// Drops every byte queued and not yet written (a client being closed for its
-    /// backlog: its memory is given back at once).
-    pub fn discard_output(&mut self) {
-        self.wbuf = Vec::new();
-        self.wstart = 0;
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn pending_output(&self) -> usize {
-        self.wbuf.len() - self.wstart
+        flush(&mut self.stream, &mut self.buffers)
     }
 
     /// True while bytes remain to be written (register `WRITABLE`).
     pub fn wants_write(&self) -> bool {
-        self.pending_output() > 0
-    }
-
-    /// True while more than the high-water mark is queued: stop producing.
-    pub fn write_backlogged(&self) -> bool {
-        self.pending_output() > self.write_high_water
+        self.buffers.wants_write()
     }
 
     /// The interest set this connection needs now.
     pub fn interest(&self) -> Interest {
-        if self.wants_write() {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        }
+        interest(&self.buffers)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read as _, Write as _};
     use std::os::unix::net::UnixStream as StdUnix;
 
-    fn pair(read_cap: usize) -> (Conn, StdUnix) {
+    fn pair(read_cap: usize) -> (Stream, Buffers, StdUnix) {
         let (ours, theirs) = StdUnix::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
-        let conn = Conn::new(Stream::Unix(UnixStream::from_std(ours)), read_cap, 1024);
-        (conn, theirs)
+        let stream = Stream::Unix(UnixStream::from_std(ours));
+        (stream, Buffers::new(read_cap, 1024), theirs)
     }
 
     #[test]
     fn fill_stops_at_the_cap_and_resumes_after_consume() {
-        let (mut conn, mut peer) = pair(100);
+        let (mut stream, mut b, mut peer) = pair(100);
         peer.write_all(&[7; 250]).unwrap();
-        assert_eq!(conn.fill().unwrap(), Fill::Full);
-        assert_eq!(conn.input().len(), 100);
-        conn.consume(100);
-        assert_eq!(conn.fill().unwrap(), Fill::Full);
-        conn.consume(60);
-        assert_eq!(conn.fill().unwrap(), Fill::Drained);
-        assert_eq!(conn.unconsumed(), 90);
+        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Full);
+        assert_eq!(b.input().len(), 100);
+        b.consume(100);
+        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Full);
+        b.consume(60);
+        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Drained);
+        assert_eq!(b.unconsumed(), 90);
         drop(peer);
-        assert_eq!(conn.fill().unwrap(), Fill::Eof);
-        assert_eq!(conn.unconsumed(), 90, "bytes before the EOF are kept");
+        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Eof);
+        assert_eq!(b.unconsumed(), 90, "bytes before the EOF are kept");
     }
 
     #[test]
-    fn fill_to_reads_no_further_than_wanted() {
-        let (mut conn, mut peer) = pair(1000);
+    fn read_ahead_reads_no_further_than_wanted() {
+        let (mut stream, mut b, mut peer) = pair(1000);
         peer.write_all(&[7; 250]).unwrap();
-        assert_eq!(conn.fill_to(100).unwrap(), Fill::Full);
-        assert_eq!(conn.unconsumed(), 100);
-        assert_eq!(conn.fill_to(50).unwrap(), Fill::Full, "enough already");
-        assert_eq!(conn.unconsumed(), 100);
-        conn.consume(30);
-        assert_eq!(conn.fill_to(500).unwrap(), Fill::Drained);
-        assert_eq!(conn.unconsumed(), 220);
+        b.set_read_ahead(Some(100));
+        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Full);
+        assert_eq!(b.unconsumed(), 100);
+        b.set_read_ahead(Some(0));
+        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Full, "paused");
+        assert_eq!(b.unconsumed(), 100);
+        b.consume(30);
+        b.set_read_ahead(Some(500));
+        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Drained);
+        assert_eq!(b.unconsumed(), 220);
     }
 
     #[test]
-    fn the_read_buffer_starts_small_and_grows_while_data_keeps_coming() {
-        let (mut conn, mut peer) = pair(1 << 20);
+    fn a_burst_is_read_whole() {
+        let (mut stream, mut b, mut peer) = pair(1 << 20);
         peer.write_all(&[7; 300]).unwrap();
-        assert_eq!(conn.fill().unwrap(), Fill::Drained);
-        assert_eq!(
-            conn.rbuf.len(),
-            FIRST_READ_CHUNK,
-            "a small answer, a small buffer"
-        );
-        conn.consume(300);
+        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Drained);
+        assert!(b.held_bytes() <= 4096, "a small answer, a small buffer");
+        b.consume(300);
         peer.write_all(&[7; 100_000]).unwrap();
-        assert_eq!(conn.fill().unwrap(), Fill::Drained);
-        assert_eq!(conn.unconsumed(), 100_000, "a burst is read whole");
-        assert!(conn.rbuf.len() >= 100_000);
+        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Drained);
+        assert_eq!(b.unconsumed(), 100_000, "a burst is read whole");
     }
 
     #[test]
     fn writes_are_eager_and_backlog_is_reported() {
-        let (mut conn, mut peer) = pair(100);
-        conn.write_buf().extend_from_slice(b"hello");
-        conn.flush().unwrap();
-        assert!(!conn.wants_write());
+        let (mut stream, mut b, mut peer) = pair(100);
+        b.write_buf().extend_from_slice(b"hello");
+        flush(&mut stream, &mut b).unwrap();
+        assert!(!b.wants_write());
         let mut got = [0; 5];
         peer.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"hello");
         // Fill the socket buffer until writes would block.
-        conn.write_buf().resize(8 << 20, 1);
-        conn.flush().unwrap();
-        assert!(conn.wants_write());
-        assert!(conn.write_backlogged());
-        assert_eq!(conn.interest(), Interest::READABLE | Interest::WRITABLE);
+        b.write_buf().resize(8 << 20, 1);
+        flush(&mut stream, &mut b).unwrap();
+        assert!(b.wants_write());
+        assert!(b.write_backlogged());
+        assert_eq!(interest(&b), Interest::READABLE | Interest::WRITABLE);
     }
 }

@@ -1,16 +1,290 @@
-//! The single-threaded mio reactor (issue 3): connections in a slab, timers, signals.
-//! See `docs/ARCHITECTURE.md`.
+//! The loop and nothing else: one `mio::Poll`, the sockets of the engine's connections,
+//! timers, signals, host-name lookups and worker processes. It knows no protocol and no
+//! policy: every decision is the engine's (`crate::engine`). See
+//! `docs/ARCHITECTURE.md`.
+//!
+//! One turn: wait for readiness or the engine's earliest deadline; for each ready
+//! connection, finish its connect if one was under way, write what it had queued, read it
+//! until `WouldBlock` (or the limit its buffers set) and hand the result to the engine;
+//! accept on ready listeners; re-read the connections the engine asked for; fire due
+//! timers; then let the engine end the turn (start jobs, write batched output, close
+//! what it marked — after the batch, so a reused token never gets a stale event).
 //!
 //! # Layout
-//! - `conn.rs`: a nonblocking socket with its capped read buffer and eager writes.
+//! - `conn.rs`: sockets, and moving bytes between them and a connection's buffers.
 //! - `connect.rs`: nonblocking connects, host names resolved off the loop thread.
-//! - `timers.rs`: deadlines by key, for the loop's single poll timeout.
-//! - `backoff.rs`: exponential backoff with jitter for reconnects and probes.
+//! - `listener.rs`: listeners, and accepting that survives running out of descriptors.
+//! - `driver.rs`: the engine's commands carried out ([`crate::engine::io::Io`]).
 
-pub mod backoff;
 pub mod conn;
 pub mod connect;
-pub mod runtime;
-pub mod timers;
+mod driver;
+mod listener;
 
-pub use runtime::{run, RunError};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::config::Config;
+use crate::engine::io::{ConnId, Fill};
+use crate::engine::{Accept, Engine, Options, StartError};
+use crate::process::Notifier;
+use conn::Stream;
+use driver::Driver;
+use listener::AcceptFailure;
+
+const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+const WAKER_TOKEN: Token = Token(usize::MAX - 2);
+
+/// Why `run` failed to start.
+#[derive(Debug)]
+pub enum RunError {
+    /// Setting up the poll, signals or the waker failed.
+    Io(io::Error),
+    /// The engine could not start (the control endpoint could not listen).
+    Start(StartError),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Io(e) => write!(f, "cannot start the event loop: {e}"),
+            RunError::Start(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<io::Error> for RunError {
+    fn from(e: io::Error) -> Self {
+        RunError::Io(e)
+    }
+}
+
+/// Runs ferry until a drain completes; see the module docs. Returns the exit code.
+pub fn run(
+    config: Config,
+    notifier: Option<Notifier>,
+    config_path: Option<PathBuf>,
+) -> Result<i32, RunError> {
+    let mut poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+    let mut signals = Signals::new([
+        nix::libc::SIGTERM,
+        nix::libc::SIGINT,
+        nix::libc::SIGHUP,
+        nix::libc::SIGCHLD,
+    ])?;
+    poll.registry()
+        .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    let options = Options {
+        seed,
+        notify: notifier.is_some(),
+        watchdog: notifier.as_ref().and_then(Notifier::watchdog_interval),
+        pid: std::process::id(),
+    };
+    let registry = poll.registry().try_clone()?;
+    let mut driver = Driver::new(registry, connect::Resolver::new(waker), notifier);
+    let mut engine =
+        Engine::start(&config, options, Instant::now(), &mut driver).map_err(RunError::Start)?;
+    let mut reactor = Reactor {
+        engine: &mut engine,
+        driver: &mut driver,
+        config_path,
+    };
+    reactor.event_loop(&mut poll, &mut signals)
+}
+
+/// The loop's state: the engine and the sockets it commands.
+struct Reactor<'a> {
+    engine: &'a mut Engine,
+    driver: &'a mut Driver,
+    /// The configuration file, reloaded on SIGHUP (absolute: a daemon runs in `/`).
+    config_path: Option<PathBuf>,
+}
+
+impl Reactor<'_> {
+    fn event_loop(&mut self, poll: &mut Poll, signals: &mut Signals) -> Result<i32, RunError> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e.into());
+                }
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL_TOKEN => {
+                        for signal in signals.pending() {
+                            if let Some(code) = self.on_signal(signal, now) {
+                                return Ok(code);
+                            }
+                        }
+                    }
+                    WAKER_TOKEN => self.on_lookups(now),
+                    Token(token) => self.on_ready(ConnId(token), event.is_writable(), now),
+                }
+            }
+            let rereads = self.engine.take_rereads();
+            let starved = std::mem::take(&mut self.driver.rereads);
+            for conn in rereads.into_iter().chain(starved) {
+                self.on_ready(conn, false, now);
+            }
+            while let Some(listener) = self.driver.accept_timers.pop_expired(now) {
+                self.driver.accept_trouble.starved.retain(|l| *l != listener);
+                self.on_ready(listener, false, now);
+            }
+            self.engine.handle_timeout(now, self.driver);
+            if let Some(code) = self.engine.end_turn(now, self.driver) {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// How long the poll may sleep: not at all while work is queued for the next turn.
+    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
+        if self.engine.has_queued_work() || !self.driver.rereads.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let accept = self.driver.accept_timers.next_deadline();
+        let engine = self.engine.poll_timeout();
+        let at = match (engine, accept) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        at.map(|at| at.saturating_duration_since(now))
+    }
+
+    fn on_signal(&mut self, signal: i32, now: Instant) -> Option<i32> {
+        match signal {
+            nix::libc::SIGCHLD => {
+                self.engine.handle_child_exited();
+                None
+            }
+            nix::libc::SIGHUP => {
+                if let Err(e) = crate::logging::reopen() {
+                    error!("SIGHUP: cannot reopen the log file: {e}");
+                }
+                match &self.config_path {
+                    Some(path) => {
+                        let loaded = crate::config::load(path).map_err(|e| e.to_string());
+                        self.engine.reload(loaded, now, self.driver);
+                    }
+                    None => info!("SIGHUP: log reopened (no configuration file to reload)"),
+                }
+                None
+            }
+            _ => self.engine.handle_terminate(signal, now, self.driver),
+        }
+    }
+
+    /// Host-name lookups finished: their connects started or failed.
+    fn on_lookups(&mut self, now: Instant) {
+        for (conn, result) in self.driver.finished_lookups() {
+            if let Err(e) = result {
+                self.engine.handle_connect_failed(conn, &e, now, self.driver);
+            }
+        }
+    }
+
+    /// Readiness of `conn` (or a re-read): see the module docs.
+    fn on_ready(&mut self, conn: ConnId, writable: bool, now: Instant) {
+        if self.driver.listener(conn).is_some() {
+            self.accept(conn, now);
+            return;
+        }
+        if let Some(result) = self.driver.finish_connect(conn) {
+            match result {
+                Ok(()) => self.engine.handle_connected(conn, now, self.driver),
+                Err(e) => {
+                    self.engine.handle_connect_failed(conn, &e, now, self.driver);
+                    return;
+                }
+            }
+        }
+        if !self.driver.is_connected_stream(conn) {
+            return;
+        }
+        let (Some(buffers), Some(stream)) =
+            (self.engine.buffers_mut(conn), self.driver.stream_mut(conn))
+        else {
+            return;
+        };
+        let mut fill = Fill::Skipped;
+        if writable && buffers.wants_write() {
+            if let Err(e) = conn::flush(stream, buffers) {
+                debug!("connection {}: write failed: {e}", conn.0);
+                fill = Fill::Failed;
+            }
+        }
+        if fill != Fill::Failed {
+            fill = match conn::fill(stream, buffers) {
+                Ok(conn::Fill::Drained) => Fill::Drained,
+                Ok(conn::Fill::Full) => Fill::Full,
+                Ok(conn::Fill::Eof) => Fill::Eof,
+                Err(e) => {
+                    debug!("connection {}: read failed: {e}", conn.0);
+                    Fill::Failed
+                }
+            };
+        }
+        self.driver.update_interest(conn, buffers);
+        self.engine.handle_ready(conn, fill, now, self.driver);
+    }
+
+    /// Accepts on `listener` until `WouldBlock`.
+    fn accept(&mut self, listener: ConnId, now: Instant) {
+        loop {
+            let Some(socket) = self.driver.listener(listener) else {
+                return;
+            };
+            let mut stream = match socket.accept() {
+                Ok(stream) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let label = self.engine.listener_label(listener);
+                    match self.driver.accept_trouble.failed(listener, &label, &e, now) {
+                        AcceptFailure::OneConnection => continue,
+                        AcceptFailure::Starved => {
+                            self.driver.retry_accept_later(listener, now);
+                            return;
+                        }
+                    }
+                }
+            };
+            match self.engine.handle_accept(listener, now) {
+                Some(Accept::Take(conn)) => {
+                    if let Err(e) = self.driver.insert_stream(conn, stream, false) {
+                        warn!("cannot register a client: {e}");
+                        self.engine.handle_ready(conn, Fill::Failed, now, self.driver);
+                    }
+                }
+                Some(Accept::Refuse(reply)) => refuse(&mut stream, reply),
+                None => stream.shutdown(),
+            }
+        }
+    }
+}
+
+/// Says why (best effort: the socket is fresh and its send buffer empty, so the line
+/// goes out in one write), then closes.
+fn refuse(stream: &mut Stream, reply: &[u8]) {
+    use std::io::Write as _;
+    if !reply.is_empty() {
+        let _ = stream.write(reply);
+    }
+    stream.shutdown();
+}

@@ -20,7 +20,7 @@ use ferry::proto::fastcgi::{
 };
 use ferry::proto::Status;
 use ferry::reactor::conn::{Conn, Fill, Stream};
-use ferry::reactor::timers::Timers;
+use ferry::engine::timers::Timers;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;

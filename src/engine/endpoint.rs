@@ -1,11 +1,11 @@
-//! RESP endpoint sources inside the loop (SPEC "Embedded deployment"): ferry listens for
+//! RESP endpoint sources (`docs/SEMANTICS.md`, "Embedded deployment"): ferry listens for
 //! Redis clients, answers them through `proto::resp::server`, turns what they `PUBLISH`
 //! on a configured channel into jobs (the Redis pub/sub rules: backlog, drop reasons,
 //! retries from memory), and delivers every published message to the clients subscribed
 //! to its channel or a matching pattern — a small pub/sub server.
 //!
-//! - The listener and each client are slab entries (`Endpoint::RespListener`,
-//!   `Endpoint::RespClient`), like the control endpoint's; the subscription index (channel
+//! - The listener and each client are peers of the engine (`Peer::RespListener`,
+//!   `Peer::RespClient`), like the control endpoint's; the subscription index (channel
 //!   → clients, pattern → clients) lives in the source's [`EndpointServer`].
 //! - `PUBLISH` answers the number of receivers: 1 when a job was accepted into the
 //!   backlog (0 when dropped: paused, draining, backlog full), plus one per subscription
@@ -20,7 +20,8 @@
 //!   to the fd limit, `fds.rs`) a new client is told `-ERR max number of clients reached`
 //!   and closed. Each closing by ferry is counted in `ferry_endpoint_disconnects_total`.
 //! - Fairness: a client's input is worked off [`INPUT_BUDGET`] per readiness event, then
-//!   it goes on `rearm_read`; messages are appended to subscribers' buffers and written
+//!   it is read again at the next turn (`rearm_read`; the reactor reads no further ahead
+//!   than that budget); messages are appended to subscribers' buffers and written
 //!   once per loop turn (`dirty_clients`), so a PUBLISH costs no syscall per subscriber.
 //! - Output: a client's own replies are backpressure (its commands wait while
 //!   [`OUTPUT_SOFT_MARK`] is exceeded, resume on writable); published messages are held
@@ -33,15 +34,14 @@
 //!   binds anew and the retired entry closes its own.
 
 use std::collections::HashMap;
-use std::io::{self, Write as _};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use mio::Token;
 
-use super::control::Listener;
+use super::ids::SourceId;
+use super::io::{Buffers, ConnId, Fill, Io};
 use super::jobs::{Job, Origin};
-use super::{Endpoint, Runtime, TimerKey};
+use super::{Accept, Engine, Peer, TimerKey};
 use crate::config::{Address, RespEndpointSource};
 use crate::metrics::{DisconnectReason, DropReason};
 use crate::proto::resp::server::{
@@ -50,7 +50,6 @@ use crate::proto::resp::server::{
 };
 use crate::proto::resp::{self, Subscription, Version};
 use crate::proto::Status;
-use crate::reactor::conn::{Conn, Fill};
 
 /// Room in a client's read buffer above `max_message_bytes`: the rest of a command
 /// (channel name, headers) or several small pipelined ones.
@@ -78,30 +77,30 @@ const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 /// A listening endpoint: its listener, client count and subscription index.
 #[derive(Debug)]
 pub(super) struct EndpointServer {
-    /// The listener's slab token.
-    pub listener: usize,
+    /// The listener.
+    pub listener: ConnId,
     /// Clients connected now.
     pub clients: usize,
     /// `CLIENT ID` of the next client.
     next_client_id: u64,
-    /// Channel → tokens of the clients subscribed to it.
-    channels: HashMap<Vec<u8>, Vec<usize>>,
-    /// Pattern → tokens of the clients subscribed to it.
-    patterns: HashMap<Vec<u8>, Vec<usize>>,
+    /// Channel → the clients subscribed to it.
+    channels: HashMap<Vec<u8>, Vec<ConnId>>,
+    /// Pattern → the clients subscribed to it.
+    patterns: HashMap<Vec<u8>, Vec<ConnId>>,
 }
 
 /// One Redis client of an endpoint.
 #[derive(Debug)]
 pub(super) struct RespClient {
     /// The source (endpoint) it connected to.
-    pub source: usize,
-    pub conn: Conn,
+    pub source: SourceId,
+    pub buffers: Buffers,
     reader: CommandReader,
     session: ClientSession,
     state: ClientState,
     /// The peer closed its side: what it sent before is still answered, nothing is read.
     eof: bool,
-    /// Listed in `Runtime::dirty_clients` (messages queued, to flush at the turn's end).
+    /// Listed in `Engine::dirty_clients` (messages queued, to flush at the turn's end).
     dirty: bool,
     /// The read cap once authenticated (`max_message_bytes` + [`QUERY_SLACK`]).
     read_cap: usize,
@@ -122,27 +121,27 @@ enum ClientState {
 }
 
 impl EndpointServer {
-    fn index_mut(&mut self, kind: SubscriptionKind) -> &mut HashMap<Vec<u8>, Vec<usize>> {
+    fn index_mut(&mut self, kind: SubscriptionKind) -> &mut HashMap<Vec<u8>, Vec<ConnId>> {
         match kind {
             SubscriptionKind::Channel => &mut self.channels,
             SubscriptionKind::Pattern => &mut self.patterns,
         }
     }
 
-    fn apply(&mut self, token: usize, change: Change) {
+    fn apply(&mut self, client: ConnId, change: Change) {
         let index = self.index_mut(change.kind);
         if change.subscribed {
-            index.entry(change.name).or_default().push(token);
+            index.entry(change.name).or_default().push(client);
         } else {
-            drop_token(index, &change.name, token);
+            drop_client(index, &change.name, client);
         }
     }
 }
 
-fn drop_token(index: &mut HashMap<Vec<u8>, Vec<usize>>, name: &[u8], token: usize) {
-    if let Some(tokens) = index.get_mut(name) {
-        tokens.retain(|t| *t != token);
-        if tokens.is_empty() {
+fn drop_client(index: &mut HashMap<Vec<u8>, Vec<ConnId>>, name: &[u8], client: ConnId) {
+    if let Some(clients) = index.get_mut(name) {
+        clients.retain(|c| *c != client);
+        if clients.is_empty() {
             index.remove(name);
         }
     }
@@ -194,19 +193,24 @@ impl Encoded {
     }
 }
 
-impl Runtime {
+impl Engine {
     /// Binds a RESP endpoint's listener (or keeps the one handed over by a reload).
-    pub(super) fn start_endpoint(&mut self, source: usize, listen: &Address) -> io::Result<()> {
+    pub(super) fn start_endpoint(
+        &mut self,
+        source: SourceId,
+        listen: &Address,
+        io: &mut dyn Io,
+    ) -> Result<(), String> {
         if self.sources[source].server.is_some() {
             return Ok(()); // adopted from the entry a reload replaced
         }
-        let mut listener = Listener::bind(listen)?;
-        let entry = self.slab.vacant_entry();
-        let token = entry.key();
-        listener.register(self.poll.registry(), Token(token))?;
-        entry.insert(Endpoint::RespListener { source, listener });
+        let listener = ConnId(self.peers.insert(Peer::RespListener { source }));
+        if let Err(e) = io.listen(listener, listen) {
+            self.peers.remove(listener.0);
+            return Err(e);
+        }
         self.sources[source].server = Some(Box::new(EndpointServer {
-            listener: token,
+            listener,
             clients: 0,
             next_client_id: 1,
             channels: HashMap::new(),
@@ -221,7 +225,7 @@ impl Runtime {
 
     /// A reload replaced endpoint `old` by `new` with the same `listen`: the new entry
     /// takes the listener and the connected clients (they keep their sessions).
-    pub(super) fn adopt_endpoint(&mut self, old: usize, new: usize) {
+    pub(super) fn adopt_endpoint(&mut self, old: SourceId, new: SourceId) {
         let same_listen = match (
             self.sources[old].endpoint_config(),
             self.sources[new].endpoint_config(),
@@ -235,10 +239,10 @@ impl Runtime {
         let Some(server) = self.sources[old].server.take() else {
             return;
         };
-        for (_, endpoint) in self.slab.iter_mut() {
-            match endpoint {
-                Endpoint::RespListener { source, .. } if *source == old => *source = new,
-                Endpoint::RespClient(client) if client.source == old => client.source = new,
+        for (_, peer) in self.peers.iter_mut() {
+            match peer {
+                Peer::RespListener { source } if *source == old => *source = new,
+                Peer::RespClient(client) if client.source == old => client.source = new,
                 _ => {}
             }
         }
@@ -246,91 +250,71 @@ impl Runtime {
     }
 
     /// Closing phase (or a retired entry's end): the listener and every client close.
-    pub(super) fn close_endpoint(&mut self, source: usize) {
+    pub(super) fn close_endpoint(&mut self, source: SourceId) {
         let Some(server) = self.sources[source].server.take() else {
             return;
         };
         self.mark_close(server.listener);
-        let clients: Vec<usize> = self
-            .slab
+        let clients: Vec<ConnId> = self
+            .peers
             .iter()
-            .filter(|(_, e)| matches!(e, Endpoint::RespClient(c) if c.source == source))
-            .map(|(token, _)| token)
+            .filter(|(_, p)| matches!(p, Peer::RespClient(c) if c.source == source))
+            .map(|(key, _)| ConnId(key))
             .collect();
-        for token in clients {
-            self.mark_close(token);
+        for conn in clients {
+            self.mark_close(conn);
         }
     }
 
-    /// Accepts until `WouldBlock` (failures: `fds.rs`).
-    pub(super) fn on_endpoint_accept(&mut self, token: usize, now: Instant) {
-        while let Some(mut stream) = self.accept_one(token, now) {
-            let Some(Endpoint::RespListener { source, .. }) = self.slab.get(token) else {
-                return;
-            };
-            let source = *source;
-            let fds_left = self.resp_clients() < self.resp_client_budget;
-            let s = &mut self.sources[source];
-            let Some(config) = s.endpoint_config().map(ClientLimits::of) else {
-                stream.shutdown();
-                continue;
-            };
-            let Some(server) = s.server.as_mut() else {
-                stream.shutdown();
-                continue;
-            };
-            if server.clients >= config.max_clients || !fds_left {
-                // Like Redis: say why, then close (best effort: the socket is fresh and
-                // its send buffer empty, so the line goes out in one write).
-                let _ = stream.write(MAX_CLIENTS_REPLY);
-                stream.shutdown();
-                s.endpoint_metrics
-                    .on_disconnect(DisconnectReason::MaxClients);
-                debug!("source {}: max_clients reached; a client refused", s.name);
-                continue;
-            }
-            let id = server.next_client_id;
-            server.next_client_id += 1;
-            let read_cap = config.max_message_bytes.saturating_add(QUERY_SLACK);
-            let first_cap = if config.password.is_some() {
-                read_cap.min(UNAUTHENTICATED_READ_CAP)
-            } else {
-                read_cap
-            };
-            let conn = Conn::new(stream, first_cap, config.client_output_buffer_bytes);
-            let client = RespClient {
-                source,
-                conn,
-                state: ClientState::Open,
-                eof: false,
-                dirty: false,
-                read_cap,
-                reader: CommandReader::new(ReaderLimits {
-                    max_bulk: config.max_message_bytes,
-                }),
-                session: ClientSession::new(SessionConfig {
-                    password: config.password,
-                    id,
-                    server_version: env!("CARGO_PKG_VERSION"),
-                }),
-            };
-            match self.insert(Endpoint::RespClient(Box::new(client))) {
-                Ok(_) => {
-                    if let Some(server) = self.sources[source].server.as_mut() {
-                        server.clients += 1;
-                    }
-                }
-                Err(e) => warn!(
-                    "source {}: cannot register a client: {e}",
-                    self.sources[source].name
-                ),
-            }
+    /// A client connected to the endpoint of `source`.
+    pub(super) fn accept_resp_client(&mut self, source: SourceId) -> Accept {
+        let fds_left = self.resp_clients() < self.resp_client_budget;
+        let s = &mut self.sources[source];
+        let (Some(config), Some(server)) =
+            (s.endpoint_config().map(ClientLimits::of), s.server.as_mut())
+        else {
+            return Accept::Refuse(b"");
+        };
+        if server.clients >= config.max_clients || !fds_left {
+            // Like Redis: say why, then close.
+            s.endpoint_metrics
+                .on_disconnect(DisconnectReason::MaxClients);
+            debug!("source {}: max_clients reached; a client refused", s.name);
+            return Accept::Refuse(MAX_CLIENTS_REPLY);
         }
+        let id = server.next_client_id;
+        server.next_client_id += 1;
+        server.clients += 1;
+        let read_cap = config.max_message_bytes.saturating_add(QUERY_SLACK);
+        let first_cap = if config.password.is_some() {
+            read_cap.min(UNAUTHENTICATED_READ_CAP)
+        } else {
+            read_cap
+        };
+        let mut buffers = Buffers::new(first_cap, config.client_output_buffer_bytes);
+        buffers.set_read_ahead(Some(INPUT_BUDGET));
+        let client = RespClient {
+            source,
+            buffers,
+            state: ClientState::Open,
+            eof: false,
+            dirty: false,
+            read_cap,
+            reader: CommandReader::new(ReaderLimits {
+                max_bulk: config.max_message_bytes,
+            }),
+            session: ClientSession::new(SessionConfig {
+                password: config.password,
+                id,
+                server_version: env!("CARGO_PKG_VERSION"),
+            }),
+        };
+        Accept::Take(ConnId(self.peers.insert(Peer::RespClient(Box::new(client)))))
     }
 
-    /// A client is being removed from the slab: drop it from the index and the count.
-    pub(super) fn forget_resp_client(&mut self, token: usize) {
-        let Some(Endpoint::RespClient(client)) = self.slab.get(token) else {
+    /// A client is being removed: drop it from the index and the count.
+    pub(super) fn forget_resp_client(&mut self, conn: ConnId) {
+        let Some(Peer::RespClient(client)) = self.peers.get(conn.0) else {
             return;
         };
         let source = client.source;
@@ -342,24 +326,24 @@ impl Runtime {
         if let Some(server) = self.sources.get_mut(source).and_then(|s| s.server.as_mut()) {
             server.clients = server.clients.saturating_sub(1);
             for (kind, name) in subscriptions {
-                drop_token(server.index_mut(kind), &name, token);
+                drop_client(server.index_mut(kind), &name, conn);
             }
         }
     }
 
     /// Closes a client at the end of the turn (counted with `reason`, once).
-    fn close_client(&mut self, token: usize, source: usize, reason: Option<DisconnectReason>) {
-        if let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) {
+    fn close_client(&mut self, conn: ConnId, source: SourceId, reason: Option<DisconnectReason>) {
+        if let Some(Peer::RespClient(client)) = self.peers.get_mut(conn.0) {
             if client.state == ClientState::Closed {
                 return;
             }
             client.state = ClientState::Closed;
         }
         self.count_disconnect(source, reason);
-        self.mark_close(token);
+        self.mark_close(conn);
     }
 
-    fn count_disconnect(&mut self, source: usize, reason: Option<DisconnectReason>) {
+    fn count_disconnect(&mut self, source: SourceId, reason: Option<DisconnectReason>) {
         if let Some(reason) = reason {
             self.sources[source].endpoint_metrics.on_disconnect(reason);
             debug!(
@@ -373,56 +357,67 @@ impl Runtime {
     /// Close-after-reply: stop reading and running, close once the output is written.
     fn linger_client(
         &mut self,
-        token: usize,
-        source: usize,
+        conn: ConnId,
+        source: SourceId,
         reason: Option<DisconnectReason>,
         now: Instant,
     ) {
-        let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) else {
+        let Some(Peer::RespClient(client)) = self.peers.get_mut(conn.0) else {
             return;
         };
         if client.state != ClientState::Open {
             return;
         }
         client.state = ClientState::Linger;
-        let written = client.conn.pending_output() == 0;
+        client.buffers.set_read_ahead(Some(0));
+        let written = client.buffers.pending_output() == 0;
         self.count_disconnect(source, reason);
         if written {
-            self.mark_close(token);
+            self.mark_close(conn);
         } else {
-            self.timers.arm(TimerKey::Client(token), now + LINGER);
+            self.timers.arm(TimerKey::Client(conn), now + LINGER);
         }
     }
 
-    /// Readiness of a client (or a re-read at the next turn): write what is queued, then
-    /// work off some of its input.
-    pub(super) fn on_resp_client_ready(&mut self, token: usize, now: Instant) {
-        let Some(Endpoint::RespClient(client)) = self.slab.get(token) else {
+    /// The reactor read a client (or wrote its queued output, or re-reads it at the next
+    /// turn): work off some of its input.
+    pub(super) fn on_resp_client_ready(
+        &mut self,
+        conn: ConnId,
+        fill: Fill,
+        now: Instant,
+        io: &mut dyn Io,
+    ) {
+        let Some(Peer::RespClient(client)) = self.peers.get(conn.0) else {
             return;
         };
         let source = client.source;
-        if self.flush(token).is_err() {
-            self.close_client(token, source, None);
+        if fill == Fill::Failed {
+            self.close_client(conn, source, None);
             return;
         }
-        let Some(Endpoint::RespClient(client)) = self.slab.get(token) else {
-            return;
-        };
         match client.state {
-            ClientState::Open => self.work_client(token, source, now),
-            ClientState::Linger if client.conn.pending_output() == 0 => self.mark_close(token),
+            ClientState::Open => self.work_client(conn, source, fill, now, io),
+            ClientState::Linger if client.buffers.pending_output() == 0 => self.mark_close(conn),
             ClientState::Linger | ClientState::Closed => {}
         }
     }
 
     /// Reads a client's requests and answers them in order, [`INPUT_BUDGET`] bytes of
     /// them at most, and no further while [`OUTPUT_SOFT_MARK`] bytes of replies wait.
-    fn work_client(&mut self, token: usize, source: usize, now: Instant) {
+    fn work_client(
+        &mut self,
+        conn: ConnId,
+        source: SourceId,
+        fill: Fill,
+        now: Instant,
+        io: &mut dyn Io,
+    ) {
         /// Why the work stopped.
         enum Stop {
             /// Waiting for bytes: the socket was read until `WouldBlock`.
             NeedInput,
-            /// The budget is spent: go on at the next turn.
+            /// The budget is spent, or the read stopped at it: go on at the next turn.
             Budget,
             /// Replies pile up: go on when the socket is writable.
             Backpressure,
@@ -431,61 +426,56 @@ impl Runtime {
             /// Close at once.
             Close(Option<DisconnectReason>),
         }
+        if fill == Fill::Eof {
+            if let Some(Peer::RespClient(client)) = self.peers.get_mut(conn.0) {
+                // What arrived before the EOF is still answered (`echo PING | nc`).
+                client.eof = true;
+            }
+        }
+        let drained = fill == Fill::Drained;
         let mut consumed = 0usize;
-        let mut drained = false;
         let mut reply = Vec::new();
         let stop = loop {
-            let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) else {
+            let Some(Peer::RespClient(client)) = self.peers.get_mut(conn.0) else {
                 return;
             };
-            if client.conn.pending_output() > OUTPUT_SOFT_MARK {
-                if self.flush(token).is_err() {
+            if client.buffers.pending_output() > OUTPUT_SOFT_MARK {
+                if io.flush(conn, &mut client.buffers).is_err() {
                     break Stop::Close(None);
                 }
-                match self.slab.get(token) {
-                    Some(Endpoint::RespClient(c)) if c.conn.pending_output() > OUTPUT_SOFT_MARK => {
-                        break Stop::Backpressure
-                    }
-                    Some(Endpoint::RespClient(_)) => continue,
-                    _ => return,
+                if client.buffers.pending_output() > OUTPUT_SOFT_MARK {
+                    break Stop::Backpressure;
                 }
             }
             if consumed >= INPUT_BUDGET {
                 break Stop::Budget;
             }
             let RespClient {
-                conn,
+                buffers,
                 reader,
                 session,
                 eof,
                 read_cap,
                 ..
             } = &mut **client;
-            let input = conn.input();
+            let input = buffers.input();
             reply.clear();
             let (used, publish) = match reader.read(input, session.is_authenticated()) {
                 Ok(Status::Partial) => {
                     let skipped = reader.take_skipped();
-                    conn.consume(skipped);
-                    consumed += skipped;
+                    buffers.consume(skipped);
                     if *eof {
                         break Stop::Linger(None);
+                    }
+                    if buffers.unconsumed() >= buffers.read_cap() {
+                        // One request does not fit the query buffer.
+                        break Stop::Close(Some(DisconnectReason::QueryBuffer));
                     }
                     if drained {
                         break Stop::NeedInput;
                     }
-                    if conn.unconsumed() >= conn.read_cap() {
-                        // One request does not fit the query buffer.
-                        break Stop::Close(Some(DisconnectReason::QueryBuffer));
-                    }
-                    match conn.fill_to(conn.unconsumed() + INPUT_BUDGET) {
-                        Ok(Fill::Full) => {}
-                        Ok(Fill::Drained) => drained = true,
-                        // What arrived before the EOF is still answered (`echo PING | nc`).
-                        Ok(Fill::Eof) => *eof = true,
-                        Err(_) => break Stop::Close(None),
-                    }
-                    continue;
+                    // The read stopped at its limit: more waits in the socket.
+                    break Stop::Budget;
                 }
                 Err(e) => {
                     let refused_job = e == ProtocolError::InvalidBulkLength { too_large: true }
@@ -500,7 +490,7 @@ impl Runtime {
                         });
                     let mut message = Vec::new();
                     e.write_message(&mut message);
-                    resp::error(conn.write_buf(), &message);
+                    resp::error(buffers.write_buf(), &message);
                     if refused_job {
                         let s = &mut self.sources[source];
                         s.metrics.on_received();
@@ -525,52 +515,57 @@ impl Runtime {
                         }
                     };
                     if session.is_authenticated() {
-                        conn.set_read_cap(*read_cap);
+                        buffers.set_read_cap(*read_cap);
                     }
                     (used, (publish, quit))
                 }
             };
             let (publish, quit) = publish;
-            let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) else {
+            let Some(Peer::RespClient(client)) = self.peers.get_mut(conn.0) else {
                 return;
             };
-            client.conn.consume(used);
+            client.buffers.consume(used);
             consumed += used;
-            client.conn.write_buf().extend_from_slice(&reply);
+            client.buffers.write_buf().extend_from_slice(&reply);
             let changes = client.session.take_changes();
             if !changes.is_empty() {
                 if let Some(server) = self.sources[source].server.as_mut() {
                     for change in changes {
-                        server.apply(token, change);
+                        server.apply(conn, change);
                     }
                 }
             }
             if let Some((channel, message)) = publish {
-                let receivers = self.publish(source, channel, message, now);
-                if let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) {
-                    resp::integer(client.conn.write_buf(), receivers);
+                let receivers = self.publish(source, channel, message, now, io);
+                if let Some(Peer::RespClient(client)) = self.peers.get_mut(conn.0) {
+                    resp::integer(client.buffers.write_buf(), receivers);
                 }
             }
             if quit {
                 break Stop::Linger(None);
             }
         };
-        if self.flush(token).is_err() {
-            self.close_client(token, source, None);
+        if let Some(Peer::RespClient(client)) = self.peers.get_mut(conn.0) {
+            // Paused while its replies pile up; otherwise one budget ahead at most.
+            let ahead = matches!(stop, Stop::Backpressure).then_some(0);
+            client.buffers.set_read_ahead(Some(ahead.unwrap_or(INPUT_BUDGET)));
+        }
+        if self.flush(conn, io).is_err() {
+            self.close_client(conn, source, None);
             return;
         }
         match stop {
             Stop::NeedInput | Stop::Backpressure => {}
-            Stop::Budget => self.rearm_read.push(token),
-            Stop::Linger(reason) => self.linger_client(token, source, reason, now),
-            Stop::Close(reason) => self.close_client(token, source, reason),
+            Stop::Budget => self.rearm_read.push(conn),
+            Stop::Linger(reason) => self.linger_client(conn, source, reason, now),
+            Stop::Close(reason) => self.close_client(conn, source, reason),
         }
     }
 
     /// End of a loop turn: writes what the fan-out queued, once per client.
-    pub(super) fn flush_dirty_clients(&mut self) {
-        for token in std::mem::take(&mut self.dirty_clients) {
-            let Some(Endpoint::RespClient(client)) = self.slab.get_mut(token) else {
+    pub(super) fn flush_dirty_clients(&mut self, io: &mut dyn Io) {
+        for conn in std::mem::take(&mut self.dirty_clients) {
+            let Some(Peer::RespClient(client)) = self.peers.get_mut(conn.0) else {
                 continue;
             };
             client.dirty = false;
@@ -578,22 +573,27 @@ impl Runtime {
             if client.state == ClientState::Closed {
                 continue;
             }
-            if self.flush(token).is_err() {
-                self.close_client(token, source, None);
+            if io.flush(conn, &mut client.buffers).is_err() {
+                self.close_client(conn, source, None);
                 continue;
             }
-            if let Some(Endpoint::RespClient(client)) = self.slab.get(token) {
-                if client.state == ClientState::Linger && client.conn.pending_output() == 0 {
-                    self.mark_close(token);
-                }
+            if client.state == ClientState::Linger && client.buffers.pending_output() == 0 {
+                self.mark_close(conn);
             }
         }
     }
 
     /// `PUBLISH channel message`: a job when the channel is configured, and the message
     /// to every subscriber. Returns the number of receivers.
-    fn publish(&mut self, source: usize, channel: Vec<u8>, message: Vec<u8>, now: Instant) -> i64 {
-        let mut receivers = self.fan_out(source, &channel, &message);
+    fn publish(
+        &mut self,
+        source: SourceId,
+        channel: Vec<u8>,
+        message: Vec<u8>,
+        now: Instant,
+        io: &mut dyn Io,
+    ) -> i64 {
+        let mut receivers = self.fan_out(source, &channel, &message, io);
         let configured = self.sources[source]
             .channels()
             .iter()
@@ -608,7 +608,7 @@ impl Runtime {
                 s.metrics.on_dropped(DropReason::Paused);
             } else {
                 let job = Job {
-                    id: self.next_job_id,
+                    id: self.next_job_id(),
                     source,
                     attempt: 1,
                     payload: message,
@@ -621,7 +621,6 @@ impl Runtime {
                     resent: false,
                     dispatch_acked: false,
                 };
-                self.next_job_id += 1;
                 if self.offer_pubsub_job(job, now) {
                     receivers += 1;
                 }
@@ -633,55 +632,56 @@ impl Runtime {
     /// Queues `message` on every open client subscribed to `channel` or a matching
     /// pattern; they are written once at the end of the loop turn (one write per client
     /// per turn, however many messages). A client whose queued bytes pass
-    /// `client_output_buffer_bytes` is closed at once, counted once, its output dropped.
-    fn fan_out(&mut self, source: usize, channel: &[u8], message: &[u8]) -> i64 {
+    /// `client_output_buffer_bytes` — counting only what its socket could not take — is
+    /// closed at once, counted once, its output dropped.
+    fn fan_out(&mut self, source: SourceId, channel: &[u8], message: &[u8], io: &mut dyn Io) -> i64 {
         let Some(server) = self.sources[source].server.as_deref() else {
             return 0;
         };
         let mut delivered = 0i64;
-        let mut overflowed: Vec<usize> = Vec::new();
-        let slab = &mut self.slab;
+        let mut overflowed: Vec<ConnId> = Vec::new();
+        let peers = &mut self.peers;
         let dirty = &mut self.dirty_clients;
-        let mut deliver = |tokens: &[usize], pattern: Option<&[u8]>| {
+        let mut deliver = |clients: &[ConnId], pattern: Option<&[u8]>| {
             let mut encoded = Encoded::default();
-            for &token in tokens {
-                let Some(Endpoint::RespClient(client)) = slab.get_mut(token) else {
+            for &conn in clients {
+                let Some(Peer::RespClient(client)) = peers.get_mut(conn.0) else {
                     continue;
                 };
                 if client.state != ClientState::Open {
                     continue;
                 }
                 let frame = encoded.get(client.session.version(), pattern, channel, message);
-                client.conn.write_buf().extend_from_slice(frame);
+                client.buffers.write_buf().extend_from_slice(frame);
                 delivered += 1;
-                if client.conn.write_backlogged() {
+                if client.buffers.write_backlogged() {
                     // Over the limit only counting what the socket could take now: write
                     // first (rare; a broken socket is found at the turn's end).
-                    let _ = client.conn.flush();
+                    let _ = io.flush(conn, &mut client.buffers);
                 }
-                if client.conn.write_backlogged() {
+                if client.buffers.write_backlogged() {
                     // Redis's pub/sub hard limit. Marked here so later messages of this
                     // turn skip it.
                     client.state = ClientState::Closed;
-                    client.conn.discard_output();
-                    overflowed.push(token);
+                    client.buffers.discard_output();
+                    overflowed.push(conn);
                 } else if !client.dirty {
                     client.dirty = true;
-                    dirty.push(token);
+                    dirty.push(conn);
                 }
             }
         };
-        if let Some(tokens) = server.channels.get(channel) {
-            deliver(tokens, None);
+        if let Some(clients) = server.channels.get(channel) {
+            deliver(clients, None);
         }
-        for (pattern, tokens) in &server.patterns {
+        for (pattern, clients) in &server.patterns {
             if glob_match(pattern, channel) {
-                deliver(tokens, Some(pattern));
+                deliver(clients, Some(pattern));
             }
         }
-        for token in overflowed {
+        for conn in overflowed {
             self.count_disconnect(source, Some(DisconnectReason::OutputBuffer));
-            self.mark_close(token);
+            self.mark_close(conn);
         }
         delivered
     }

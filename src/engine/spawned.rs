@@ -1,7 +1,8 @@
-//! Spawned pools in the running daemon (SPEC "Embedded deployment": a pool with `spawn`
-//! instead of `address`): ferry binds the socket, keeps `processes` workers running on
-//! it, restarts those that end, and stops them all on shutdown. The system calls are in
-//! `process::spawn`; this module decides *when*.
+//! Spawned pools (`docs/SEMANTICS.md`, "Embedded deployment": a pool with `spawn` instead
+//! of `address`): ferry binds the socket, keeps `processes` workers running on it,
+//! restarts those that end, and stops them all on shutdown. The reactor makes the system
+//! calls (`crate::process::spawn`) when the engine asks through [`Io`]; this module
+//! decides *when*.
 //!
 //! A spawned pool is otherwise an ordinary pool: its target is the socket ferry bound,
 //! and jobs go through the same worker connections, timeouts, retries, `keep_conn` and
@@ -12,7 +13,7 @@
 //!   (`ferry_pool_failures_total{reason="no_process"}`); a worker that starts schedules
 //!   a probe at once.
 //! - **Restarts.** SIGCHLD comes through the reactor's signal pipe; every worker is then
-//!   polled with `waitpid(pid, WNOHANG)` (signals coalesce). A worker that ran at least
+//!   polled ([`Io::reap_worker`]: signals coalesce). A worker that ran at least
 //!   [`HEALTHY_UPTIME`] is replaced at once; so is one that exited 0 after the pool
 //!   finished jobs since it started (a `max_requests` recycle), but at most once per
 //!   [`HEALTHY_UPTIME`] per slot — "the pool worked" cannot tell a recycle from a
@@ -31,18 +32,16 @@
 //! the generation of the socket it connected to, so a retiring group is stopped only when
 //! none of its connections is left.
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use nix::sys::signal::Signal;
 
-use super::{Endpoint, Phase, Runtime, TimerKey};
-use crate::config::{Address, SpawnConfig};
+use super::backoff::Backoff;
+use super::ids::PoolId;
+use super::io::{Io, ProcessSignal, SocketKey};
+use super::{Engine, Peer, Phase, TimerKey};
+use crate::config::SpawnConfig;
 use crate::dispatch::outcome::PoolFailureReason;
-use crate::process::spawn::{self, PoolSocket, SocketAddress, SocketDir};
-use crate::reactor::backoff::Backoff;
-use crate::reactor::connect::Target;
 
 /// A worker that ran this long is healthy: replaced at once when it ends.
 pub(super) const HEALTHY_UPTIME: Duration = Duration::from_secs(1);
@@ -55,7 +54,7 @@ const STOP_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// A running worker.
 struct Running {
-    child: Child,
+    pid: u32,
     started_at: Instant,
     /// The pool's finished jobs when it started (did the pool work while it lived?).
     jobs_at_start: u64,
@@ -73,12 +72,13 @@ struct Slot {
 }
 
 /// The workers of one spawned pool for one version of its `spawn` settings, and their
-/// socket. Dropping a group kills and reaps what is left of it (an early return from the
-/// loop must not leave orphans), then removes its socket file.
+/// socket. A group that is let go of is released ([`Group::release`]): what is left of
+/// it is killed and reaped and its socket closed. (The reactor also kills and reaps every
+/// worker it still holds when it ends, so an early exit leaves no orphan.)
 pub(super) struct Group {
     pub generation: u64,
     config: SpawnConfig,
-    socket: PoolSocket,
+    socket: SocketKey,
     slots: Vec<Slot>,
     /// SIGTERM sent: never restarted; SIGKILL at this instant.
     kill_at: Option<Instant>,
@@ -94,7 +94,7 @@ impl Group {
     pub fn pids(&self) -> Vec<u32> {
         self.slots
             .iter()
-            .filter_map(|s| s.running.as_ref().map(|r| r.child.id()))
+            .filter_map(|s| s.running.as_ref().map(|r| r.pid))
             .collect()
     }
 
@@ -104,40 +104,31 @@ impl Group {
     }
 
     /// Sends `signal` to every live worker's process group.
-    fn signal_all(&self, signal: Signal) {
+    fn signal_all(&self, signal: ProcessSignal, io: &mut dyn Io) {
         for running in self.slots.iter().filter_map(|s| s.running.as_ref()) {
-            if let Err(e) = spawn::signal_group(running.child.id(), signal) {
-                warn!(
-                    "cannot send {signal} to process {}: {e}",
-                    running.child.id()
-                );
+            if let Err(e) = io.signal_worker(running.pid, signal) {
+                warn!("cannot send {signal:?} to process {}: {e}", running.pid);
             }
         }
     }
 
-    /// SIGKILL to every live worker's group, then waits for each. The wait blocks the
-    /// loop, which is acceptable only because SIGKILL cannot be caught or ignored: the
-    /// kernel ends the process at once (a worker stuck in uninterruptible I/O — a dead
-    /// NFS mount — is the one case that would hold ferry here, and nothing else could
-    /// free it either). Killed before reaped, so the group id cannot have been reused.
-    /// Returns the pids killed.
-    fn kill_and_reap(&mut self) -> Vec<u32> {
+    /// SIGKILL to every live worker's group, then waits for each (SIGKILL cannot be
+    /// caught or ignored: the wait is short). Returns the pids killed.
+    fn kill_and_reap(&mut self, io: &mut dyn Io) -> Vec<u32> {
         let mut killed = Vec::new();
         for slot in &mut self.slots {
-            if let Some(mut running) = slot.running.take() {
-                let pid = running.child.id();
-                let _ = spawn::signal_group(pid, Signal::SIGKILL);
-                let _ = running.child.wait();
-                killed.push(pid);
+            if let Some(running) = slot.running.take() {
+                io.kill_worker(running.pid);
+                killed.push(running.pid);
             }
         }
         killed
     }
-}
 
-impl Drop for Group {
-    fn drop(&mut self) {
-        self.kill_and_reap();
+    /// Lets go of the group: kills what is left of it and closes its socket.
+    fn release(mut self, io: &mut dyn Io) {
+        self.kill_and_reap(io);
+        io.release_worker_socket(self.socket);
     }
 }
 
@@ -145,10 +136,8 @@ impl Drop for Group {
 /// reload replaced or removed.
 #[derive(Default)]
 pub(super) struct Processes {
-    /// Groups being retired: (pool, group). Declared before `dir`: dropped first.
-    retiring: Vec<(usize, Group)>,
-    /// The private directory of default sockets, created with the first such pool.
-    dir: Option<SocketDir>,
+    /// Groups being retired: (pool, group).
+    retiring: Vec<(PoolId, Group)>,
     next_generation: u64,
     /// Shutdown: every group got SIGTERM; nothing restarts any more.
     stopping: bool,
@@ -156,10 +145,17 @@ pub(super) struct Processes {
     reap_pending: bool,
 }
 
-impl Runtime {
-    /// Binds a spawned pool's socket and starts its workers (from `resolve_pool`). A bind
-    /// failure is a pool failure: the circuit opens and the probe timer tries again.
-    pub(super) fn start_spawned_pool(&mut self, pool: usize, now: Instant) {
+impl Processes {
+    /// SIGCHLD arrived: reap at the end of the loop turn.
+    pub fn note_sigchld(&mut self) {
+        self.reap_pending = true;
+    }
+}
+
+impl Engine {
+    /// Binds a spawned pool's socket and starts its workers. A bind failure is a pool
+    /// failure: the circuit opens and the probe timer tries again.
+    pub(super) fn start_spawned_pool(&mut self, pool: PoolId, now: Instant, io: &mut dyn Io) {
         if self.processes_stopping() {
             // A bind retry that comes due after the workers were told to stop would
             // start a group nobody stops: ferry would never exit.
@@ -168,7 +164,7 @@ impl Runtime {
         let Some(config) = self.pools[pool].config.spawn.clone() else {
             return;
         };
-        let socket = match self.bind_pool_socket(pool, &config) {
+        let socket = match io.bind_worker_socket(&self.pools[pool].name, config.listen.as_ref()) {
             Ok(socket) => socket,
             Err(e) => {
                 warn!(
@@ -179,12 +175,8 @@ impl Runtime {
                 return;
             }
         };
-        let target = match socket.address() {
-            SocketAddress::Unix(path) => Target::Unix(path.clone()),
-            SocketAddress::Tcp(addr) => Target::Tcp(*addr),
-        };
         let generation = self.next_generation();
-        let seed = self.seed.rotate_left(13) ^ (pool as u64) << 16 ^ generation;
+        let seed = self.seed.rotate_left(13) ^ (pool.0 as u64) << 16 ^ generation;
         let slots = (0..config.processes)
             .map(|n| Slot {
                 running: None,
@@ -195,26 +187,25 @@ impl Runtime {
             .collect();
         info!(
             "pool {}: starting {} processes of {:?} on {}",
-            self.pools[pool].name,
-            config.processes,
-            config.command,
-            describe_target(&target)
+            self.pools[pool].name, config.processes, config.command, socket.address
         );
-        self.pools[pool].targets = Some(vec![target]);
+        self.pools[pool].address = Some(socket.address);
         self.pools[pool].generation = generation;
-        self.pools[pool].spawned = Some(Group {
+        if let Some(old) = self.pools[pool].spawned.replace(Group {
             generation,
             config,
-            socket,
+            socket: socket.key,
             slots,
             kill_at: None,
-        });
+        }) {
+            old.release(io);
+        }
         let count = self.pools[pool]
             .spawned
             .as_ref()
             .map_or(0, |g| g.slots.len());
         for slot in 0..count {
-            self.start_process(pool, slot, now);
+            self.start_process(pool, slot, now, io);
         }
     }
 
@@ -222,38 +213,6 @@ impl Runtime {
     pub(super) fn next_generation(&mut self) -> u64 {
         self.spawned.next_generation += 1;
         self.spawned.next_generation
-    }
-
-    fn bind_pool_socket(
-        &mut self,
-        pool: usize,
-        config: &SpawnConfig,
-    ) -> std::io::Result<PoolSocket> {
-        match &config.listen {
-            Some(Address::Unix(path)) => PoolSocket::bind_unix(path),
-            Some(Address::Tcp { host, port }) => {
-                let ip: std::net::IpAddr = host.parse().map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("{host} is not an IP address"),
-                    )
-                })?;
-                PoolSocket::bind_tcp((ip, *port).into())
-            }
-            None => {
-                if self.spawned.dir.is_none() {
-                    let dir = SocketDir::create()?;
-                    info!("spawned pools' sockets in {}", dir.path().display());
-                    self.spawned.dir = Some(dir);
-                }
-                let dir = self
-                    .spawned
-                    .dir
-                    .as_ref()
-                    .ok_or_else(|| std::io::Error::other("no socket directory"))?;
-                PoolSocket::bind_unix(&dir.socket_path(&self.pools[pool].name))
-            }
-        }
     }
 
     /// True once ferry is closing (every source closed or closing) or its workers were
@@ -264,7 +223,7 @@ impl Runtime {
     }
 
     /// Starts the worker of `slot`; a failure to start counts as a death at once.
-    fn start_process(&mut self, pool: usize, slot: usize, now: Instant) {
+    fn start_process(&mut self, pool: PoolId, slot: usize, now: Instant, io: &mut dyn Io) {
         if self.processes_stopping() {
             return;
         }
@@ -273,16 +232,16 @@ impl Runtime {
         let Some(group) = p.spawned.as_mut() else {
             return;
         };
-        match spawn::start(
+        match io.spawn_worker(
             &group.config.command,
-            &group.socket,
+            group.socket,
             group.config.max_requests,
         ) {
-            Ok(child) => {
-                debug!("pool {}: started process {}", p.name, child.id());
+            Ok(pid) => {
+                debug!("pool {}: started process {pid}", p.name);
                 if let Some(s) = group.slots.get_mut(slot) {
                     s.running = Some(Running {
-                        child,
+                        pid,
                         started_at: now,
                         jobs_at_start,
                     });
@@ -303,7 +262,7 @@ impl Runtime {
     }
 
     /// Backs off the restart of `slot`; with no worker left, the pool has failed.
-    fn schedule_restart(&mut self, pool: usize, slot: usize, now: Instant) {
+    fn schedule_restart(&mut self, pool: PoolId, slot: usize, now: Instant) {
         let p = &mut self.pools[pool];
         let Some(group) = p.spawned.as_mut() else {
             return;
@@ -325,7 +284,7 @@ impl Runtime {
     /// A spawned pool's socket accepts connections even with no worker behind it, so a
     /// connect proves nothing: with none running, the circuit opens (`no_process`).
     /// Returns whether it did.
-    pub(super) fn open_circuit_without_workers(&mut self, pool: usize, now: Instant) -> bool {
+    pub(super) fn open_circuit_without_workers(&mut self, pool: PoolId, now: Instant) -> bool {
         let no_worker = self.pools[pool]
             .spawned
             .as_ref()
@@ -339,7 +298,7 @@ impl Runtime {
         no_worker
     }
 
-    fn arm_restart_timer(&mut self, pool: usize) {
+    fn arm_restart_timer(&mut self, pool: PoolId) {
         let next = self.pools[pool]
             .spawned
             .as_ref()
@@ -351,7 +310,7 @@ impl Runtime {
     }
 
     /// Backed-off restarts that are due.
-    pub(super) fn on_restart_timer(&mut self, pool: usize, now: Instant) {
+    pub(super) fn on_restart_timer(&mut self, pool: PoolId, now: Instant, io: &mut dyn Io) {
         if self.processes_stopping() {
             return;
         }
@@ -370,59 +329,52 @@ impl Runtime {
             .unwrap_or_default();
         for slot in due {
             self.pools[pool].metrics.on_process_restart();
-            self.start_process(pool, slot, now);
+            self.start_process(pool, slot, now, io);
         }
         self.arm_restart_timer(pool);
     }
 
-    /// SIGCHLD: the workers are reaped at the end of the loop turn, once the events of
-    /// the same batch are handled. A worker recycled by `max_requests` writes its last
-    /// answer, then exits: its connection is readable no later than the signal, and the
-    /// answer must be counted before deciding whether the worker "worked".
-    pub(super) fn on_sigchld(&mut self) {
-        self.spawned.reap_pending = true;
-    }
-
     /// Reaps every worker that ended, and replaces it (see the module docs).
-    fn reap_processes(&mut self, now: Instant) {
-        for pool in 0..self.pools.len() {
+    fn reap_processes(&mut self, now: Instant, io: &mut dyn Io) {
+        for pool in self.pools.keys() {
             let slots = self.pools[pool]
                 .spawned
                 .as_ref()
                 .map_or(0, |g| g.slots.len());
             for slot in 0..slots {
-                self.reap_slot(pool, slot, now);
+                self.reap_slot(pool, slot, now, io);
             }
         }
-        let name_of = |pools: &[super::pools::Pool], pool: usize| {
-            pools.get(pool).map_or(String::new(), |p| p.name.clone())
-        };
         for (pool, group) in &mut self.spawned.retiring {
+            let name = self.pools.get(*pool).map_or("", |p| p.name.as_str());
             for slot in &mut group.slots {
                 let Some(running) = slot.running.as_mut() else {
                     continue;
                 };
-                let pid = running.child.id();
-                if !spawn::has_ended(pid).unwrap_or(false) {
-                    continue;
-                }
-                // Killed before reaped: until then the group id cannot be reused.
-                let _ = spawn::signal_group(pid, Signal::SIGKILL);
-                if let Ok(Some(status)) = running.child.try_wait() {
+                if let Ok(Some(exit)) = io.reap_worker(running.pid) {
                     info!(
-                        "pool {}: retired process {pid} {}",
-                        name_of(&self.pools, *pool),
-                        spawn::describe_exit(status)
+                        "pool {name}: retired process {} {}",
+                        running.pid, exit.description
                     );
                     slot.running = None;
                 }
             }
         }
-        // A retired group with no worker left is done: its socket goes with it.
-        self.spawned.retiring.retain(|(_, group)| group.live() > 0);
+        self.release_finished_groups(io);
     }
 
-    fn reap_slot(&mut self, pool: usize, slot: usize, now: Instant) {
+    /// A retired group with no worker left is done: its socket goes with it.
+    fn release_finished_groups(&mut self, io: &mut dyn Io) {
+        let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.spawned.retiring)
+            .into_iter()
+            .partition(|(_, group)| group.live() == 0);
+        self.spawned.retiring = kept;
+        for (_, group) in done {
+            group.release(io);
+        }
+    }
+
+    fn reap_slot(&mut self, pool: PoolId, slot: usize, now: Instant, io: &mut dyn Io) {
         let closing = self.processes_stopping();
         let p = &mut self.pools[pool];
         let jobs_now = p.metrics.job_duration().count();
@@ -436,21 +388,11 @@ impl Runtime {
         let Some(running) = s.running.as_mut() else {
             return;
         };
-        let pid = running.child.id();
-        match spawn::has_ended(pid) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                warn!("pool {}: cannot wait for process {pid}: {e}", p.name);
-                return;
-            }
-        }
-        // Whatever the worker forked dies with it: nothing outlives its slot. Killed
-        // while the worker is a zombie, not after reaping it: then its pid, the group's
-        // id, could already name some other process's group.
-        let _ = spawn::signal_group(pid, Signal::SIGKILL);
-        let status = match running.child.try_wait() {
-            Ok(Some(status)) => status,
+        let pid = running.pid;
+        // Whatever the worker forked dies with it: the reactor kills its group while it
+        // is a zombie, before reaping it (then its pid could name another group).
+        let exit = match io.reap_worker(pid) {
+            Ok(Some(exit)) => exit,
             Ok(None) => return,
             Err(e) => {
                 warn!("pool {}: cannot wait for process {pid}: {e}", p.name);
@@ -460,7 +402,7 @@ impl Runtime {
         let lived = now.saturating_duration_since(running.started_at);
         let worked = jobs_now > running.jobs_at_start;
         s.running = None;
-        let how = spawn::describe_exit(status);
+        let how = &exit.description;
         let lived_s = lived.as_secs_f64();
         if stopping {
             info!("pool {}: process {pid} {how} after {lived_s:.1}s", p.name);
@@ -470,7 +412,7 @@ impl Runtime {
             "pool {}: process {pid} {how} after {lived_s:.1}s; restarting",
             p.name
         );
-        if status.success() {
+        if exit.success {
             info!("{line}");
         } else {
             warn!("{line}");
@@ -482,14 +424,14 @@ impl Runtime {
         let quick_allowed = s
             .quick_restart_at
             .is_none_or(|at| now.saturating_duration_since(at) >= HEALTHY_UPTIME);
-        let recycled = status.success() && worked && quick_allowed;
+        let recycled = exit.success && worked && quick_allowed;
         if lived >= HEALTHY_UPTIME || recycled {
             if lived < HEALTHY_UPTIME {
                 s.quick_restart_at = Some(now);
             }
             s.backoff.reset();
             p.metrics.on_process_restart();
-            self.start_process(pool, slot, now);
+            self.start_process(pool, slot, now, io);
         } else {
             self.schedule_restart(pool, slot, now);
         }
@@ -502,7 +444,7 @@ impl Runtime {
 
     /// Shutdown, after the drain: true once no worker is left. The first call sends
     /// SIGTERM to every worker's group and arms the SIGKILL deadline.
-    pub(super) fn processes_stopped(&mut self, now: Instant) -> bool {
+    pub(super) fn processes_stopped(&mut self, now: Instant, io: &mut dyn Io) -> bool {
         let live = self.live_processes();
         if live == 0 {
             return true;
@@ -515,16 +457,16 @@ impl Runtime {
                 timeout.as_millis()
             );
             let kill_at = now + timeout;
-            for pool in 0..self.pools.len() {
+            for pool in self.pools.keys() {
                 self.timers.cancel(TimerKey::Restart(pool));
                 if let Some(group) = self.pools[pool].spawned.as_mut() {
-                    group.signal_all(Signal::SIGTERM);
+                    group.signal_all(ProcessSignal::Terminate, io);
                     group.kill_at = Some(kill_at);
                 }
             }
             for (_, group) in &mut self.spawned.retiring {
                 if group.kill_at.is_none() {
-                    group.signal_all(Signal::SIGTERM);
+                    group.signal_all(ProcessSignal::Terminate, io);
                     group.kill_at = Some(kill_at);
                 }
             }
@@ -537,7 +479,7 @@ impl Runtime {
     fn live_processes(&self) -> usize {
         let current: usize = self
             .pools
-            .iter()
+            .values()
             .filter_map(|p| p.spawned.as_ref())
             .map(Group::live)
             .sum();
@@ -548,7 +490,7 @@ impl Runtime {
     fn arm_stop_timer(&mut self) {
         let next = self
             .pools
-            .iter()
+            .values()
             .filter_map(|p| p.spawned.as_ref())
             .chain(self.spawned.retiring.iter().map(|(_, g)| g))
             .filter(|g| g.live() > 0)
@@ -561,12 +503,12 @@ impl Runtime {
     }
 
     /// The SIGKILL deadline of stopping groups.
-    pub(super) fn on_stop_processes_timer(&mut self, now: Instant) {
+    pub(super) fn on_stop_processes_timer(&mut self, now: Instant, io: &mut dyn Io) {
         let timeout = self.stop_timeout();
         let due = |group: &Group| group.kill_at.is_some_and(|at| at <= now);
-        for p in &mut self.pools {
+        for p in self.pools.values_mut() {
             if let Some(group) = p.spawned.as_mut().filter(|g| due(g)) {
-                for pid in group.kill_and_reap() {
+                for pid in group.kill_and_reap(io) {
                     warn!(
                         "pool {}: process {pid} still ran {} ms after SIGTERM; killed",
                         p.name,
@@ -577,34 +519,37 @@ impl Runtime {
         }
         for (pool, group) in self.spawned.retiring.iter_mut().filter(|(_, g)| due(g)) {
             let name = self.pools.get(*pool).map_or("", |p| p.name.as_str());
-            for pid in group.kill_and_reap() {
+            for pid in group.kill_and_reap(io) {
                 warn!(
                     "pool {name}: retired process {pid} still ran {} ms after SIGTERM; killed",
                     timeout.as_millis()
                 );
             }
         }
-        self.spawned.retiring.retain(|(_, group)| group.live() > 0);
+        self.release_finished_groups(io);
         self.arm_stop_timer();
     }
 
     /// A second signal: kill and reap every worker now.
-    pub(super) fn kill_processes(&mut self) {
+    pub(super) fn kill_processes(&mut self, io: &mut dyn Io) {
         self.spawned.stopping = true;
-        for p in &mut self.pools {
+        for p in self.pools.values_mut() {
             if let Some(group) = p.spawned.as_mut() {
-                let killed = group.kill_and_reap();
+                let killed = group.kill_and_reap(io);
                 if !killed.is_empty() {
                     warn!("pool {}: killed processes {killed:?}", p.name);
                 }
             }
         }
-        self.spawned.retiring.clear();
+        for (_, group) in std::mem::take(&mut self.spawned.retiring) {
+            group.release(io);
+        }
     }
 
-    /// A reload changed the pool's `spawn` (or `address`): its workers retire and are
-    /// stopped once no connection uses them ([`Runtime::tend_processes`]).
-    pub(super) fn retire_processes(&mut self, pool: usize) {
+    /// A reload changed the pool's `spawn` (or `address`), or removed it: its workers
+    /// retire and are stopped once no connection uses them
+    /// ([`Engine::tend_processes`]).
+    pub(super) fn retire_processes(&mut self, pool: PoolId) {
         self.timers.cancel(TimerKey::Restart(pool));
         if let Some(group) = self.pools[pool].spawned.take() {
             info!(
@@ -616,16 +561,17 @@ impl Runtime {
         }
     }
 
-    /// Once per loop turn: reaps after a SIGCHLD, retires the workers of a removed pool that finished its work,
-    /// and sends SIGTERM to retiring groups no connection uses any more.
-    pub(super) fn tend_processes(&mut self, now: Instant) {
+    /// Once per loop turn: reaps after a SIGCHLD, retires the workers of a removed pool
+    /// that finished its work, and sends SIGTERM to retiring groups no connection uses
+    /// any more.
+    pub(super) fn tend_processes(&mut self, now: Instant, io: &mut dyn Io) {
         if std::mem::take(&mut self.spawned.reap_pending) {
-            self.reap_processes(now);
+            self.reap_processes(now, io);
         }
-        for pool in 0..self.pools.len() {
+        for pool in self.pools.keys() {
             if self.pools[pool].is_finished() && self.pools[pool].spawned.is_some() {
-                for token in self.pools[pool].take_idle_tokens() {
-                    self.mark_close(token);
+                for conn in self.pools[pool].take_idle() {
+                    self.mark_close(conn);
                 }
                 self.retire_processes(pool);
             }
@@ -643,29 +589,27 @@ impl Runtime {
                 continue;
             }
             let (pool, generation) = (*pool, group.generation);
-            let in_use = self.slab.iter().any(|(token, endpoint)| {
-                matches!(endpoint, Endpoint::Worker(w) if w.pool == pool && w.generation == generation)
-                    && !self.to_close.contains(&token)
+            let in_use = self.peers.iter().any(|(key, peer)| {
+                matches!(peer, Peer::Worker(w) if w.pool == pool && w.generation == generation)
+                    && !self.to_close.contains(&super::io::ConnId(key))
             });
             if in_use {
                 continue;
             }
             if let Some((_, group)) = self.spawned.retiring.get_mut(index) {
-                group.signal_all(Signal::SIGTERM);
+                group.signal_all(ProcessSignal::Terminate, io);
                 group.kill_at = Some(kill_at);
                 armed = true;
             }
         }
-        self.spawned.retiring.retain(|(_, group)| group.live() > 0);
+        self.release_finished_groups(io);
         if armed {
             self.arm_stop_timer();
         }
     }
-}
 
-fn describe_target(target: &Target) -> String {
-    match target {
-        Target::Unix(path) => format!("unix:{}", path.display()),
-        Target::Tcp(addr) => format!("tcp:{addr}"),
+    /// True when no retiring group of workers still belongs to `pool`.
+    pub(super) fn no_retiring_group_of(&self, pool: PoolId) -> bool {
+        !self.spawned.retiring.iter().any(|(p, _)| *p == pool)
     }
 }

@@ -1,33 +1,28 @@
-//! The control endpoint inside the loop (SPEC "Control endpoint"): a listener and its
-//! clients in the same slab as everything else. Requests are parsed and routed by
-//! `crate::control` (sans-IO); this file answers them from the runtime's state.
+//! The control endpoint's answers (`docs/OPERATIONS.md`, "Control endpoint"): a listener
+//! and its clients are peers like every other connection. Requests are parsed and routed
+//! by `crate::control` (sans-IO); this file answers them from the engine's state.
 //!
 //! Bounds: at most [`MAX_CLIENTS`] connections (a new one beyond that closes the client
 //! idle the longest, so idle connections cannot lock an operator out), a client idle for
 //! [`CLIENT_IDLE`] is closed, request heads and
 //! bodies are capped by the parser, and a client whose answers pile up unread is closed.
-//! `accept` errors such as EMFILE or ECONNABORTED are logged and survived (`fds.rs`, which
-//! also lowers [`MAX_CLIENTS`] under a small fd limit).
+//! `accept` errors such as EMFILE or ECONNABORTED are logged and survived by the reactor;
+//! `fds.rs` lowers [`MAX_CLIENTS`] under a small fd limit.
 
-use std::io;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
-use mio::net::{TcpListener, UnixListener};
-use mio::{Interest, Registry, Token};
+use log::debug;
 use serde_json::json;
 
-use super::{Endpoint, Runtime, TimerKey};
-use crate::config::Address;
+use super::io::{Buffers, ConnId, Fill, Io};
+use super::{Accept, Engine, Peer, TimerKey};
 use crate::control::http::{parse_request, write_error, write_json, write_response};
 use crate::control::route::{route, Route};
 use crate::metrics::{
     render, render_endpoints, DisconnectReason, DropReason, EndpointSeries, Exposition, PoolGauges,
-    PoolSeries, ProcessStats, Settlement, SourceGauges, SourceSeries,
+    PoolSeries, Settlement, SourceGauges, SourceSeries,
 };
 use crate::proto::Status;
-use crate::reactor::conn::{Conn, Fill, Stream};
 
 /// Most control connections at once.
 pub(super) const MAX_CLIENTS: usize = 64;
@@ -38,122 +33,58 @@ const CLIENT_READ_CAP: usize = 16 * 1024;
 /// A client with more unread answer bytes than this is closed.
 const CLIENT_WRITE_HIGH_WATER: usize = 4 << 20;
 
-/// A listening socket: the control endpoint's, or a RESP endpoint's.
-#[derive(Debug)]
-pub(super) enum Listener {
-    Tcp(TcpListener),
-    /// A unix socket and its path (removed when ferry exits).
-    Unix(UnixListener, PathBuf),
-}
-
-impl Listener {
-    /// Binds `address`. A unix socket path left by a dead ferry is replaced.
-    pub fn bind(address: &Address) -> io::Result<Listener> {
-        match address {
-            Address::Unix(path) => {
-                if std::os::unix::net::UnixStream::connect(path).is_err() {
-                    let _ = std::fs::remove_file(path);
-                }
-                Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
-            }
-            Address::Tcp { host, port } => {
-                let ip: std::net::IpAddr = match host.as_str() {
-                    "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
-                    other => other.parse().map_err(|_| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            "listen on an IP address or localhost",
-                        )
-                    })?,
-                };
-                Ok(Listener::Tcp(TcpListener::bind((ip, *port).into())?))
-            }
-        }
-    }
-
-    /// Registers for readiness.
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        match self {
-            Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
-            Listener::Unix(l, _) => registry.register(l, token, Interest::READABLE),
-        }
-    }
-
-    /// Deregisters and removes a unix socket's path.
-    pub fn close(&mut self, registry: &Registry) {
-        match self {
-            Listener::Tcp(l) => {
-                let _ = registry.deregister(l);
-            }
-            Listener::Unix(l, path) => {
-                let _ = registry.deregister(l);
-                let _ = std::fs::remove_file(path);
-            }
-        }
-    }
-
-    /// Accepts one connection (nonblocking: `WouldBlock` when none is waiting).
-    pub fn accept(&self) -> io::Result<Stream> {
-        match self {
-            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
-        }
-    }
-}
-
-impl Runtime {
-    /// Accepts until `WouldBlock` (failures: `fds.rs`).
-    pub(super) fn on_accept(&mut self, token: usize, now: Instant) {
-        while let Some(stream) = self.accept_one(token, now) {
-            let clients: Vec<usize> = self
-                .slab
+impl Engine {
+    /// A control client connected. Full: the client idle the longest makes room, so idle
+    /// connections can never lock an operator out (their idle deadlines say who waited
+    /// most).
+    pub(super) fn accept_control_client(&mut self, now: Instant) -> Accept {
+        let clients: Vec<ConnId> = self
+            .peers
+            .iter()
+            .map(|(key, p)| (ConnId(key), p))
+            .filter(|(c, p)| matches!(p, Peer::ControlClient(_)) && !self.to_close.contains(c))
+            .map(|(c, _)| c)
+            .collect();
+        if clients.len() >= self.control_max_clients {
+            let oldest = clients
                 .iter()
-                .filter(|(t, e)| matches!(e, Endpoint::Client(_)) && !self.to_close.contains(t))
-                .map(|(t, _)| t)
-                .collect();
-            if clients.len() >= self.control_max_clients {
-                // Full: the client idle the longest makes room, so idle connections can
-                // never lock an operator out (their idle deadlines say who waited most).
-                let oldest = clients
-                    .iter()
-                    .copied()
-                    .min_by_key(|t| self.timers.deadline(TimerKey::Client(*t)));
-                if let Some(oldest) = oldest {
-                    debug!(
-                        "control endpoint: {} clients; closing the longest idle",
-                        self.control_max_clients
-                    );
-                    self.mark_close(oldest);
-                }
-            }
-            let conn = Conn::new(stream, CLIENT_READ_CAP, CLIENT_WRITE_HIGH_WATER);
-            match self.insert(Endpoint::Client(conn)) {
-                Ok(client) => self.timers.arm(TimerKey::Client(client), now + CLIENT_IDLE),
-                Err(e) => warn!("control endpoint: cannot register a client: {e}"),
+                .copied()
+                .min_by_key(|c| self.timers.deadline(TimerKey::Client(*c)));
+            if let Some(oldest) = oldest {
+                debug!(
+                    "control endpoint: {} clients; closing the longest idle",
+                    self.control_max_clients
+                );
+                self.mark_close(oldest);
             }
         }
+        let buffers = Buffers::new(CLIENT_READ_CAP, CLIENT_WRITE_HIGH_WATER);
+        let conn = ConnId(self.peers.insert(Peer::ControlClient(buffers)));
+        self.timers.arm(TimerKey::Client(conn), now + CLIENT_IDLE);
+        Accept::Take(conn)
+    }
+
+    /// A control or RESP client's idle or linger deadline.
+    pub(super) fn on_client_timer(&mut self, conn: ConnId) {
+        self.mark_close(conn);
     }
 
     /// Reads requests and answers them in order.
-    pub(super) fn on_client_ready(&mut self, token: usize, now: Instant) {
-        let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) else {
-            return;
-        };
-        let fill = conn.fill();
-        let mut close = matches!(fill, Ok(Fill::Eof) | Err(_));
+    pub(super) fn on_client_ready(&mut self, conn: ConnId, fill: Fill, now: Instant, io: &mut dyn Io) {
+        let mut close = matches!(fill, Fill::Eof | Fill::Failed);
         let mut consumed_any = false;
         let mut answers = Vec::new();
         loop {
-            let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) else {
+            let Some(Peer::ControlClient(buffers)) = self.peers.get_mut(conn.0) else {
                 return;
             };
-            let input = conn.input();
+            let input = buffers.input();
             if input.is_empty() {
                 break;
             }
             match parse_request(input) {
                 Ok(Status::Partial) => {
-                    if matches!(fill, Ok(Fill::Full)) {
+                    if fill == Fill::Full {
                         close = true; // cannot happen within the parser's caps; be safe
                     }
                     break;
@@ -164,12 +95,10 @@ impl Runtime {
                     let answer_start = answers.len();
                     let routed =
                         route(&request, self.control_token.as_deref()).map(|r| owned_route(&r));
-                    if let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) {
-                        conn.consume(used);
-                        consumed_any = true;
-                    }
+                    buffers.consume(used);
+                    consumed_any = true;
                     match routed {
-                        Ok(route) => self.answer(&route, keep_alive, &mut answers, now),
+                        Ok(route) => self.answer(&route, keep_alive, &mut answers, now, io),
                         Err(e) => {
                             let (status, reason, message) = e.status();
                             write_error(&mut answers, status, reason, message, keep_alive);
@@ -191,25 +120,32 @@ impl Runtime {
                 }
             }
         }
-        if let Some(Endpoint::Client(conn)) = self.slab.get_mut(token) {
-            conn.write_buf().extend_from_slice(&answers);
-            if conn.write_backlogged() {
+        if let Some(Peer::ControlClient(buffers)) = self.peers.get_mut(conn.0) {
+            buffers.write_buf().extend_from_slice(&answers);
+            if buffers.write_backlogged() {
                 close = true;
             }
         }
-        if self.flush(token).is_err() {
+        if self.flush(conn, io).is_err() {
             close = true;
         }
-        self.timers.arm(TimerKey::Client(token), now + CLIENT_IDLE);
+        self.timers.arm(TimerKey::Client(conn), now + CLIENT_IDLE);
         if close {
-            self.mark_close(token);
-        } else if matches!(fill, Ok(Fill::Full)) && consumed_any {
+            self.mark_close(conn);
+        } else if fill == Fill::Full && consumed_any {
             // Pipelined requests beyond one buffer: read the rest without a new event.
-            self.rearm_read.push(token);
+            self.rearm_read.push(conn);
         }
     }
 
-    fn answer(&mut self, route: &OwnedRoute, keep_alive: bool, out: &mut Vec<u8>, now: Instant) {
+    fn answer(
+        &mut self,
+        route: &OwnedRoute,
+        keep_alive: bool,
+        out: &mut Vec<u8>,
+        now: Instant,
+        io: &mut dyn Io,
+    ) {
         match route {
             OwnedRoute::Healthz => {
                 write_response(out, 200, "OK", "text/plain", b"ok\n", keep_alive)
@@ -227,7 +163,7 @@ impl Runtime {
             OwnedRoute::Status => write_json(out, 200, "OK", &self.status_json(now), keep_alive),
             OwnedRoute::Jobs => write_json(out, 200, "OK", &self.jobs_json(now), keep_alive),
             OwnedRoute::Metrics => {
-                let body = self.render_metrics();
+                let body = self.render_metrics(io);
                 write_response(
                     out,
                     200,
@@ -238,7 +174,7 @@ impl Runtime {
                 );
             }
             OwnedRoute::Pause(name) | OwnedRoute::Resume(name)
-                if !self.sources.iter().any(|s| !s.retired && &s.name == name) =>
+                if !self.sources.values().any(|s| !s.is_retired() && &s.name == name) =>
             {
                 let message = format!("no source named '{name}'");
                 write_error(out, 404, "Not Found", &message, keep_alive);
@@ -247,13 +183,12 @@ impl Runtime {
                 let pause = matches!(route, OwnedRoute::Pause(_));
                 if let Some(source) = self
                     .sources
-                    .iter()
-                    .position(|s| !s.retired && &s.name == name)
+                    .position(|s| !s.is_retired() && &s.name == name)
                 {
                     if pause {
-                        self.pause_source(source, now);
+                        self.pause_source(source);
                     } else {
-                        self.resume_source(source, now);
+                        self.resume_source(source);
                     }
                 }
                 let body = json!({ "source": name, "paused": pause });
@@ -262,12 +197,13 @@ impl Runtime {
         }
     }
 
-    /// `/metrics`: every family of the SPEC, gauges read from the live state.
-    fn render_metrics(&self) -> String {
+    /// `/metrics`: every family `docs/OPERATIONS.md` lists, gauges read from the live
+    /// state.
+    fn render_metrics(&self, io: &mut dyn Io) -> String {
         let sources: Vec<SourceSeries<'_>> = self
             .sources
-            .iter()
-            .filter(|s| !s.retired)
+            .values()
+            .filter(|s| !s.is_retired())
             .map(|s| SourceSeries {
                 name: &s.name,
                 pool: &self.pools[s.pool].name,
@@ -281,7 +217,7 @@ impl Runtime {
             .collect();
         let pools: Vec<PoolSeries<'_>> = self
             .pools
-            .iter()
+            .values()
             .filter(|p| !p.retired)
             .map(|p| PoolSeries {
                 name: &p.name,
@@ -293,7 +229,7 @@ impl Runtime {
                 },
             })
             .collect();
-        let process = ProcessStats::read();
+        let process = io.process_stats();
         let mut out = String::with_capacity(8 * 1024);
         render(
             &mut out,
@@ -306,8 +242,8 @@ impl Runtime {
         );
         let endpoints: Vec<EndpointSeries<'_>> = self
             .sources
-            .iter()
-            .filter(|s| !s.retired)
+            .values()
+            .filter(|s| !s.is_retired())
             .filter_map(|s| {
                 Some(EndpointSeries {
                     name: &s.name,
@@ -323,7 +259,7 @@ impl Runtime {
     /// Why `/readyz` says no: sources not connected, pools whose circuit is open.
     fn not_ready_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        for source in self.sources.iter().filter(|s| !s.retired) {
+        for source in self.sources.values().filter(|s| !s.is_retired()) {
             if !source.is_ready() {
                 reasons.push(format!(
                     "source {} is {}",
@@ -332,7 +268,7 @@ impl Runtime {
                 ));
             }
         }
-        for pool in self.pools.iter().filter(|p| !p.retired) {
+        for pool in self.pools.values().filter(|p| !p.retired) {
             if !pool.circuit.is_closed() {
                 reasons.push(format!("pool {} circuit is open", pool.name));
             }
@@ -343,8 +279,8 @@ impl Runtime {
     fn status_json(&self, now: Instant) -> serde_json::Value {
         let sources: Vec<_> = self
             .sources
-            .iter()
-            .filter(|s| !s.retired)
+            .values()
+            .filter(|s| !s.is_retired())
             .map(|s| {
                 json!({
                     "name": s.name, "kind": s.kind(), "state": s.state_label(),
@@ -373,7 +309,7 @@ impl Runtime {
             .collect();
         let pools: Vec<_> = self
             .pools
-            .iter()
+            .values()
             .filter(|p| !p.retired)
             .map(|p| {
                 let mut pool = json!({
@@ -400,15 +336,15 @@ impl Runtime {
 
     fn jobs_json(&self, now: Instant) -> serde_json::Value {
         let jobs: Vec<_> = self
-            .slab
+            .peers
             .iter()
-            .filter_map(|(_, endpoint)| match endpoint {
-                Endpoint::Worker(worker) => worker.job.as_ref().map(|job| (worker.pool, job)),
+            .filter_map(|(_, peer)| match peer {
+                Peer::Worker(worker) => worker.job().map(|job| (worker.pool, job)),
                 _ => None,
             })
             .map(|(pool, job)| {
                 json!({
-                    "id": job.id,
+                    "id": job.id.0,
                     "source": self.sources[job.source].name,
                     "pool": self.pools[pool].name,
                     "attempt": job.attempt,

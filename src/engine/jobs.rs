@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use super::ids::{JobId, SourceId};
 use crate::dispatch::request::{Message, SourceKind};
 use crate::proto::amqp::{DeliveryTag, MessageProperties};
 use crate::proto::resp::Subscription;
@@ -19,7 +20,7 @@ pub(super) enum Origin {
         endpoint: bool,
     },
     /// An AMQP delivery, settled on the session `generation` it arrived on (a tag of
-    /// an older connection is void: SPEC "stale delivery tags never outlive their channel").
+    /// an older connection is void: `docs/SEMANTICS.md`, "Delivery guarantees").
     Amqp {
         /// Session generation of the source when delivered.
         generation: u64,
@@ -40,9 +41,9 @@ pub(super) enum Origin {
 #[derive(Debug)]
 pub(super) struct Job {
     /// Unique per process, for logs and `/jobs`.
-    pub id: u64,
-    /// Index of the source in the runtime.
-    pub source: usize,
+    pub id: JobId,
+    /// The source it came from.
+    pub source: SourceId,
     /// 1 on first delivery (AMQP: from `x-ferry-attempt`, so it survives restarts).
     pub attempt: u32,
     /// The message body.
@@ -59,6 +60,15 @@ pub(super) struct Job {
 }
 
 impl Job {
+    /// The kind of source it came from (`FERRY_KIND`).
+    pub fn kind(&self) -> SourceKind {
+        match &self.origin {
+            Origin::Redis { endpoint: true, .. } => SourceKind::RespEndpoint,
+            Origin::Redis { .. } => SourceKind::Redis,
+            Origin::Amqp { .. } => SourceKind::Amqp,
+        }
+    }
+
     /// The request metadata the builder turns into `FERRY_*` params.
     pub fn message<'a>(
         &'a self,
@@ -71,14 +81,9 @@ impl Job {
             Origin::Redis {
                 subscription,
                 channel,
-                endpoint,
+                ..
             } => {
-                let kind = if *endpoint {
-                    SourceKind::RespEndpoint
-                } else {
-                    SourceKind::Redis
-                };
-                let mut message = Message::new(source_name, kind, self.attempt);
+                let mut message = Message::new(source_name, self.kind(), self.attempt);
                 match subscription {
                     Subscription::Channel(i) => {
                         message.channel = channels.get(*i).map(|c| c.as_bytes());
