@@ -70,7 +70,13 @@ impl Engine {
     }
 
     /// Reads requests and answers them in order.
-    pub(super) fn on_client_ready(&mut self, conn: ConnId, fill: Fill, now: Instant, io: &mut dyn Io) {
+    pub(super) fn on_client_ready(
+        &mut self,
+        conn: ConnId,
+        fill: Fill,
+        now: Instant,
+        io: &mut dyn Io,
+    ) {
         let mut close = matches!(fill, Fill::Eof | Fill::Failed);
         let mut consumed_any = false;
         let mut answers = Vec::new();
@@ -174,7 +180,10 @@ impl Engine {
                 );
             }
             OwnedRoute::Pause(name) | OwnedRoute::Resume(name)
-                if !self.sources.values().any(|s| !s.is_retired() && &s.name == name) =>
+                if !self
+                    .sources
+                    .values()
+                    .any(|s| !s.is_retired() && &s.name == name) =>
             {
                 let message = format!("no source named '{name}'");
                 write_error(out, 404, "Not Found", &message, keep_alive);
@@ -199,7 +208,7 @@ impl Engine {
 
     /// `/metrics`: every family `docs/OPERATIONS.md` lists, gauges read from the live
     /// state.
-    fn render_metrics(&self, io: &mut dyn Io) -> String {
+    pub(super) fn render_metrics(&self, io: &mut dyn Io) -> String {
         let sources: Vec<SourceSeries<'_>> = self
             .sources
             .values()
@@ -276,7 +285,7 @@ impl Engine {
         reasons
     }
 
-    fn status_json(&self, now: Instant) -> serde_json::Value {
+    pub(super) fn status_json(&self, now: Instant) -> serde_json::Value {
         let sources: Vec<_> = self
             .sources
             .values()

@@ -309,7 +309,9 @@ impl Engine {
                 server_version: env!("CARGO_PKG_VERSION"),
             }),
         };
-        Accept::Take(ConnId(self.peers.insert(Peer::RespClient(Box::new(client)))))
+        Accept::Take(ConnId(
+            self.peers.insert(Peer::RespClient(Box::new(client))),
+        ))
     }
 
     /// A client is being removed: drop it from the index and the count.
@@ -548,7 +550,9 @@ impl Engine {
         if let Some(Peer::RespClient(client)) = self.peers.get_mut(conn.0) {
             // Paused while its replies pile up; otherwise one budget ahead at most.
             let ahead = matches!(stop, Stop::Backpressure).then_some(0);
-            client.buffers.set_read_ahead(Some(ahead.unwrap_or(INPUT_BUDGET)));
+            client
+                .buffers
+                .set_read_ahead(Some(ahead.unwrap_or(INPUT_BUDGET)));
         }
         if self.flush(conn, io).is_err() {
             self.close_client(conn, source, None);
@@ -634,7 +638,13 @@ impl Engine {
     /// per turn, however many messages). A client whose queued bytes pass
     /// `client_output_buffer_bytes` — counting only what its socket could not take — is
     /// closed at once, counted once, its output dropped.
-    fn fan_out(&mut self, source: SourceId, channel: &[u8], message: &[u8], io: &mut dyn Io) -> i64 {
+    fn fan_out(
+        &mut self,
+        source: SourceId,
+        channel: &[u8],
+        message: &[u8],
+        io: &mut dyn Io,
+    ) -> i64 {
         let Some(server) = self.sources[source].server.as_deref() else {
             return 0;
         };

@@ -40,9 +40,9 @@ mod reload;
 pub mod settle;
 mod sources;
 mod spawned;
-pub mod timers;
 #[cfg(test)]
 mod tests;
+pub mod timers;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -117,9 +117,13 @@ impl Peer {
 enum Phase {
     Running,
     /// SIGTERM/INT received: intake stopped, in-flight work finishing until `deadline`.
-    Draining { deadline: Instant },
+    Draining {
+        deadline: Instant,
+    },
     /// Everything settled or the deadline passed: connections closing.
-    Closing { deadline: Instant },
+    Closing {
+        deadline: Instant,
+    },
 }
 
 /// What an accepted connection becomes.
@@ -407,7 +411,10 @@ impl Engine {
         match self.peers.get(conn.0) {
             Some(Peer::Source { source, .. }) => {
                 let source = *source;
-                warn!("source {}: connect failed: {error}", self.sources[source].name);
+                warn!(
+                    "source {}: connect failed: {error}",
+                    self.sources[source].name
+                );
                 self.source_lost(source, now);
             }
             Some(Peer::Worker(_)) => self.worker_connect_failed(conn, error.failure, now, io),
@@ -437,7 +444,9 @@ impl Engine {
             self.start_drain(now, io);
             return None;
         }
-        warn!("second signal {signal}: exiting now; unsettled AMQP deliveries return to their queues");
+        warn!(
+            "second signal {signal}: exiting now; unsettled AMQP deliveries return to their queues"
+        );
         self.kill_processes(io);
         Some(1)
     }

@@ -311,7 +311,9 @@ impl Engine {
         let WorkerState::Busy(assignment) = &mut worker.state else {
             return;
         };
-        assignment.exchange.poll_transmit(worker.buffers.write_buf());
+        assignment
+            .exchange
+            .poll_transmit(worker.buffers.write_buf());
         let deadline = assignment.exchange.poll_timeout();
         let source = assignment.job.source;
         if let Err(e) = io.flush(conn, &mut worker.buffers) {
@@ -357,7 +359,8 @@ impl Engine {
         let WorkerState::Busy(assignment) = &mut worker.state else {
             if worker.is_connected() {
                 // Idle kept connection: php-fpm closed it (EOF) or sent what it should not.
-                if !matches!(fill, Fill::Drained | Fill::Skipped) || worker.buffers.unconsumed() > 0 {
+                if !matches!(fill, Fill::Drained | Fill::Skipped) || worker.buffers.unconsumed() > 0
+                {
                     self.mark_close(conn);
                 }
             }

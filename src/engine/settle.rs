@@ -124,19 +124,17 @@ pub fn decide(outcome: Outcome, situation: Situation, policy: &RetryPolicy) -> S
     };
     match failure {
         Failure::Permanent(reason) => dead_letter(reason, false),
-        Failure::Retryable(reason, asked) => {
-            match policy.after_failure(situation.attempt, asked) {
-                Next::GiveUp => dead_letter(reason, true),
-                Next::RetryAfter(delay) => Settlement::Retry {
-                    delay,
-                    next_attempt: situation.attempt.saturating_add(1),
-                    wait: match (situation.kind, situation.retry) {
-                        (SourceKind::Amqp, RetryMode::Republish) => RetryWait::Republish,
-                        _ => RetryWait::InMemory,
-                    },
+        Failure::Retryable(reason, asked) => match policy.after_failure(situation.attempt, asked) {
+            Next::GiveUp => dead_letter(reason, true),
+            Next::RetryAfter(delay) => Settlement::Retry {
+                delay,
+                next_attempt: situation.attempt.saturating_add(1),
+                wait: match (situation.kind, situation.retry) {
+                    (SourceKind::Amqp, RetryMode::Republish) => RetryWait::Republish,
+                    _ => RetryWait::InMemory,
                 },
-            }
-        }
+            },
+        },
     }
 }
 
@@ -269,7 +267,8 @@ impl Engine {
             kind: job.kind(),
             ack: amqp.map_or(AckMode::AfterResponse, |a| a.ack),
             retry: amqp.map_or(RetryMode::Hold, |a| a.retry),
-            dead_letter_publish: amqp.is_some_and(|a| matches!(a.dead_letter, DeadLetter::Publish { .. })),
+            dead_letter_publish: amqp
+                .is_some_and(|a| matches!(a.dead_letter, DeadLetter::Publish { .. })),
             attempt: job.attempt,
             dispatch_acked: job.dispatch_acked,
             resent: job.resent,
@@ -417,7 +416,11 @@ impl Engine {
     /// Whatever the caller sends through it (ack, nack, reject, publish) is written at the
     /// end of the loop turn: the session is marked for a flush here, so no command can be
     /// left sitting in its buffer until an unrelated event.
-    pub(super) fn live_session(&mut self, source: SourceId, generation: u64) -> Option<&mut Session> {
+    pub(super) fn live_session(
+        &mut self,
+        source: SourceId,
+        generation: u64,
+    ) -> Option<&mut Session> {
         if self.sources[source].generation != generation {
             return None;
         }
@@ -440,10 +443,18 @@ impl Engine {
     }
 
     /// basic.reject requeue=false (the queue's dead-letter exchange, if any).
-    pub(super) fn reject_tag(&mut self, source: SourceId, generation: u64, tag: DeliveryTag, why: &str) {
+    pub(super) fn reject_tag(
+        &mut self,
+        source: SourceId,
+        generation: u64,
+        tag: DeliveryTag,
+        why: &str,
+    ) {
         if let Some(session) = self.live_session(source, generation) {
             if session.reject(tag, false).is_ok() {
-                self.sources[source].metrics.on_settled(Settled::DeadLettered);
+                self.sources[source]
+                    .metrics
+                    .on_settled(Settled::DeadLettered);
             }
         }
         debug!(

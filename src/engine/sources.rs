@@ -363,7 +363,10 @@ fn session_config(name: &str, source: &AmqpSource, pid: u32) -> Result<SessionCo
         consumer_tag: format!("ferry-{name}-{pid}"),
         connection_name: Some(format!("ferry {name}")),
         publisher: source.retry == RetryMode::Republish
-            || matches!(source.dead_letter, crate::config::DeadLetter::Publish { .. }),
+            || matches!(
+                source.dead_letter,
+                crate::config::DeadLetter::Publish { .. }
+            ),
         consume: true,
     })
 }

@@ -231,7 +231,6 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read as _, Write as _};
     use std::os::unix::net::UnixStream as StdUnix;
 
     fn pair(read_cap: usize) -> (Stream, Buffers, StdUnix) {

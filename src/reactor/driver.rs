@@ -21,8 +21,8 @@ use super::listener::{nofile_limit, AcceptTrouble, Listener, ACCEPT_RETRY};
 use crate::config::Address;
 use crate::dispatch::outcome::ConnectFailure;
 use crate::engine::io::{
-    BoundSocket, Buffers, ConnId, ConnectError, Io, Notice, ProcessExit, ProcessSignal,
-    SocketKey, WriteError,
+    BoundSocket, Buffers, ConnId, ConnectError, Io, Notice, ProcessExit, ProcessSignal, SocketKey,
+    WriteError,
 };
 use crate::engine::timers::Timers;
 use crate::metrics::ProcessStats;
@@ -38,7 +38,11 @@ pub(super) enum Entry {
         connecting: bool,
     },
     /// Waiting for the lookup of `host` before connecting to it on `port`.
-    Resolving { lookup: u64, host: String, port: u16 },
+    Resolving {
+        lookup: u64,
+        host: String,
+        port: u16,
+    },
     /// A listener.
     Listener(Listener),
 }
@@ -87,13 +91,19 @@ impl Driver {
     }
 
     /// Registers a new stream (an accepted one, or one connecting) under `conn`.
-    pub fn insert_stream(&mut self, conn: ConnId, mut stream: Stream, connecting: bool) -> io::Result<()> {
+    pub fn insert_stream(
+        &mut self,
+        conn: ConnId,
+        mut stream: Stream,
+        connecting: bool,
+    ) -> io::Result<()> {
         let interest = if connecting {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
         };
-        self.registry.register(&mut stream, Token(conn.0), interest)?;
+        self.registry
+            .register(&mut stream, Token(conn.0), interest)?;
         self.entries.insert(
             conn,
             Entry::Stream {
@@ -313,7 +323,11 @@ impl Io for Driver {
         nofile_limit(wanted)
     }
 
-    fn bind_worker_socket(&mut self, pool: &str, listen: Option<&Address>) -> Result<BoundSocket, String> {
+    fn bind_worker_socket(
+        &mut self,
+        pool: &str,
+        listen: Option<&Address>,
+    ) -> Result<BoundSocket, String> {
         let socket = match listen {
             Some(Address::Unix(path)) => PoolSocket::bind_unix(path),
             Some(Address::Tcp { host, port }) => match host.parse::<IpAddr>() {
@@ -350,7 +364,12 @@ impl Io for Driver {
         self.worker_sockets.remove(&socket);
     }
 
-    fn spawn_worker(&mut self, command: &[String], socket: SocketKey, max_requests: u32) -> Result<u32, String> {
+    fn spawn_worker(
+        &mut self,
+        command: &[String],
+        socket: SocketKey,
+        max_requests: u32,
+    ) -> Result<u32, String> {
         let Some(bound) = self.worker_sockets.get(&socket) else {
             return Err("the workers' socket is gone".into());
         };

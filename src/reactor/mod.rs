@@ -143,7 +143,10 @@ impl Reactor<'_> {
                 self.on_ready(conn, false, now);
             }
             while let Some(listener) = self.driver.accept_timers.pop_expired(now) {
-                self.driver.accept_trouble.starved.retain(|l| *l != listener);
+                self.driver
+                    .accept_trouble
+                    .starved
+                    .retain(|l| *l != listener);
                 self.on_ready(listener, false, now);
             }
             self.engine.handle_timeout(now, self.driver);
@@ -194,7 +197,8 @@ impl Reactor<'_> {
     fn on_lookups(&mut self, now: Instant) {
         for (conn, result) in self.driver.finished_lookups() {
             if let Err(e) = result {
-                self.engine.handle_connect_failed(conn, &e, now, self.driver);
+                self.engine
+                    .handle_connect_failed(conn, &e, now, self.driver);
             }
         }
     }
@@ -209,7 +213,8 @@ impl Reactor<'_> {
             match result {
                 Ok(()) => self.engine.handle_connected(conn, now, self.driver),
                 Err(e) => {
-                    self.engine.handle_connect_failed(conn, &e, now, self.driver);
+                    self.engine
+                        .handle_connect_failed(conn, &e, now, self.driver);
                     return;
                 }
             }
@@ -269,7 +274,8 @@ impl Reactor<'_> {
                 Some(Accept::Take(conn)) => {
                     if let Err(e) = self.driver.insert_stream(conn, stream, false) {
                         warn!("cannot register a client: {e}");
-                        self.engine.handle_ready(conn, Fill::Failed, now, self.driver);
+                        self.engine
+                            .handle_ready(conn, Fill::Failed, now, self.driver);
                     }
                 }
                 Some(Accept::Refuse(reply)) => refuse(&mut stream, reply),

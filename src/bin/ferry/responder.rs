@@ -14,13 +14,13 @@ use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry::config::Address;
+use ferry::engine::timers::Timers;
 use ferry::proto::fastcgi::{
     encode_end_request, encode_get_values_result, encode_stdout, encode_unknown_type,
     ProtocolStatus, RequestDecoder, RequestEvent, Role,
 };
 use ferry::proto::Status;
 use ferry::reactor::conn::{Conn, Fill, Stream};
-use ferry::engine::timers::Timers;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
