@@ -5,11 +5,13 @@
 //! - [`proto`]: the wire formats ferry speaks (RESP, AMQP 0-9-1, FastCGI) and the
 //!   message-body encoding, as sans-IO codecs: bytes in, frames out, no sockets, no clock,
 //!   no logging. Everything that touches the network is built on top of them.
-//! - [`control`]: the control endpoint's HTTP, sans-IO (issue 4).
+//! - [`control`]: the control endpoint's HTTP, sans-IO (`docs/OPERATIONS.md`).
 //! - [`dispatch`]: ferry's rules between sessions and pools: requests, outcomes, retries.
 //! - [`logging`]: the log line format, levels, file reopen.
-//! - [`metrics`]: counters, gauges, histograms and their Prometheus text (issue 4).
-//! - [`process`]: pidfile, daemonizing, systemd notify (issue 4).
+//! - [`metrics`]: counters, gauges, histograms and their Prometheus text
+//!   (`docs/OPERATIONS.md`).
+//! - [`process`]: pidfile, daemonizing, systemd notify, spawned workers
+//!   (`docs/OPERATIONS.md`, `docs/SEMANTICS.md`).
 //! - [`reactor`]: the single-threaded mio loop, connections, timers and signals.
 //! - `src/bin/ferry.rs`: the command-line interface.
 
