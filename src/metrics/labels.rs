@@ -89,7 +89,7 @@ impl DisconnectReason {
 pub enum Settlement {
     /// Done: acked to the broker (for Redis: the worker succeeded).
     Acked,
-    /// Handed back for a later attempt (a retry copy confirmed, or a nack/requeue).
+    /// Handed on to a later attempt: its retry copy was confirmed by the broker.
     Retried,
     /// Sent to the dead-letter target (published copy confirmed, or rejected).
     DeadLettered,
