@@ -1,6 +1,6 @@
 <?php
 // Produces the form-encoding test vectors with real PHP, the reference ferry's
-// src/proto/form must match byte for byte (SPEC, "From message to FastCGI request").
+// src/proto/form must match byte for byte (docs/SEMANTICS.md "Body `form`").
 //
 //   php -n scripts/form-vectors.php [tests/data/form/inputs.json] > tests/data/form/vectors.json
 //       reads a JSON array of JSON texts, prints [{"json": text, "php": encoded}, ...]

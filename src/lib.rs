@@ -5,16 +5,18 @@
 //! - [`proto`]: the wire formats ferry speaks (RESP, AMQP 0-9-1, FastCGI) and the
 //!   message-body encoding, as sans-IO codecs: bytes in, frames out, no sockets, no clock,
 //!   no logging. Everything that touches the network is built on top of them.
-//! - [`control`]: the control endpoint's HTTP, sans-IO (issue 4).
+//! - [`control`]: the control endpoint's HTTP, sans-IO (`docs/OPERATIONS.md`).
 //! - [`dispatch`]: ferry's rules between sessions and pools: requests, outcomes, retries.
 //! - [`logging`]: the log line format, levels, file reopen.
-//! - [`metrics`]: counters, gauges, histograms and their Prometheus text (issue 4).
-//! - [`process`]: pidfile, daemonizing, systemd notify (issue 4).
+//! - [`metrics`]: counters, gauges, histograms and their Prometheus text
+//!   (`docs/OPERATIONS.md`).
+//! - [`process`]: pidfile, daemonizing, systemd notify, spawned workers
+//!   (`docs/OPERATIONS.md`, `docs/SEMANTICS.md`).
 //! - [`engine`]: ferry's decisions as one sans-IO state machine (intake, dispatch,
 //!   settlement, drain, reload, worker supervision): inputs with `now` in, commands out.
 //! - [`reactor`]: the single-threaded mio loop that carries the engine's commands out:
 //!   sockets, timers, signals, processes.
-//! - `src/bin/ferry.rs`: the command-line interface.
+//! - `src/bin/ferry/`: the command-line interface.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

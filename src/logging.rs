@@ -1,7 +1,8 @@
-//! ferry's logger (SPEC, "Process"): one line per event on stderr or `--log-file`, level
-//! from `--log-level` / `FERRY_LOG`, `--log-format text|json`; the file is reopened on
-//! SIGHUP (logrotate's way). A small implementation of the `log` facade: no logging
-//! crate beyond `log` is in the dependency list, and this is all ferry needs.
+//! ferry's logger (`docs/OPERATIONS.md` "Logs"): one line per event on stderr or
+//! `--log-file`, level from `--log-level` / `FERRY_LOG`, `--log-format text|json`; the
+//! file is reopened on SIGHUP (logrotate's way). A small implementation of the `log`
+//! facade: no logging crate beyond `log` is in the dependency list, and this is all ferry
+//! needs.
 //!
 //! Passwords never reach a log line because ferry never formats them: URLs print through
 //! their redacting `Display` and passwords are [`Secret`](crate::config::Secret)s.

@@ -1,6 +1,6 @@
-//! Endpoint addresses as operators write them (SPEC, "Commands"): `unix:/path/to.sock`,
-//! `tcp:host:port`, or a bare `host:port` (TCP). Names are kept unresolved: resolution
-//! happens off the reactor's hot path, so it never blocks the loop.
+//! Endpoint addresses as operators write them (`docs/CONFIGURATION.md` "Addresses"):
+//! `unix:/path/to.sock`, `tcp:host:port`, or a bare `host:port` (TCP). Names are kept
+//! unresolved: resolution happens off the reactor's hot path, so it never blocks the loop.
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
-//! ferry's configuration: the JSON file of SPEC "Configuration", its defaults (part of the
-//! contract, so they are spelled out here as constants), and the checks that make a bad
-//! file exit 2 with the key and the reason.
+//! ferry's configuration (`docs/CONFIGURATION.md`): the JSON file, its defaults (part of
+//! what operators rely on, so they are spelled out here as constants), and the checks that
+//! make a bad file exit 2 with the key and the reason.
 //!
 //! Loading is two steps: serde reads the file strictly (`deny_unknown_fields`: a typo is
 //! an error naming the key, never a silently ignored setting), then [`Config::validate`]
@@ -51,7 +51,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Defaults that the SPEC makes part of the contract.
+/// Defaults operators rely on (listed in `docs/CONFIGURATION.md`).
 pub mod defaults {
     /// `shutdown_timeout_ms`.
     pub const SHUTDOWN_TIMEOUT_MS: u64 = 30_000;

@@ -1,9 +1,10 @@
-//! Configuration tests: the SPEC's example, every default of the SPEC's table, and the
-//! errors an operator sees for the usual mistakes.
+//! Configuration tests: a full example, every default listed in `docs/CONFIGURATION.md`,
+//! and the errors an operator sees for the usual mistakes.
 
 use super::*;
 
-/// The example from SPEC "Configuration", with the password file made real.
+/// A full configuration (pools, a Redis and an AMQP source; see `docs/CONFIGURATION.md`),
+/// with the password file made real.
 fn spec_example(secret_dir: &Path) -> String {
     std::fs::write(secret_dir.join("amqp.secret"), "s3cret\n").unwrap();
     format!(

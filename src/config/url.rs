@@ -1,4 +1,4 @@
-//! Broker URLs (SPEC, "Commands"): `redis://[user:pass@]host:port[/db]` and
+//! Broker URLs (`docs/CONFIGURATION.md` "URLs"): `redis://[user:pass@]host:port[/db]` and
 //! `amqp://user:pass@host:port/vhost`, with percent-decoding of the user, password and
 //! vhost (`%2f` = `/`). Passwords are held in [`Secret`], whose `Debug` and `Display`
 //! print `***`, and each URL's `Display` redacts it, so a URL can be logged as it is.
@@ -138,8 +138,8 @@ impl RedisUrl {
 
 impl AmqpUrl {
     /// Parses `amqp://[user[:pass]@]host[:port][/vhost]`. A missing or empty vhost is `/`
-    /// (the SPEC's default; RabbitMQ's URI spec reads `amqp://host/` as the empty vhost,
-    /// which no operator means).
+    /// (`docs/CONFIGURATION.md` "URLs"; RabbitMQ's URI spec reads `amqp://host/` as the
+    /// empty vhost, which no operator means).
     pub fn parse(url: &str) -> Result<AmqpUrl, String> {
         if url.starts_with("amqps://") {
             return Err("amqps:// (TLS) is not supported yet".into());

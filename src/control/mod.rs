@@ -1,7 +1,7 @@
-//! The control endpoint (SPEC "Control endpoint", issue 4): HTTP/1.1 on a TCP or unix
-//! listener inside the same reactor. This module is its sans-IO half — parsing requests
-//! from a connection's bytes, routing them, writing responses — so the reactor only moves
-//! bytes (the listener and its connections arrive with the runtime wiring).
+//! The control endpoint (`docs/OPERATIONS.md` "Control endpoint"): HTTP/1.1 on a TCP or
+//! unix listener inside the same reactor. This module is its sans-IO half — parsing
+//! requests from a connection's bytes, routing them, writing responses — so the reactor
+//! only moves bytes (the listener and its connections arrive with the runtime wiring).
 //!
 //! # Layout
 //! - `http.rs`: request parsing (httparse, capped), responses, keep-alive.

@@ -1,5 +1,6 @@
-//! What a control request asks for (SPEC "Control endpoint"), and the bearer-token rule:
-//! GET is open; POST needs `Authorization: Bearer <token>` when a token is configured.
+//! What a control request asks for (`docs/OPERATIONS.md` "Control endpoint"), and the
+//! bearer-token rule: GET is open; POST needs `Authorization: Bearer <token>` when a token
+//! is configured.
 
 use super::http::Request;
 

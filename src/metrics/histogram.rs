@@ -1,5 +1,5 @@
-//! The job-duration histogram (SPEC "Control endpoint": `ferry_job_duration_seconds`,
-//! request written → END_REQUEST).
+//! The job-duration histogram (`docs/OPERATIONS.md` "Histogram":
+//! `ferry_job_duration_seconds`, a job's start on its worker connection → END_REQUEST).
 //!
 //! Observations are counted per bucket (not cumulatively) and in whole nanoseconds, so
 //! `observe` is an integer comparison walk and two additions: no floating point, no
@@ -11,7 +11,7 @@ use std::time::Duration;
 pub const BUCKET_COUNT: usize = 14;
 
 /// The finite upper bounds (inclusive, as Prometheus's `le`) in nanoseconds, with the
-/// label text each is rendered with. 0.005 s … 300 s, as the SPEC lists them.
+/// label text each is rendered with. 0.005 s … 300 s, as `docs/OPERATIONS.md` lists them.
 pub const BUCKETS: [(u64, &str); BUCKET_COUNT] = [
     (5_000_000, "0.005"),
     (10_000_000, "0.01"),

@@ -1,5 +1,5 @@
-//! The closed label sets of ferry's counters (SPEC "Control endpoint"), each an enum that
-//! indexes a fixed array in [`super::SourceMetrics`] or [`super::PoolMetrics`].
+//! The closed label sets of ferry's counters (`docs/OPERATIONS.md` "Counters"), each an
+//! enum that indexes a fixed array in [`super::SourceMetrics`] or [`super::PoolMetrics`].
 //!
 //! `AttemptResult` and `PoolFailureReason` belong to `dispatch::outcome`, which decides
 //! them; this module only lists their variants in label order and maps each to its slot.
@@ -89,7 +89,7 @@ impl DisconnectReason {
 pub enum Settlement {
     /// Done: acked to the broker (for Redis: the worker succeeded).
     Acked,
-    /// Handed back for a later attempt (a retry copy confirmed, or a nack/requeue).
+    /// Handed on to a later attempt: its retry copy was confirmed by the broker.
     Retried,
     /// Sent to the dead-letter target (published copy confirmed, or rejected).
     DeadLettered,

@@ -1,5 +1,6 @@
-//! Metrics (SPEC "Control endpoint", `GET /metrics`): the counters ferry keeps per source
-//! and per pool, the job-duration histogram, and their Prometheus text format 0.0.4.
+//! Metrics (`docs/OPERATIONS.md` "Metrics", `GET /metrics`): the counters ferry keeps per
+//! source and per pool, the job-duration histogram, and their Prometheus text format
+//! 0.0.4.
 //!
 //! ferry runs one thread, so the registry is plain data owned by the runtime: one
 //! [`SourceMetrics`] per source, one [`PoolMetrics`] per pool, incremented in place (no

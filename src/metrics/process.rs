@@ -1,6 +1,6 @@
-//! The standard `process_*` metrics (SPEC "Control endpoint"), read from `/proc` when a
-//! scrape asks for them. This is the only part of `metrics` that does I/O: a handful of
-//! small reads of procfs files, which never block on Linux.
+//! The standard `process_*` metrics (`docs/OPERATIONS.md` "Process"), read from `/proc`
+//! when a scrape asks for them. This is the only part of `metrics` that does I/O: a
+//! handful of small reads of procfs files, which never block on Linux.
 //!
 //! The parsers are pure functions over the files' text, tested on fixtures; [`read`]
 //! only fetches the text. Each value is read on its own, so one unreadable file (a

@@ -1,7 +1,7 @@
-//! The Prometheus text exposition format 0.0.4 of ferry's metrics (SPEC "Control
-//! endpoint", `GET /metrics`; served as `text/plain; version=0.0.4; charset=utf-8`).
+//! The Prometheus text exposition format 0.0.4 of ferry's metrics (`docs/OPERATIONS.md`
+//! "Metrics", `GET /metrics`; served as `text/plain; version=0.0.4; charset=utf-8`).
 //!
-//! [`render`] appends every family, in the SPEC's order, to a caller-owned `String`, so a
+//! [`render`] appends every family, in a fixed order, to a caller-owned `String`, so a
 //! scrape costs one buffer that the control endpoint can keep and reuse. Every family has
 //! its `# HELP` and `# TYPE` lines even when it has no series yet (no source configured,
 //! process metrics unreadable). Closed label sets are rendered in full, zeros included,

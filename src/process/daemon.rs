@@ -1,5 +1,5 @@
-//! `--daemonize` (SPEC "Process"): detach from the terminal the classic way — fork,
-//! `setsid`, fork again, `chdir /`, stdio to `/dev/null`.
+//! `--daemonize` (`docs/OPERATIONS.md` "Process management"): detach from the terminal the
+//! classic way — fork, `setsid`, fork again, `chdir /`, stdio to `/dev/null`.
 //!
 //! The first fork lets the starting process return to the shell; `setsid` leaves the
 //! terminal's session; the second fork makes sure the daemon, no longer a session

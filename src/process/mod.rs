@@ -1,5 +1,6 @@
-//! Process concerns (SPEC "Process"; issues 4 and 5): the pidfile lock, daemonizing, the
-//! systemd notify protocol and the worker processes of spawned pools.
+//! Process concerns (`docs/OPERATIONS.md` "Process management", `docs/SEMANTICS.md`
+//! "systemd notify" and "Spawned pools"): the pidfile lock, daemonizing, the systemd
+//! notify protocol and the worker processes of spawned pools.
 //!
 //! These run in `main` before the reactor starts, while the process still has one
 //! thread: daemonizing forks, and the notifier removes its variables from the

@@ -1,6 +1,6 @@
-//! systemd's notify protocol (SPEC "Process", `sd_notify(3)`): datagrams such as
-//! `READY=1` sent to the unix socket named by `NOTIFY_SOCKET` — a filesystem path, or an
-//! `@name` in the abstract namespace.
+//! systemd's notify protocol (`docs/SEMANTICS.md` "systemd notify", `sd_notify(3)`):
+//! datagrams such as `READY=1` sent to the unix socket named by `NOTIFY_SOCKET` — a
+//! filesystem path, or an `@name` in the abstract namespace.
 //!
 //! [`Notifier::from_env`] reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` and
 //! removes them from the environment, as `sd_notify(…, unset_environment=1)` does, so
@@ -117,7 +117,7 @@ impl Notifier {
     }
 
     /// `READY=1`: the config is loaded and the listeners are bound (ferry does not wait
-    /// for brokers; SPEC "Process"). Also sent after a reload.
+    /// for brokers; `docs/SEMANTICS.md` "systemd notify"). Also sent after a reload.
     pub fn ready(&self) -> Result<(), NotifyError> {
         self.send("READY=1")
     }

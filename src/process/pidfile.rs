@@ -1,5 +1,5 @@
-//! `--pidfile` (SPEC "Process"): a file holding the daemon's pid, locked with
-//! `flock(LOCK_EX|LOCK_NB)` for as long as ferry runs.
+//! `--pidfile` (`docs/OPERATIONS.md` "Process management"): a file holding the daemon's
+//! pid, locked with `flock(LOCK_EX|LOCK_NB)` for as long as ferry runs.
 //!
 //! The lock, not the file's existence, says whether ferry is running: a file left by a
 //! process that died (SIGKILL, power loss) is not locked, and the next ferry takes it

@@ -1,4 +1,4 @@
-//! Spawned pools at the process level (SPEC "Embedded deployment", "Process"): the
+//! Spawned pools at the process level (`docs/SEMANTICS.md` "Spawned pools"): the
 //! private socket directory, the listening socket ferry binds for a pool, starting one
 //! worker process with that socket on fd 0, and signalling its process group.
 //!

@@ -1,6 +1,7 @@
 //! Sans-IO codecs for the protocols ferry speaks.
 //!
-//! Every decoder here follows one contract (see `STYLE.md`, practice 1):
+//! Every decoder here follows one contract (`docs/ARCHITECTURE.md` "Codecs answer three
+//! ways" and "Limits before allocation"):
 //!
 //! - it is handed a byte slice (usually a connection's read buffer) and answers with
 //!   [`Status::Partial`] when the bytes end before a whole frame does (never an error),

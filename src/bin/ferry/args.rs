@@ -1,6 +1,7 @@
 //! A small command-line parser: `--flag value`, `--flag=value`, boolean `--flag`,
 //! repeatable flags, positional arguments. Hand-written because the runtime dependency
-//! list is fixed (DEVELOPERS.md) and ferry's flags are few and regular.
+//! list is fixed (`docs/ARCHITECTURE.md` "Dependencies") and ferry's flags are few and
+//! regular.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,8 +1,8 @@
-//! `ferry check --config FILE [--json] [--no-script]` (SPEC "Commands"; issue 4): validates
-//! the configuration exactly as `ferry run` does (exit 2 naming the key and why), then
-//! connects to every endpoint it names, one after the other with blocking sockets and a
-//! short timeout, and reports what each peer says. Exit 0 when every endpoint answered
-//! as it should, 1 otherwise.
+//! `ferry check --config FILE [--json] [--no-script]` (`docs/OPERATIONS.md` "Other
+//! commands"): validates the configuration exactly as `ferry run` does (exit 2 naming the
+//! key and why), then connects to every endpoint it names, one after the other with
+//! blocking sockets and a short timeout, and reports what each peer says. Exit 0 when
+//! every endpoint answered as it should, 1 otherwise.
 //!
 //! What "as it should" means, per endpoint:
 //! - Redis source: HELLO (or AUTH/PING) succeeded — see `check/redis.rs`.

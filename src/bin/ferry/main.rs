@@ -1,7 +1,7 @@
 //! The `ferry` command line.
 //!
 //! Argument parsing is hand-written on purpose: the runtime dependency list is fixed
-//! (see DEVELOPERS.md), and ferry's flags are few and regular.
+//! (`docs/ARCHITECTURE.md` "Dependencies"), and ferry's flags are few and regular.
 
 mod args;
 mod bench;
@@ -224,8 +224,9 @@ fn publish_command(args: &[String]) -> ExitCode {
     }
 }
 
-/// SPEC "Process": the soft `RLIMIT_NOFILE` is raised to the hard limit, so a busy pool and
-/// many control clients never hit a low default of 1024 descriptors.
+/// `docs/OPERATIONS.md` "Process management": the soft `RLIMIT_NOFILE` is raised to the
+/// hard limit, so a busy pool and many control clients never hit a low default of 1024
+/// descriptors.
 fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     match getrlimit(Resource::RLIMIT_NOFILE) {

@@ -1,6 +1,6 @@
-//! `ferry publish`: the caller loop of the SPEC ("Commands"), for tests, demos and
-//! benchmarks. A blocking client on ferry's own sans-IO sessions: no reactor needed for
-//! one connection that only publishes.
+//! `ferry publish` (`docs/OPERATIONS.md` "Other commands"): a publishing loop for tests,
+//! demos and benchmarks. A blocking client on ferry's own sans-IO sessions: no reactor
+//! needed for one connection that only publishes.
 //!
 //! AMQP messages are persistent, carry a `message_id`, are published `mandatory` on a
 //! confirm channel, and the command exits 0 only when the broker confirmed every one

@@ -1,5 +1,5 @@
 //! `ferry responder`: a built-in FastCGI application for tests, demos and benchmarks
-//! (SPEC "Built-in responder").
+//! (`docs/OPERATIONS.md` "Other commands"; `ferry responder --help`).
 //!
 //! One mio loop, many connections, one request at a time per connection (it answers
 //! `FCGI_MPXS_CONNS=0`, like php-fpm). Every request is answered `--delay-ms` after its

@@ -1,6 +1,6 @@
 //! `ferry run`: the configuration from `--config` or the single-source shortcut flags,
 //! and the process setup before the loop (`--pidfile`, `--daemonize`, `NOTIFY_SOCKET`;
-//! SPEC "Process").
+//! `docs/OPERATIONS.md` "Process management").
 
 use std::path::{Path, PathBuf};
 

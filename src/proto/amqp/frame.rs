@@ -34,7 +34,7 @@ pub const FRAME_END: u8 = 0xCE;
 pub const FRAME_OVERHEAD: u32 = 8;
 /// The limit that applies before connection.tune (spec §4.2.3: `frame-min-size`), and
 /// the smallest frame_max the spec lets a peer negotiate. RabbitMQ 4.1+ refuses a tune-ok
-/// below 8192: propose 131072 (PROTOCOL-NOTES).
+/// below 8192: propose 131072 (`docs/PROTOCOLS.md` "AMQP 0-9-1 and RabbitMQ").
 pub const FRAME_MIN_SIZE: u32 = 4096;
 
 /// `frame_max` as a bound: in connection.tune 0 means "no limit" (rabbit_reader checks

@@ -1,12 +1,13 @@
 //! The client role (ferry → php-fpm): encoding a whole RESPONDER request and decoding the
 //! answer to it (spec §5, §6.2), plus the GET_VALUES management exchange (§4.1).
 //!
-//! php-fpm's traps shape this file (see PROTOCOL-NOTES.md): a name-value pair never spans
-//! PARAMS records and a record's content is at most 0xFFF8 bytes; the empty STDIN record is
-//! always sent; php-fpm does not multiplex, so a [`ResponseDecoder`] follows exactly one
-//! request id and treats any other as an error; END_REQUEST may come without an empty
-//! STDOUT first, and a duplicate END_REQUEST has been seen when `pm.max_requests` recycles
-//! a child, so one is tolerated (reported as [`ResponseEvent::DuplicateEnd`]).
+//! php-fpm's traps shape this file (`docs/PROTOCOLS.md` "FastCGI and php-fpm"): a
+//! name-value pair never spans PARAMS records and a record's content is at most 0xFFF8
+//! bytes; the empty STDIN record is always sent; php-fpm does not multiplex, so a
+//! [`ResponseDecoder`] follows exactly one request id and treats any other as an error;
+//! END_REQUEST may come without an empty STDOUT first, and a duplicate END_REQUEST has
+//! been seen when `pm.max_requests` recycles a child, so one is tolerated (reported as
+//! [`ResponseEvent::DuplicateEnd`]).
 
 use super::error::FcgiError;
 use super::nv::{self, NameValuePairs};

@@ -7,11 +7,11 @@
 //! `dispatch::request`) to [`Exchange::new`], writes what [`Exchange::poll_transmit`]
 //! gives it, feeds every byte read to [`Exchange::handle_input`], and reports EOF/reset and
 //! the request deadline. The exchange ends with one [`ExchangeEvent::Finished`] carrying a
-//! [`Finished`] summary, which `dispatch::outcome::classify` turns into an outcome (SPEC,
-//! "Outcome of a request").
+//! [`Finished`] summary, which `dispatch::outcome::classify` turns into an outcome
+//! (`docs/SEMANTICS.md` "Outcome of a request").
 //!
-//! What it keeps, so a worker cannot make ferry buffer without bound (SPEC: "Worker
-//! `FCGI_STDERR` is logged … up to 4 KiB per job; the rest is counted"):
+//! What it keeps, so a worker cannot make ferry buffer without bound (`docs/SEMANTICS.md`
+//! "Worker output": STDERR logged up to 4 KiB per job, the rest counted):
 //! - the CGI head (`Status:`, `X-Ferry-Action:`, `X-Ferry-Retry-After:`), in a
 //!   [`CgiHead`] bounded by its cap (16 KiB by default; more is a malformed response);
 //! - the first [`STDERR_EXCERPT_CAP`] bytes of STDERR (reserved on the first STDERR byte);
@@ -43,7 +43,7 @@ use super::error::FcgiError;
 use super::record::ProtocolStatus;
 use crate::proto::Status;
 
-/// Bytes of a job's STDERR kept for the log (SPEC: "up to 4 KiB per job").
+/// Bytes of a job's STDERR kept for the log (`docs/SEMANTICS.md` "Worker output").
 pub const STDERR_EXCERPT_CAP: usize = 4096;
 
 /// How one exchange is set up.

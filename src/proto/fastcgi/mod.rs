@@ -3,9 +3,10 @@
 //! ferry is a FastCGI *client* of php-fpm: it encodes one RESPONDER request per message
 //! and decodes the answer, reading the CGI head (`Status:`, `X-Ferry-Action:`) at the
 //! start of STDOUT. `ferry responder` plays the *application* role: it decodes requests
-//! strictly and encodes answers. php-fpm's own habits (see PROTOCOL-NOTES.md) decide the
-//! details: no multiplexing, whole name-value pairs per PARAMS record, ≤ 0xFFF8 bytes of
-//! content per record, END_REQUEST without an empty STDOUT before it.
+//! strictly and encodes answers. php-fpm's own habits (`docs/PROTOCOLS.md` "FastCGI and
+//! php-fpm") decide the details: no multiplexing, whole name-value pairs per PARAMS
+//! record, ≤ 0xFFF8 bytes of content per record, END_REQUEST without an empty STDOUT
+//! before it.
 //!
 //! Decoders work a whole record at a time: the 8-byte header says exactly how many bytes
 //! the record needs (at most [`record::MAX_RECORD_LEN`]), so they answer `Partial` until

@@ -279,9 +279,10 @@ pub(crate) fn start_record(out: &mut Vec<u8>, record_type: RecordType, request_i
 /// Patches the content length of the record started at `start` and appends its padding.
 /// The caller guarantees the content is at most 65535 bytes.
 ///
-/// Content plus padding is kept within 65535 bytes (PROTOCOL-NOTES: PHP's own writer never
-/// exceeds it, so neither do we): content above [`MAX_CHUNK_LEN`] goes unpadded, which the
-/// spec allows (padding is a recommendation for alignment).
+/// Content plus padding is kept within 65535 bytes (`docs/PROTOCOLS.md` "FastCGI and
+/// php-fpm": PHP's own writer never exceeds it, so neither do we): content above
+/// [`MAX_CHUNK_LEN`] goes unpadded, which the spec allows (padding is a recommendation for
+/// alignment).
 pub(crate) fn finish_record(out: &mut Vec<u8>, start: usize) {
     let content_len = out.len().saturating_sub(start + HEADER_LEN);
     debug_assert!(content_len <= MAX_CONTENT_LEN);

@@ -1,8 +1,7 @@
 //! Why a message body could not be form-encoded.
 //!
-//! Every variant is a permanent failure of that one message (SPEC, "From message to
-//! FastCGI request": "a payload that is not a JSON object is a permanent failure of that
-//! message (logged with the reason)"). The `Display` text is meant for that log line.
+//! Every variant is a permanent failure of that one message, logged with the reason
+//! (`docs/SEMANTICS.md` "Body `form`"). The `Display` text is meant for that log line.
 
 use std::fmt;
 
@@ -31,7 +30,7 @@ pub enum JsonFault {
 /// The top-level JSON value, when it is valid JSON but not an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonKind {
-    /// `[...]` (PHP would encode it with numeric keys `0=…&1=…`; the SPEC refuses it).
+    /// `[...]` (PHP would encode it with numeric keys `0=…&1=…`; ferry refuses it).
     Array,
     /// `"..."`.
     String,

@@ -1,8 +1,8 @@
 //! Message bodies: a JSON object encoded as `application/x-www-form-urlencoded`, byte for
 //! byte as PHP 8.2's `http_build_query(json_decode($json, true))` prints it.
 //!
-//! Implements SPEC, "From message to FastCGI request", body `form` (the default): the
-//! worker's `$_POST` must see what the message held.
+//! Implements `docs/SEMANTICS.md` "Body `form`" (the default body): the worker's `$_POST`
+//! must see what the message held.
 //!
 //! # What is sent
 //! - Keys and string values go through PHP's `urlencode` ([`urlencode_into`]): `A-Za-z0-9`
@@ -17,7 +17,7 @@
 //!
 //! # Refused (typed [`FormError`], never a panic)
 //! - Anything that is not a JSON object at top level ([`FormError::NotAnObject`]). PHP would
-//!   encode a top-level list as `0=…&1=…`; the SPEC refuses it.
+//!   encode a top-level list as `0=…&1=…`; ferry refuses it (`docs/SEMANTICS.md`).
 //! - Invalid JSON ([`FormError::InvalidJson`]), including numbers beyond a double such as
 //!   `1e400` (PHP would send `INF`) and nesting beyond serde_json's own limit of 128.
 //! - Nesting deeper than [`Limits::max_depth`] ([`FormError::TooDeep`]), default 64 with the
@@ -37,7 +37,7 @@
 //! (`{"kkk…":{"kkk…":[1,1,1,…]}}`). Without nesting the output is linear: a string byte
 //! costs at most 3 output bytes and an array element such as `1,` (2 input bytes) becomes
 //! `&` + prefix + `%5B` + index + `%5D=1`. So the only hard bound is the configurable cap,
-//! default 16 MiB (the SPEC's `max_message_bytes`). It is checked after every variable;
+//! default 16 MiB (the default `max_message_bytes`). It is checked after every variable;
 //! once exceeded the body is dropped and parsing goes on only to look for a repeated key
 //! (dropping a repeated key's earlier values could make the body fit), so memory never
 //! exceeds the cap by more than one variable.
@@ -82,7 +82,7 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 /// Highest accepted [`Limits::max_depth`]: serde_json refuses depth 128 itself.
 pub const MAX_SUPPORTED_DEPTH: usize = 126;
 
-/// Default for [`Limits::max_output_bytes`]: the SPEC's default `max_message_bytes`.
+/// Default for [`Limits::max_output_bytes`]: the default `max_message_bytes`.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bounds on one encoding.

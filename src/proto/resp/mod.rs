@@ -1,6 +1,6 @@
 //! RESP, the Redis serialization protocol: RESP2 and every RESP3 type, client and server
-//! side. This is issue 2's "RESP (Redis)" section; ferry uses it to subscribe to Redis
-//! pub/sub (the client side) and, later, to serve the embedded RESP endpoint.
+//! side (`docs/PROTOCOLS.md` "RESP and Redis"); ferry uses it to subscribe to Redis
+//! pub/sub (the client side) and to serve the RESP endpoint (the server side).
 //!
 //! - Decoding is incremental and resumable ([`Decoder`]): a frame arriving in many small
 //!   reads is validated once, item by item. Frames borrow from the read buffer; aggregates

@@ -1,4 +1,4 @@
-//! `ferry bench`: the end-to-end benchmark harness (issue 6).
+//! `ferry bench`: the end-to-end benchmark harness (README.md "Benchmarks").
 //!
 //! # Layout
 //! - `plan` — flags, `--help`, the [`plan::Plan`] of a run;

@@ -2,7 +2,7 @@
 //! connection (php-fpm serves one exchange per connection and closes after GET_VALUES):
 //! 1. GET_VALUES for `FCGI_MAX_CONNS`, `FCGI_MAX_REQS` and `FCGI_MPXS_CONNS`, shown as
 //!    answered — php-fpm answers only `FCGI_MPXS_CONNS=0`, the others stay absent
-//!    (SPEC "Pools and backpressure").
+//!    (`docs/PROTOCOLS.md` "FastCGI and php-fpm").
 //! 2. With `status_path`: php-fpm's status page, asked for as a request whose
 //!    `SCRIPT_NAME` and `REQUEST_URI` are that path; its text is shown.
 //! 3. Unless `--no-script`: one request per job script of the sources using the pool,

@@ -6,11 +6,11 @@ use std::fmt;
 
 use crate::proto::amqp::{AmqpError, FieldValue, TableBuilder, MAX_TABLE_DEPTH};
 
-/// How the consumed queue is declared (SPEC "Commands": `--queue` and `declare`).
+/// How the consumed queue is declared (`docs/CONFIGURATION.md`: `--queue` and `declare`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum DeclareMode {
     /// Passive declare; when the broker answers 404, declare the queue durable,
-    /// non-exclusive, non-auto-delete, without arguments (as the PHP daemons do).
+    /// non-exclusive, non-auto-delete, without arguments (as PHP consumers usually do).
     #[default]
     IfMissing,
     /// Passive declare only: a missing queue ends the session with

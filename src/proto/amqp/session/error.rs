@@ -1,7 +1,7 @@
-//! Errors of the AMQP session, split by who is at fault (STYLE practice 8):
-//! [`SessionError`] ends a session (the peer misbehaved, refused us, closed, or went
-//! silent; or a local value could not be encoded), [`CommandError`] refuses one command
-//! of the caller and leaves the session as it was.
+//! Errors of the AMQP session, split by who is at fault (`docs/ARCHITECTURE.md` "Errors by
+//! cause"): [`SessionError`] ends a session (the peer misbehaved, refused us, closed, or
+//! went silent; or a local value could not be encoded), [`CommandError`] refuses one
+//! command of the caller and leaves the session as it was.
 
 use std::fmt;
 

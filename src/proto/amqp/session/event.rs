@@ -112,8 +112,8 @@ pub struct Delivery {
     pub body: Vec<u8>,
 }
 
-/// A header value as dispatch renders it into `FERRY_HEADER_*` params (SPEC "From
-/// message to FastCGI request": string and number headers only).
+/// A header value as dispatch renders it into `FERRY_HEADER_*` params
+/// (`docs/SEMANTICS.md` "Message metadata": string and number headers only).
 #[derive(Debug, Clone, PartialEq)]
 pub enum HeaderValue {
     /// A long string or byte array (UTF-8, invalid sequences replaced).

@@ -3,10 +3,11 @@
 //! retry and dead-letter copies — sans-IO, driven by the reactor through the session
 //! contract of `docs/ARCHITECTURE.md`.
 //!
-//! Implements SPEC "Delivery guarantees" (AMQP: manual acks, tags never outliving their
-//! connection, confirmed republishes, `max_message_bytes`), "Commands" (`--queue`
-//! declare modes) and the AMQP section of `PROTOCOL-NOTES.md` (capabilities, tune rules,
-//! heartbeats, server cancel, blocked connections).
+//! Implements `docs/SEMANTICS.md` "AMQP: at-least-once" and "Retries" (manual acks, tags
+//! never outliving their connection, confirmed republishes, `max_message_bytes`),
+//! `docs/CONFIGURATION.md` "Sources" (`declare` modes) and `docs/PROTOCOLS.md`
+//! "AMQP 0-9-1 and RabbitMQ" (capabilities, tune rules, heartbeats, server cancel,
+//! blocked connections).
 //!
 //! # Conversation
 //! ```text
@@ -604,7 +605,7 @@ impl Session {
 
     /// Declares a retry queue on the publisher channel: durable, with `x-message-ttl`
     /// `ttl_ms` and dead-lettering to `target_queue` through the default exchange
-    /// (SPEC "Delivery guarantees": one queue per delay step).
+    /// (`docs/SEMANTICS.md` "Retries": one queue per delay step).
     /// [`Event::RetryQueueDeclared`] follows; a queue that exists with other arguments
     /// ends the session with [`SessionError::PreconditionFailed`].
     pub fn declare_retry_queue(

@@ -1,6 +1,6 @@
-//! The server side of RESP, for ferry's RESP endpoint (SPEC "Embedded deployment"): Redis
-//! clients (redis-cli, phpredis, redis-py) connect to ferry and `PUBLISH`, `SUBSCRIBE`…
-//! as they would to Redis 7.0, and get the same bytes back.
+//! The server side of RESP, for ferry's RESP endpoint (README.md "RESP endpoint (no
+//! broker)"): Redis clients (redis-cli, phpredis, redis-py) connect to ferry and
+//! `PUBLISH`, `SUBSCRIBE`… as they would to Redis 7.0, and get the same bytes back.
 //!
 //! Sans-IO like the rest of `proto`: the runtime hands a client's read buffer to a
 //! [`CommandReader`], each command to the client's [`ClientSession`], and writes what the

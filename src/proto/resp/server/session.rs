@@ -1,6 +1,6 @@
 //! One client of the RESP endpoint: what Redis 7.0 keeps per connection (protocol version,
 //! authentication, name, id, subscriptions) and the commands that need nothing else
-//! (SPEC "Embedded deployment"). Commands are checked in the order of Redis's
+//! (README.md "RESP endpoint (no broker)"). Commands are checked in the order of Redis's
 //! `processCommand` (redis `src/server.c`): unknown command or subcommand, arity,
 //! authentication, the RESP2 subscribed context; then run. Replies are written into the
 //! caller's buffer exactly as Redis words and shapes them.

@@ -1,10 +1,10 @@
 //! The Redis pub/sub subscriber session: one connection's conversation with a Redis
 //! server, from `HELLO` to the last message, as a sans-IO state machine (see
-//! `docs/ARCHITECTURE.md`, "The session contract"). It implements the Redis side of the
-//! SPEC's "Delivery guarantees" (at-most-once pub/sub), "A message larger than
-//! `max_message_bytes` is … dropped and counted (Redis), never buffered", the drain's
-//! "unsubscribe" and the "Heartbeats … honoured" line, for which Redis has no heartbeat of
-//! its own: the session PINGs when the connection is quiet.
+//! `docs/ARCHITECTURE.md`, "The session contract"). It implements the Redis side of
+//! `docs/SEMANTICS.md`: "Redis pub/sub and the RESP endpoint: at-most-once", "Size limits"
+//! (a message over `max_message_bytes` is skipped unread and counted, never buffered), the
+//! unsubscribe of "Drain", and the liveness check of "Reconnecting", for which Redis has
+//! no heartbeat of its own: the session PINGs when the connection is quiet.
 //!
 //! # The conversation
 //! 1. On construction: `HELLO 3 [AUTH <user|default> <pass>] [SETNAME <name>]`. A map
@@ -180,7 +180,7 @@ pub enum SubscriberEvent {
     Ready,
     /// A message arrived.
     Message(Message),
-    /// A message was skipped unread (count it; the SPEC's `too_large`).
+    /// A message was skipped unread (counted as dropped, reason `too_large`).
     Dropped(Dropped),
     /// Something went wrong that does not end the session (a `-ERR` reply, a message
     /// for a channel not subscribed).
@@ -845,11 +845,12 @@ impl Subscriber {
         self.events.push_back(SubscriberEvent::Unsubscribed);
     }
 
-    /// Stops intake (the SPEC's drain): sends `UNSUBSCRIBE`/`PUNSUBSCRIBE` for every
-    /// subscription; [`SubscriberEvent::Unsubscribed`] follows once the server confirmed
-    /// them all, and messages arriving until then are still delivered. Before anything
-    /// was subscribed, `Unsubscribed` comes at once; during subscription it follows the
-    /// confirmations (without `Ready`). Does nothing once unsubscribing or over.
+    /// Stops intake (`docs/SEMANTICS.md` "Drain"): sends `UNSUBSCRIBE`/`PUNSUBSCRIBE` for
+    /// every subscription; [`SubscriberEvent::Unsubscribed`] follows once the server
+    /// confirmed them all, and messages arriving until then are still delivered. Before
+    /// anything was subscribed, `Unsubscribed` comes at once; during subscription it
+    /// follows the confirmations (without `Ready`). Does nothing once unsubscribing or
+    /// over.
     pub fn unsubscribe(&mut self) {
         match self.state {
             State::AwaitingHello | State::AwaitingAuth => self.finish_unsubscribe(),
