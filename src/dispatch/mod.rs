@@ -1,6 +1,6 @@
 //! ferry's own rules, between the protocol sessions and the reactor (see
 //! `docs/ARCHITECTURE.md`): how a message becomes a FastCGI request, what a worker's
-//! answer means (SPEC, "Outcome of a request"), retry schedules, the circuit breaker and
+//! answer means (`docs/SEMANTICS.md`, "Outcome of a request"), retry schedules, the circuit breaker and
 //! fair queues. Sans-IO like `proto`: no sockets, no clock reads, no logging.
 //!
 //! # Layout

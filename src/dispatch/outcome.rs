@@ -1,9 +1,9 @@
-//! What a worker's answer means for the message: SPEC, "Outcome of a request".
+//! What a worker's answer means for the message: `docs/SEMANTICS.md`, "Outcome of a request".
 //!
 //! [`classify`] takes how one attempt went — a connect that failed ([`ConnectFailure`],
 //! the reactor's phase) or a finished [`Exchange`](crate::proto::fastcgi::Exchange)
 //! ([`Finished`]) — and answers one [`Outcome`]. The order of the checks is the table's,
-//! with these decisions where the SPEC leaves room:
+//! with these decisions of ferry's own (recorded in `docs/SEMANTICS.md`):
 //!
 //! 1. A failed connect, `FCGI_OVERLOADED`, `FCGI_CANT_MPX_CONN` and `FCGI_UNKNOWN_ROLE`
 //!    (the pool does not play RESPONDER: a misconfigured pool, not a bad message) are pool
@@ -27,8 +27,8 @@
 //!    retryable), and the status: absent/2xx/3xx success, 408/429 and 5xx retryable, other
 //!    4xx permanent, anything else (1xx, 6xx–9xx) malformed.
 //!
-//! `X-Ferry-Retry-After` applies to any retryable outcome of a complete response (the SPEC
-//! names it with `retry`; a `503` that says when to come back is honoured the same way).
+//! `X-Ferry-Retry-After` applies to any retryable outcome of a complete response (the docs
+//! name it with `retry`; a `503` that says when to come back is honoured the same way).
 
 use std::io;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! A pool's waiting jobs and its circuit breaker (SPEC, "Pools and backpressure" and
-//! "Outcome of a request": the circuit breaker).
+//! A pool's waiting jobs and its circuit breaker (`docs/SEMANTICS.md`, "Pools and
+//! backpressure" and "Circuit breaker").
 //!
 //! - [`FairQueue`]: one FIFO per source, served round-robin, so sources sharing a pool
 //!   are served fairly and a busy source cannot starve a quiet one.
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn circuit_opens_probes_and_closes() {
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let s = Duration::from_secs;
         let mut circuit = Circuit::default();
         assert!(circuit.is_closed());
@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn a_probe_can_be_brought_forward_never_pushed_back() {
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let s = Duration::from_secs;
         let mut circuit = Circuit::default();
         circuit.on_pool_failure(t0, s(4));

@@ -1,4 +1,4 @@
-//! One message → one FastCGI RESPONDER request: SPEC, "From message to FastCGI request".
+//! One message → one FastCGI RESPONDER request: `docs/SEMANTICS.md`, "From message to FastCGI request".
 //!
 //! [`RequestBuilder::build`] appends the whole request (BEGIN_REQUEST, PARAMS, STDIN) to a
 //! caller-provided buffer through `proto::fastcgi::encode_request`. Params are borrowed

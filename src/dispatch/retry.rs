@@ -1,4 +1,4 @@
-//! Retry schedules (SPEC, "Delivery guarantees"): `retry_delays_ms` gives the delay after
+//! Retry schedules (`docs/SEMANTICS.md`, "Retries"): `retry_delays_ms` gives the delay after
 //! each failed attempt, the last step repeating; a worker's `X-Ferry-Retry-After` rounds
 //! up to a step, because AMQP retries wait in one queue per step (`<queue>.ferry-retry.<ms>`:
 //! a classic queue expires messages only at its head, so one queue holds one delay).

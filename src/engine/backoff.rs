@@ -1,5 +1,5 @@
-//! Reconnect and probe delays: exponential with full jitter (SPEC "Pools and
-//! backpressure": broker connections re-established "with exponential backoff and jitter";
+//! Reconnect and probe delays: exponential with full jitter (`docs/SEMANTICS.md`,
+//! "Reconnecting" and "Circuit breaker": broker connections re-established with exponential backoff and jitter;
 //! the circuit breaker probes "with backoff and jitter (no spinning)").
 //!
 //! Full jitter (a uniform delay between half the step and the step) spreads a fleet of

@@ -1,4 +1,4 @@
-//! RESP endpoint sources (`docs/SEMANTICS.md`, "Embedded deployment"): ferry listens for
+//! RESP endpoint sources (`docs/SEMANTICS.md`, "Redis pub/sub and the RESP endpoint"): ferry listens for
 //! Redis clients, answers them through `proto::resp::server`, turns what they `PUBLISH`
 //! on a configured channel into jobs (the Redis pub/sub rules: backlog, drop reasons,
 //! retries from memory), and delivers every published message to the clients subscribed

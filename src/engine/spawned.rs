@@ -1,4 +1,4 @@
-//! Spawned pools (`docs/SEMANTICS.md`, "Embedded deployment": a pool with `spawn` instead
+//! Spawned pools (`docs/SEMANTICS.md`, "Spawned pools": a pool with `spawn` instead
 //! of `address`): ferry binds the socket, keeps `processes` workers running on it,
 //! restarts those that end, and stops them all on shutdown. The reactor makes the system
 //! calls (`crate::process::spawn`) when the engine asks through [`Io`]; this module
@@ -40,7 +40,7 @@ use super::backoff::Backoff;
 use super::ids::PoolId;
 use super::io::{Io, ProcessSignal, SocketKey};
 use super::{Engine, Peer, Phase, TimerKey};
-use crate::config::SpawnConfig;
+use crate::config::{Address, SpawnConfig};
 use crate::dispatch::outcome::PoolFailureReason;
 
 /// A worker that ran this long is healthy: replaced at once when it ends.
@@ -185,9 +185,13 @@ impl Engine {
                 quick_restart_at: None,
             })
             .collect();
+        let on = match &socket.address {
+            Address::Unix(path) => format!("unix:{}", path.display()),
+            Address::Tcp { host, port } => format!("tcp:{host}:{port}"),
+        };
         info!(
-            "pool {}: starting {} processes of {:?} on {}",
-            self.pools[pool].name, config.processes, config.command, socket.address
+            "pool {}: starting {} processes of {:?} on {on}",
+            self.pools[pool].name, config.processes, config.command
         );
         self.pools[pool].address = Some(socket.address);
         self.pools[pool].generation = generation;

@@ -1,4 +1,4 @@
-//! Deadlines by key, for the loop's one `poll` timeout (STYLE practice 6).
+//! Deadlines by key, for the loop's one `poll` timeout (`docs/ARCHITECTURE.md`, "Time is an argument").
 //!
 //! Every timed thing in ferry (a reconnect backoff, a retry delay, a session's heartbeat
 //! or keepalive, a request timeout, the drain deadline) is one key with at most one
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn fires_in_deadline_order_and_rearm_replaces() {
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut timers = Timers::default();
         timers.arm(1u32, ms(30));
@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn stale_entries_do_not_accumulate() {
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let mut timers = Timers::default();
         for i in 0..10_000u64 {
             timers.arm(7u32, t0 + Duration::from_millis(i));

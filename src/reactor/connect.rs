@@ -1,5 +1,5 @@
 //! Starting nonblocking connects, and resolving host names without blocking the loop
-//! (SPEC, "Commands": "Name resolution never blocks the reactor").
+//! (`docs/CONFIGURATION.md`, "Addresses": a name is looked up off the loop).
 //!
 //! libc offers no nonblocking `getaddrinfo`, so a name that is not an IP literal is
 //! resolved on a short-lived thread that hands the result back through a channel and

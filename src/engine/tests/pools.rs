@@ -99,10 +99,13 @@ fn a_redis_retry_waits_its_delay_and_carries_the_next_attempt() {
     sim.advance(Duration::from_millis(999));
     assert_eq!(sim.connects_to(PHP).len(), 1, "not before the 1 s step");
     sim.advance(Duration::from_millis(2));
-    let (_, _) = worker_takes(&mut sim, PHP);
-    let conn = sim.last_connect(PHP);
-    let _ = conn;
+    let (retried, id) = worker_takes(&mut sim, PHP);
     assert_eq!(sim.connects_to(PHP).len(), 2);
+    worker_answers(&mut sim, retried, id, 200);
+    assert_eq!(
+        sim.metric(r#"ferry_messages_settled_total{source="events",outcome="acked"}"#),
+        1.0
+    );
 }
 
 #[test]
@@ -111,7 +114,6 @@ fn a_redis_message_is_discarded_after_max_attempts() {
     sim.feed(redis, &message("jobs", b"x"));
     for _ in 0..3 {
         let (worker, id) = worker_takes(&mut sim, PHP);
-        let request = sim.io.written.get(&worker).cloned().unwrap_or_default();
         worker_answers(&mut sim, worker, id, 500);
         sim.advance(Duration::from_secs(6));
     }

@@ -165,7 +165,7 @@ impl Sim {
 
     pub fn with_io(config_json: &str, mut io: FakeIo) -> Sim {
         let config = parse(config_json);
-        let now = Instant::now();
+        let now = crate::test_epoch();
         let options = Options {
             seed: 7,
             notify: true,
@@ -483,7 +483,7 @@ fn frame<'a>(channel: u16, method: impl Into<Method<'a>>) -> Vec<u8> {
 }
 
 /// RabbitMQ's connection.start as captured.
-const CONNECTION_START: &[u8] = include_bytes!("../../../tests/data/amqp/connection_start.bin");
+const CONNECTION_START: &[u8] = include_bytes!("../../tests/data/amqp/connection_start.bin");
 
 /// The broker's side of the handshake, up to consume-ok (`publisher`: ferry also opens
 /// its confirm channel 2).
