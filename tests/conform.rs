@@ -252,7 +252,12 @@ fn no_end_request(request: &[u8]) -> Vec<u8> {
 #[test]
 fn fastcgi_against_broken_responders_reports_failures() {
     let port = broken_responder(wrong_request_id, Duration::ZERO);
-    let (code, report) = conform(&["fastcgi", &format!("127.0.0.1:{port}"), "--timeout-ms", "500"]);
+    let (code, report) = conform(&[
+        "fastcgi",
+        &format!("127.0.0.1:{port}"),
+        "--timeout-ms",
+        "500",
+    ]);
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["ok"], Value::Bool(false));
     let first = verdicts(&report);
@@ -296,7 +301,10 @@ fn fastcgi_against_broken_responders_reports_failures() {
     for case in report["cases"].as_array().unwrap() {
         let observed = case["observed"].as_str().unwrap();
         assert!(observed.contains("no END_REQUEST"), "{observed}");
-        assert!(case["elapsed_ms"].as_u64().unwrap() < 2000, "bounded by the deadline");
+        assert!(
+            case["elapsed_ms"].as_u64().unwrap() < 2000,
+            "bounded by the deadline"
+        );
     }
 }
 
@@ -332,7 +340,13 @@ fn usage_errors_exit_2_and_unreachable_servers_exit_1() {
         &["conform"][..],
         &["conform", "fastcgi"],
         &["conform", "gopher", "127.0.0.1:1"],
-        &["conform", "resp", "127.0.0.1:6379", "--case", "no_such_case"],
+        &[
+            "conform",
+            "resp",
+            "127.0.0.1:6379",
+            "--case",
+            "no_such_case",
+        ],
         &["conform", "resp", "127.0.0.1:6379", "--timeout-ms", "soon"],
         &["conform", "resp", "127.0.0.1:6379", "--timeout-ms", "0"],
         &["conform", "resp", "127.0.0.1:6379", "--script", "/x.php"],

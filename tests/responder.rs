@@ -292,7 +292,10 @@ fn records_until_ends(stream: &mut UnixStream, ids: &[u16]) -> Vec<(u8, u16, Vec
         }
         let mut chunk = [0; 65536];
         let n = stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed before END_REQUEST for {waiting:?}: {records:?}");
+        assert!(
+            n > 0,
+            "closed before END_REQUEST for {waiting:?}: {records:?}"
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
     records

@@ -17,8 +17,7 @@ use ferry::config::Address;
 use ferry::proto::fastcgi::record::FLAG_KEEP_CONN;
 use ferry::proto::fastcgi::{
     decode_record, encode_end_request, encode_get_values_result, encode_stdout,
-    encode_unknown_type, FcgiError, ProtocolStatus, RecordType, RequestDecoder, RequestEvent,
-    Role,
+    encode_unknown_type, FcgiError, ProtocolStatus, RecordType, RequestDecoder, RequestEvent, Role,
 };
 use ferry::proto::Status;
 use ferry::reactor::conn::{Conn, Fill, Stream};
@@ -586,7 +585,10 @@ impl Responder {
                 refused,
                 ..
             } = &mut *client;
-            if skip_refused(conn.input(), refused).map(|used| conn.consume(used)).is_some() {
+            if skip_refused(conn.input(), refused)
+                .map(|used| conn.consume(used))
+                .is_some()
+            {
                 continue;
             }
             let (event, used) = match decoder.decode(conn.input()) {

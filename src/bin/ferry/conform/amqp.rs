@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 use ferry::config::{Address, AmqpUrl};
 use ferry::proto::amqp::{
     decode_frame, encode_content, encode_heartbeat, encode_method_frame, encode_protocol_header,
-    BasicAck, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish,
-    BasicQos, BasicReject, ChannelClose, ChannelOpen, ConfirmSelect, ConnectionOpen,
-    ConnectionStartOk, ConnectionTuneOk, ExchangeDeclare, ExchangeDelete, FieldTable, FieldValue,
-    FramePayload, Method, QueueBind, QueueDeclare, QueueDelete, TableBuilder, CLASS_BASIC,
-    FRAME_MIN_SIZE,
+    BasicAck, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish, BasicQos,
+    BasicReject, ChannelClose, ChannelOpen, ConfirmSelect, ConnectionOpen, ConnectionStartOk,
+    ConnectionTuneOk, ExchangeDeclare, ExchangeDelete, FieldTable, FieldValue, FramePayload,
+    Method, QueueBind, QueueDeclare, QueueDelete, TableBuilder, CLASS_BASIC, FRAME_MIN_SIZE,
 };
 use ferry::proto::Status;
 
@@ -184,7 +183,10 @@ enum In {
 /// A frame decoded into owned parts.
 enum Raw {
     Method(Vec<u8>),
-    Header { body_size: u64, death_reason: Option<String> },
+    Header {
+        body_size: u64,
+        death_reason: Option<String>,
+    },
     Body(Vec<u8>),
     Heartbeat,
 }
@@ -232,8 +234,12 @@ impl Client {
         client.wire.send(&out)?;
         client.expect(0, "connection.start")?;
         let response = format!("\0{}\0{}", ctx.url.username, ctx.url.password.expose());
-        let properties = TableBuilder::client_properties(b"ferry conform", env!("CARGO_PKG_VERSION").as_bytes(), Some(b"ferry conform"))
-            .map_err(|e| e.to_string())?;
+        let properties = TableBuilder::client_properties(
+            b"ferry conform",
+            env!("CARGO_PKG_VERSION").as_bytes(),
+            Some(b"ferry conform"),
+        )
+        .map_err(|e| e.to_string())?;
         client.send(
             0,
             ConnectionStartOk {
@@ -246,7 +252,9 @@ impl Client {
         )?;
         let server = loop {
             let raw = client.wire.next(|buf| decode_raw(buf, FRAME_MIN_SIZE))?;
-            let (channel, Raw::Method(payload)) = raw else { continue };
+            let (channel, Raw::Method(payload)) = raw else {
+                continue;
+            };
             match Method::decode(&payload).map_err(|e| e.to_string())? {
                 Method::ConnectionTune(t) => {
                     break ServerTune {
@@ -296,11 +304,19 @@ impl Client {
 
     fn send(&mut self, channel: u16, method: Method<'_>) -> Result<(), String> {
         let mut out = Vec::new();
-        encode_method_frame(&mut out, channel, &method, self.frame_max).map_err(|e| e.to_string())?;
+        encode_method_frame(&mut out, channel, &method, self.frame_max)
+            .map_err(|e| e.to_string())?;
         self.wire.send(&out).map_err(String::from)
     }
 
-    fn publish(&mut self, channel: u16, exchange: &str, key: &str, body: &[u8], mandatory: bool) -> Result<(), String> {
+    fn publish(
+        &mut self,
+        channel: u16,
+        exchange: &str,
+        key: &str,
+        body: &[u8],
+        mandatory: bool,
+    ) -> Result<(), String> {
         let mut out = Vec::new();
         encode_method_frame(
             &mut out,
@@ -315,8 +331,15 @@ impl Client {
             self.frame_max,
         )
         .map_err(|e| e.to_string())?;
-        encode_content(&mut out, channel, CLASS_BASIC, &BasicProperties::default(), body, self.frame_max)
-            .map_err(|e| e.to_string())?;
+        encode_content(
+            &mut out,
+            channel,
+            CLASS_BASIC,
+            &BasicProperties::default(),
+            body,
+            self.frame_max,
+        )
+        .map_err(|e| e.to_string())?;
         self.wire.send(&out).map_err(String::from)
     }
 
@@ -327,11 +350,14 @@ impl Client {
         }
         loop {
             let frame_max = self.frame_max;
-            let (channel, raw) = self.wire.next_until(until, |buf| decode_raw(buf, frame_max))?;
+            let (channel, raw) = self
+                .wire
+                .next_until(until, |buf| decode_raw(buf, frame_max))?;
             match raw {
                 Raw::Heartbeat => return Ok(In::Heartbeat),
                 Raw::Method(payload) => {
-                    let method = Method::decode(&payload).map_err(|e| WireError::Malformed(e.to_string()))?;
+                    let method = Method::decode(&payload)
+                        .map_err(|e| WireError::Malformed(e.to_string()))?;
                     let name = method.name();
                     let msg = |tag, redelivered| Msg {
                         method: name,
@@ -343,11 +369,13 @@ impl Client {
                     };
                     let m = match method {
                         Method::BasicDeliver(d) => {
-                            self.content.insert(channel, (msg(d.delivery_tag, d.redelivered), 0));
+                            self.content
+                                .insert(channel, (msg(d.delivery_tag, d.redelivered), 0));
                             continue;
                         }
                         Method::BasicGetOk(g) => {
-                            self.content.insert(channel, (msg(g.delivery_tag, g.redelivered), 0));
+                            self.content
+                                .insert(channel, (msg(g.delivery_tag, g.redelivered), 0));
                             continue;
                         }
                         Method::BasicReturn(_) => {
@@ -397,7 +425,9 @@ impl Client {
                     death_reason,
                 } => {
                     let Some((msg, expected)) = self.content.get_mut(&channel) else {
-                        return Err(WireError::Malformed("a content header without its method".into()));
+                        return Err(WireError::Malformed(
+                            "a content header without its method".into(),
+                        ));
                     };
                     msg.death_reason = death_reason;
                     *expected = body_size;
@@ -409,7 +439,9 @@ impl Client {
                 }
                 Raw::Body(bytes) => {
                     let Some((msg, expected)) = self.content.get_mut(&channel) else {
-                        return Err(WireError::Malformed("a body frame without its method".into()));
+                        return Err(WireError::Malformed(
+                            "a body frame without its method".into(),
+                        ));
                     };
                     msg.largest_body_frame = msg.largest_body_frame.max(bytes.len());
                     msg.body.extend_from_slice(&bytes);
@@ -438,16 +470,26 @@ impl Client {
                 Err(e) => break Err(format!("waiting for {name}: {e}")),
             };
             match item {
-                In::Method { channel: c, name: n, m } if c == channel && n == name => break Ok(m),
+                In::Method {
+                    channel: c,
+                    name: n,
+                    m,
+                } if c == channel && n == name => break Ok(m),
                 In::Method {
                     m: M::ConnectionClose { code, text },
                     ..
-                } => break Err(format!("waiting for {name}: connection.close {code} {text}")),
+                } => {
+                    break Err(format!(
+                        "waiting for {name}: connection.close {code} {text}"
+                    ))
+                }
                 In::Method {
                     channel: c,
                     m: M::ChannelClose { code, text },
                     ..
-                } if c == channel => break Err(format!("waiting for {name}: channel.close {code} {text}")),
+                } if c == channel => {
+                    break Err(format!("waiting for {name}: channel.close {code} {text}"))
+                }
                 In::Heartbeat => {}
                 other => kept.push(other),
             }
@@ -464,7 +506,8 @@ impl Client {
     }
 
     fn open_channel(&mut self, channel: u16) -> Result<(), String> {
-        self.rpc(channel, ChannelOpen::default().into(), "channel.open-ok").map(drop)
+        self.rpc(channel, ChannelOpen::default().into(), "channel.open-ok")
+            .map(drop)
     }
 
     fn close_channel(&mut self, channel: u16) -> Result<(), String> {
@@ -549,10 +592,16 @@ impl Client {
         let mut kept = Vec::new();
         let result = loop {
             match self.next() {
-                Ok(In::Message { channel: c, msg }) if c == channel && msg.method == "basic.get-ok" => {
+                Ok(In::Message { channel: c, msg })
+                    if c == channel && msg.method == "basic.get-ok" =>
+                {
                     break Ok(Some(msg))
                 }
-                Ok(In::Method { channel: c, name: "basic.get-empty", .. }) if c == channel => break Ok(None),
+                Ok(In::Method {
+                    channel: c,
+                    name: "basic.get-empty",
+                    ..
+                }) if c == channel => break Ok(None),
                 Ok(In::Method {
                     m: M::ChannelClose { code, text } | M::ConnectionClose { code, text },
                     ..
@@ -567,7 +616,14 @@ impl Client {
     }
 
     fn ack(&mut self, channel: u16, tag: u64, multiple: bool) -> Result<(), String> {
-        self.send(channel, BasicAck { delivery_tag: tag, multiple }.into())
+        self.send(
+            channel,
+            BasicAck {
+                delivery_tag: tag,
+                multiple,
+            }
+            .into(),
+        )
     }
 
     fn consume(&mut self, channel: u16, queue: &str, tag: &str) -> Result<(), String> {
@@ -653,7 +709,13 @@ fn decode_raw(buf: &[u8], frame_max: u32) -> Result<Option<((u16, Raw), usize)>,
 }
 
 /// Declares a queue (recorded for cleanup) with `arguments` plus `x-expires`.
-fn declare_queue(ctx: &mut Ctx, client: &mut Client, channel: u16, what: &str, extra: &[(&[u8], FieldValue<'_>)]) -> Result<String, String> {
+fn declare_queue(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    channel: u16,
+    what: &str,
+    extra: &[(&[u8], FieldValue<'_>)],
+) -> Result<String, String> {
     let name = ctx.name(what);
     let mut arguments = TableBuilder::new();
     arguments
@@ -676,7 +738,12 @@ fn declare_queue(ctx: &mut Ctx, client: &mut Client, channel: u16, what: &str, e
     Ok(name)
 }
 
-fn declare_exchange(ctx: &mut Ctx, client: &mut Client, channel: u16, kind: &str) -> Result<String, String> {
+fn declare_exchange(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    channel: u16,
+    kind: &str,
+) -> Result<String, String> {
     let name = ctx.name("x");
     ctx.created.push(Created::Exchange(name.clone()));
     client.rpc(
@@ -694,7 +761,11 @@ fn declare_exchange(ctx: &mut Ctx, client: &mut Client, channel: u16, kind: &str
 }
 
 /// Opens a connection with channel 1 and a queue holding `messages` messages.
-fn with_queue(ctx: &mut Ctx, deadline: Instant, messages: usize) -> Result<(Client, String), String> {
+fn with_queue(
+    ctx: &mut Ctx,
+    deadline: Instant,
+    messages: usize,
+) -> Result<(Client, String), String> {
     let (mut client, _) = Client::open(ctx, deadline, Tune::default())?;
     client.open_channel(1)?;
     let queue = declare_queue(ctx, &mut client, 1, "q", &[])?;
@@ -702,7 +773,11 @@ fn with_queue(ctx: &mut Ctx, deadline: Instant, messages: usize) -> Result<(Clie
         // Published on a confirm channel of its own: once every publish is confirmed the
         // messages are in the queue (a publish alone is asynchronous).
         client.open_channel(SETUP_CHANNEL)?;
-        client.rpc(SETUP_CHANNEL, ConfirmSelect { no_wait: false }.into(), "confirm.select-ok")?;
+        client.rpc(
+            SETUP_CHANNEL,
+            ConfirmSelect { no_wait: false }.into(),
+            "confirm.select-ok",
+        )?;
         for i in 0..messages {
             client.publish(SETUP_CHANNEL, "", &queue, format!("m{i}").as_bytes(), false)?;
         }
@@ -729,7 +804,11 @@ fn with_queue(ctx: &mut Ctx, deadline: Instant, messages: usize) -> Result<(Clie
 }
 
 /// Runs a case body, then deletes what it declared.
-fn cleaned(ctx: &mut Ctx, deadline: Instant, body: fn(&mut Ctx, Instant) -> CaseResult) -> CaseResult {
+fn cleaned(
+    ctx: &mut Ctx,
+    deadline: Instant,
+    body: fn(&mut Ctx, Instant) -> CaseResult,
+) -> CaseResult {
     let result = body(ctx, deadline);
     ctx.cleanup();
     result
@@ -742,11 +821,13 @@ fn tune_proposal(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         "connection.tune channel_max {}, frame_max {}, heartbeat {} s",
         server.channel_max, server.frame_max, server.heartbeat
     );
-    Ok(if server.frame_max == 0 || server.frame_max >= FRAME_MIN_SIZE {
-        Finding::pass(said)
-    } else {
-        Finding::fail(format!("{said}: frame_max below the 4096 minimum"))
-    })
+    Ok(
+        if server.frame_max == 0 || server.frame_max >= FRAME_MIN_SIZE {
+            Finding::pass(said)
+        } else {
+            Finding::fail(format!("{said}: frame_max below the 4096 minimum"))
+        },
+    )
 }
 
 fn frame_max_lower(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
@@ -760,7 +841,9 @@ fn frame_max_lower(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         let queue = declare_queue(ctx, &mut client, 1, "q", &[])?;
         let body = vec![b'x'; 20_000];
         client.publish(1, "", &queue, &body, false)?;
-        let msg = client.get(1, &queue)?.ok_or("the message is not in the queue")?;
+        let msg = client
+            .get(1, &queue)?
+            .ok_or("the message is not in the queue")?;
         client.close();
         Ok(if msg.body == body && msg.largest_body_frame <= 8192 - 8 {
             Finding::pass(format!(
@@ -781,12 +864,21 @@ fn frame_max_above_server(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     let (mut probe, server) = Client::open(ctx, deadline, Tune::default())?;
     probe.close();
     if server.frame_max == 0 {
-        return Ok(Finding::not_supported("the server proposed frame_max 0 (no limit): nothing is above it"));
+        return Ok(Finding::not_supported(
+            "the server proposed frame_max 0 (no limit): nothing is above it",
+        ));
     }
     let above = server.frame_max.saturating_mul(2);
     let deadline = deadline.max(Instant::now() + REFUSED_TUNING_TIME);
     let started = Instant::now();
-    match Client::open(ctx, deadline, Tune { frame_max: Some(above), ..Tune::default() }) {
+    match Client::open(
+        ctx,
+        deadline,
+        Tune {
+            frame_max: Some(above),
+            ..Tune::default()
+        },
+    ) {
         Ok((mut client, _)) => {
             client.close();
             Ok(Finding::tolerated(format!(
@@ -847,7 +939,9 @@ fn heartbeat_sent(ctx: &mut Ctx, _deadline: Instant) -> CaseResult {
     Ok(if seen >= 2 {
         Finding::pass(format!("heartbeat 1 s: {seen} heartbeat frames from the server in 3 s; the connection stayed open"))
     } else {
-        Finding::fail(format!("heartbeat 1 s: {seen} heartbeat frames from the server in 3 s"))
+        Finding::fail(format!(
+            "heartbeat 1 s: {seen} heartbeat frames from the server in 3 s"
+        ))
     })
 }
 
@@ -912,8 +1006,15 @@ fn frame_too_large(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
             FRAME_MAX,
         )
         .map_err(|e| e.to_string())?;
-        encode_content(&mut out, 1, CLASS_BASIC, &BasicProperties::default(), &vec![b'x'; 10_000], FRAME_MAX)
-            .map_err(|e| e.to_string())?;
+        encode_content(
+            &mut out,
+            1,
+            CLASS_BASIC,
+            &BasicProperties::default(),
+            &vec![b'x'; 10_000],
+            FRAME_MAX,
+        )
+        .map_err(|e| e.to_string())?;
         let _ = client.wire.send(&out);
         loop {
             match client.next() {
@@ -924,13 +1025,21 @@ fn frame_too_large(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
                 Ok(In::Method {
                     m: M::ConnectionClose { code, text },
                     ..
-                }) => return Ok(Finding::fail(format!("connection.close {code} {text} (501 FRAME_ERROR expected)"))),
+                }) => {
+                    return Ok(Finding::fail(format!(
+                        "connection.close {code} {text} (501 FRAME_ERROR expected)"
+                    )))
+                }
                 Ok(_) => {}
                 Err(e) if e.is_closed() => {
-                    return Ok(Finding::fail("closed the connection without connection.close 501"))
+                    return Ok(Finding::fail(
+                        "closed the connection without connection.close 501",
+                    ))
                 }
                 Err(WireError::TimedOut) => {
-                    return Ok(Finding::tolerated("a 10,008-byte frame with frame_max 8192 was accepted"))
+                    return Ok(Finding::tolerated(
+                        "a 10,008-byte frame with frame_max 8192 was accepted",
+                    ))
                 }
                 Err(e) => return Ok(Finding::fail(e.to_string())),
             }
@@ -946,7 +1055,10 @@ fn qos_honoured(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         let quiet = ctx.quiet();
         let first = client.messages_within(1, quiet);
         if first.len() != 3 {
-            return Ok(Finding::fail(format!("prefetch 3: {} deliveries unacked", first.len())));
+            return Ok(Finding::fail(format!(
+                "prefetch 3: {} deliveries unacked",
+                first.len()
+            )));
         }
         let last_tag = first.last().map_or(0, |m| m.tag);
         client.ack(1, first.first().map_or(0, |m| m.tag), false)?;
@@ -957,7 +1069,10 @@ fn qos_honoured(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
                 "prefetch 3: 3 deliveries (tags up to {last_tag}), one more after one ack"
             ))
         } else {
-            Finding::fail(format!("prefetch 3: after one ack {} more deliveries (1 expected)", more.len()))
+            Finding::fail(format!(
+                "prefetch 3: after one ack {} more deliveries (1 expected)",
+                more.len()
+            ))
         })
     })
 }
@@ -995,13 +1110,18 @@ fn redelivered_after_channel_close(ctx: &mut Ctx, deadline: Instant) -> CaseResu
             return Ok(Finding::fail("first deliveries already marked redelivered"));
         }
         client.close_channel(2)?;
-        let again: Vec<Msg> = (0..2).filter_map(|_| client.get(1, &queue).ok().flatten()).collect();
+        let again: Vec<Msg> = (0..2)
+            .filter_map(|_| client.get(1, &queue).ok().flatten())
+            .collect();
         client.close();
         let flagged = again.iter().filter(|m| m.redelivered).count();
         Ok(if again.len() == 2 && flagged == 2 {
             Finding::pass("both unacked messages back in the queue with redelivered=true")
         } else {
-            Finding::fail(format!("{} messages back, {flagged} marked redelivered (2 and 2 expected)", again.len()))
+            Finding::fail(format!(
+                "{} messages back, {flagged} marked redelivered (2 and 2 expected)",
+                again.len()
+            ))
         })
     })
 }
@@ -1009,14 +1129,23 @@ fn redelivered_after_channel_close(ctx: &mut Ctx, deadline: Instant) -> CaseResu
 fn reject_requeue(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     cleaned(ctx, deadline, |ctx, deadline| {
         let (mut client, queue) = with_queue(ctx, deadline, 1)?;
-        let msg = client.get(1, &queue)?.ok_or("the message is not in the queue")?;
-        client.send(1, BasicReject { delivery_tag: msg.tag, requeue: true }.into())?;
+        let msg = client
+            .get(1, &queue)?
+            .ok_or("the message is not in the queue")?;
+        client.send(
+            1,
+            BasicReject {
+                delivery_tag: msg.tag,
+                requeue: true,
+            }
+            .into(),
+        )?;
         let again = client.get(1, &queue)?;
         client.close();
         Ok(match again {
-            Some(m) if m.redelivered && m.body == msg.body => {
-                Finding::pass("basic.reject requeue=true: the message came back with redelivered=true")
-            }
+            Some(m) if m.redelivered && m.body == msg.body => Finding::pass(
+                "basic.reject requeue=true: the message came back with redelivered=true",
+            ),
             Some(m) => Finding::fail(format!("came back with redelivered={}", m.redelivered)),
             None => Finding::fail("basic.reject requeue=true: the queue is empty"),
         })
@@ -1026,13 +1155,26 @@ fn reject_requeue(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
 fn reject_discard(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     cleaned(ctx, deadline, |ctx, deadline| {
         let (mut client, queue) = with_queue(ctx, deadline, 1)?;
-        let msg = client.get(1, &queue)?.ok_or("the message is not in the queue")?;
-        client.send(1, BasicReject { delivery_tag: msg.tag, requeue: false }.into())?;
+        let msg = client
+            .get(1, &queue)?
+            .ok_or("the message is not in the queue")?;
+        client.send(
+            1,
+            BasicReject {
+                delivery_tag: msg.tag,
+                requeue: false,
+            }
+            .into(),
+        )?;
         let again = client.get(1, &queue)?;
         client.close();
         Ok(match again {
-            None => Finding::pass("basic.reject requeue=false: the message is gone (no dead-letter exchange)"),
-            Some(_) => Finding::fail("basic.reject requeue=false: the message is still in the queue"),
+            None => Finding::pass(
+                "basic.reject requeue=false: the message is gone (no dead-letter exchange)",
+            ),
+            Some(_) => {
+                Finding::fail("basic.reject requeue=false: the message is still in the queue")
+            }
         })
     })
 }
@@ -1047,14 +1189,27 @@ fn nack_multiple_requeue(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
             tags.push(client.message(1)?.tag);
         }
         let last = tags.last().copied().unwrap_or(0);
-        client.send(1, BasicNack { delivery_tag: last, multiple: true, requeue: true }.into())?;
+        client.send(
+            1,
+            BasicNack {
+                delivery_tag: last,
+                multiple: true,
+                requeue: true,
+            }
+            .into(),
+        )?;
         let again = client.messages_within(1, ctx.quiet());
         client.close();
         let flagged = again.iter().filter(|m| m.redelivered).count();
         Ok(if again.len() == 3 && flagged == 3 {
-            Finding::pass(format!("basic.nack tag {last} multiple requeue: all 3 redelivered with redelivered=true"))
+            Finding::pass(format!(
+                "basic.nack tag {last} multiple requeue: all 3 redelivered with redelivered=true"
+            ))
         } else {
-            Finding::fail(format!("{} redelivered, {flagged} flagged (3 and 3 expected)", again.len()))
+            Finding::fail(format!(
+                "{} redelivered, {flagged} flagged (3 and 3 expected)",
+                again.len()
+            ))
         })
     })
 }
@@ -1063,7 +1218,15 @@ fn nack_discard(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     cleaned(ctx, deadline, |ctx, deadline| {
         let (mut client, queue) = with_queue(ctx, deadline, 2)?;
         let first = client.get(1, &queue)?.ok_or("empty queue")?;
-        client.send(1, BasicNack { delivery_tag: first.tag, multiple: false, requeue: false }.into())?;
+        client.send(
+            1,
+            BasicNack {
+                delivery_tag: first.tag,
+                multiple: false,
+                requeue: false,
+            }
+            .into(),
+        )?;
         let next = client.get(1, &queue)?;
         let after = client.get(1, &queue)?;
         client.close();
@@ -1093,13 +1256,22 @@ fn ack_multiple(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         let second = tags.get(1).copied().unwrap_or(0);
         client.ack(2, second, true)?;
         client.close_channel(2)?;
-        let left: Vec<Msg> = std::iter::from_fn(|| client.get(1, &queue).ok().flatten()).take(4).collect();
+        let left: Vec<Msg> = std::iter::from_fn(|| client.get(1, &queue).ok().flatten())
+            .take(4)
+            .collect();
         client.close();
-        Ok(if left.len() == 1 && left.first().is_some_and(|m| m.body == b"m2") {
-            Finding::pass(format!("basic.ack tag {second} multiple acked tags up to it; only the third came back"))
-        } else {
-            Finding::fail(format!("{} messages back after acking 2 of 3 with multiple", left.len()))
-        })
+        Ok(
+            if left.len() == 1 && left.first().is_some_and(|m| m.body == b"m2") {
+                Finding::pass(format!(
+                    "basic.ack tag {second} multiple acked tags up to it; only the third came back"
+                ))
+            } else {
+                Finding::fail(format!(
+                    "{} messages back after acking 2 of 3 with multiple",
+                    left.len()
+                ))
+            },
+        )
     })
 }
 
@@ -1111,7 +1283,9 @@ fn ack_unknown_tag(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         client.close();
         Ok(match closed {
             Some((406, text)) => Finding::pass(format!("channel.close 406 {text}")),
-            Some((code, text)) => Finding::fail(format!("channel.close {code} {text} (406 expected)")),
+            Some((code, text)) => {
+                Finding::fail(format!("channel.close {code} {text} (406 expected)"))
+            }
             None => Finding::tolerated("basic.ack of an unknown delivery tag was accepted"),
         })
     })
@@ -1127,14 +1301,20 @@ fn ack_twice(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         client.close();
         Ok(match closed {
             Some((406, text)) => Finding::pass(format!("second ack: channel.close 406 {text}")),
-            Some((code, text)) => Finding::fail(format!("channel.close {code} {text} (406 expected)")),
+            Some((code, text)) => {
+                Finding::fail(format!("channel.close {code} {text} (406 expected)"))
+            }
             None => Finding::tolerated("a second basic.ack of the same tag was accepted"),
         })
     })
 }
 
 /// A queue dead-lettering to a fanout exchange, and the queue bound to that exchange.
-fn dead_letter_setup(ctx: &mut Ctx, client: &mut Client, extra: &[(&[u8], FieldValue<'_>)]) -> Result<(String, String), String> {
+fn dead_letter_setup(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    extra: &[(&[u8], FieldValue<'_>)],
+) -> Result<(String, String), String> {
     let exchange = declare_exchange(ctx, client, 1, "fanout")?;
     let dead = declare_queue(ctx, client, 1, "dlq", &[])?;
     client.rpc(
@@ -1147,7 +1327,10 @@ fn dead_letter_setup(ctx: &mut Ctx, client: &mut Client, extra: &[(&[u8], FieldV
         .into(),
         "queue.bind-ok",
     )?;
-    let mut arguments: Vec<(&[u8], FieldValue<'_>)> = vec![(b"x-dead-letter-exchange", FieldValue::LongStr(exchange.as_bytes()))];
+    let mut arguments: Vec<(&[u8], FieldValue<'_>)> = vec![(
+        b"x-dead-letter-exchange",
+        FieldValue::LongStr(exchange.as_bytes()),
+    )];
     arguments.extend_from_slice(extra);
     let queue = declare_queue(ctx, client, 1, "q", &arguments)?;
     Ok((queue, dead))
@@ -1159,8 +1342,16 @@ fn dead_letter_on_reject(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         client.open_channel(1)?;
         let (queue, dead) = dead_letter_setup(ctx, &mut client, &[])?;
         client.publish(1, "", &queue, b"doomed", false)?;
-        let msg = wait_for_get(&mut client, &queue, deadline)?.ok_or("the message never reached the queue")?;
-        client.send(1, BasicReject { delivery_tag: msg.tag, requeue: false }.into())?;
+        let msg = wait_for_get(&mut client, &queue, deadline)?
+            .ok_or("the message never reached the queue")?;
+        client.send(
+            1,
+            BasicReject {
+                delivery_tag: msg.tag,
+                requeue: false,
+            }
+            .into(),
+        )?;
         let dead_msg = wait_for_get(&mut client, &dead, deadline)?;
         client.close();
         Ok(match dead_msg {
@@ -1177,7 +1368,8 @@ fn dead_letter_on_expiry(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     cleaned(ctx, deadline, |ctx, deadline| {
         let (mut client, _) = Client::open(ctx, deadline, Tune::default())?;
         client.open_channel(1)?;
-        let (queue, dead) = dead_letter_setup(ctx, &mut client, &[(b"x-message-ttl", FieldValue::I32(10))])?;
+        let (queue, dead) =
+            dead_letter_setup(ctx, &mut client, &[(b"x-message-ttl", FieldValue::I32(10))])?;
         client.publish(1, "", &queue, b"stale", false)?;
         let dead_msg = wait_for_get(&mut client, &dead, deadline)?;
         client.close();
@@ -1192,7 +1384,11 @@ fn dead_letter_on_expiry(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
 }
 
 /// basic.get until a message comes or the deadline passes (routing takes a moment).
-fn wait_for_get(client: &mut Client, queue: &str, deadline: Instant) -> Result<Option<Msg>, String> {
+fn wait_for_get(
+    client: &mut Client,
+    queue: &str,
+    deadline: Instant,
+) -> Result<Option<Msg>, String> {
     loop {
         if let Some(msg) = client.get(1, queue)? {
             return Ok(Some(msg));
@@ -1236,8 +1432,13 @@ fn cancel_on_queue_delete(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
             Some(tag) if tag == b"conform-consumer" => {
                 Finding::pass("basic.cancel for our consumer tag after queue.delete")
             }
-            Some(tag) => Finding::fail(format!("basic.cancel for tag {}", String::from_utf8_lossy(&tag))),
-            None => Finding::fail("no basic.cancel after the queue was deleted (consumer_cancel_notify was offered)"),
+            Some(tag) => Finding::fail(format!(
+                "basic.cancel for tag {}",
+                String::from_utf8_lossy(&tag)
+            )),
+            None => Finding::fail(
+                "no basic.cancel after the queue was deleted (consumer_cancel_notify was offered)",
+            ),
         })
     })
 }
@@ -1246,7 +1447,11 @@ fn publisher_confirms(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     cleaned(ctx, deadline, |ctx, deadline| {
         let (mut client, queue) = with_queue(ctx, deadline, 0)?;
         client.open_channel(2)?;
-        client.rpc(2, ConfirmSelect { no_wait: false }.into(), "confirm.select-ok")?;
+        client.rpc(
+            2,
+            ConfirmSelect { no_wait: false }.into(),
+            "confirm.select-ok",
+        )?;
         for i in 0..3 {
             client.publish(2, "", &queue, format!("c{i}").as_bytes(), false)?;
         }
@@ -1259,33 +1464,49 @@ fn publisher_confirms(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
                     m: M::Ack { tag, multiple },
                     ..
                 }) => {
-                    said.push(format!("ack {tag}{}", if multiple { " multiple" } else { "" }));
+                    said.push(format!(
+                        "ack {tag}{}",
+                        if multiple { " multiple" } else { "" }
+                    ));
                     confirmed = confirmed.max(tag);
                 }
                 Ok(In::Method {
                     channel: 2,
                     m: M::Nack { tag, .. },
                     ..
-                }) => return Ok(Finding::fail(format!("basic.nack {tag} for a routable message"))),
+                }) => {
+                    return Ok(Finding::fail(format!(
+                        "basic.nack {tag} for a routable message"
+                    )))
+                }
                 Ok(_) => {}
                 Err(e) => return Ok(Finding::fail(format!("after {}: {e}", said.join(", ")))),
             }
         }
         client.close();
-        Ok(Finding::pass(format!("3 publishes confirmed: {}", said.join(", "))))
+        Ok(Finding::pass(format!(
+            "3 publishes confirmed: {}",
+            said.join(", ")
+        )))
     })
 }
 
 fn confirm_unroutable(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     let (mut client, _) = Client::open(ctx, deadline, Tune::default())?;
     client.open_channel(1)?;
-    client.rpc(1, ConfirmSelect { no_wait: false }.into(), "confirm.select-ok")?;
+    client.rpc(
+        1,
+        ConfirmSelect { no_wait: false }.into(),
+        "confirm.select-ok",
+    )?;
     let nowhere = ctx.name("nowhere");
     client.publish(1, "", &nowhere, b"lost", true)?;
     let mut order = Vec::new();
     loop {
         match client.next() {
-            Ok(In::Message { channel: 1, msg }) if msg.method == "basic.return" => order.push("basic.return".to_string()),
+            Ok(In::Message { channel: 1, msg }) if msg.method == "basic.return" => {
+                order.push("basic.return".to_string())
+            }
             Ok(In::Method {
                 channel: 1,
                 m: M::Ack { tag, .. },
@@ -1307,11 +1528,18 @@ fn confirm_unroutable(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         }
     }
     client.close();
-    Ok(if order.first().map(String::as_str) == Some("basic.return") && order.get(1).is_some_and(|s| s.starts_with("basic.ack")) {
-        Finding::pass(order.join(", "))
-    } else {
-        Finding::fail(format!("{} (basic.return, then basic.ack expected)", order.join(", ")))
-    })
+    Ok(
+        if order.first().map(String::as_str) == Some("basic.return")
+            && order.get(1).is_some_and(|s| s.starts_with("basic.ack"))
+        {
+            Finding::pass(order.join(", "))
+        } else {
+            Finding::fail(format!(
+                "{} (basic.return, then basic.ack expected)",
+                order.join(", ")
+            ))
+        },
+    )
 }
 
 /// The catalogue, in the order the report lists it.
@@ -1349,12 +1577,21 @@ mod tests {
     #[test]
     fn x_death_reason_is_read_from_the_first_entry() {
         let mut death = TableBuilder::new();
-        death.insert(b"reason", FieldValue::LongStr(b"expired")).unwrap();
+        death
+            .insert(b"reason", FieldValue::LongStr(b"expired"))
+            .unwrap();
         let mut deaths = TableBuilder::new();
-        deaths.push_value(FieldValue::Table(death.as_table())).unwrap();
+        deaths
+            .push_value(FieldValue::Table(death.as_table()))
+            .unwrap();
         let mut headers = TableBuilder::new();
-        headers.insert(b"x-death", FieldValue::Array(deaths.as_array())).unwrap();
-        assert_eq!(death_reason(Some(headers.as_table())).as_deref(), Some("expired"));
+        headers
+            .insert(b"x-death", FieldValue::Array(deaths.as_array()))
+            .unwrap();
+        assert_eq!(
+            death_reason(Some(headers.as_table())).as_deref(),
+            Some("expired")
+        );
         assert_eq!(death_reason(None), None);
         assert_eq!(death_reason(Some(FieldTable::EMPTY)), None);
     }

@@ -352,7 +352,12 @@ fn describe_values(values: &BTreeMap<String, String>) -> String {
     format!("GET_VALUES_RESULT {}", listed.join(", "))
 }
 
-fn get_value_case(ctx: &mut Ctx, deadline: Instant, name: &str, valid: fn(&str) -> bool) -> CaseResult {
+fn get_value_case(
+    ctx: &mut Ctx,
+    deadline: Instant,
+    name: &str,
+    valid: fn(&str) -> bool,
+) -> CaseResult {
     let values = get_values(ctx, &[name.as_bytes()], deadline)?;
     let said = describe_values(&values);
     Ok(match values.get(name) {
@@ -401,9 +406,7 @@ fn unknown_type(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     Ok(match read_record(&mut wire) {
         Ok(rec) if rec.kind == RecordType::UnknownType && rec.id == 0 => {
             match rec.content.first() {
-                Some(42) if rec.content.len() == 8 => {
-                    Finding::pass("UNKNOWN_TYPE naming type 42")
-                }
+                Some(42) if rec.content.len() == 8 => Finding::pass("UNKNOWN_TYPE naming type 42"),
                 _ => Finding::fail(format!(
                     "UNKNOWN_TYPE with content {}",
                     show(&rec.content, 16)
@@ -564,7 +567,12 @@ fn mpx_concurrent(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
 /// The records of one request only (for judging interleaved answers).
 fn answer_for(answer: &Answer, id: u16) -> Answer {
     Answer {
-        records: answer.records.iter().filter(|r| r.id == id).cloned().collect(),
+        records: answer
+            .records
+            .iter()
+            .filter(|r| r.id == id)
+            .cloned()
+            .collect(),
         stopped: answer.stopped.clone(),
         closed: answer.closed,
     }
@@ -588,9 +596,9 @@ fn mpx_refused(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         (Ok(_), Some((_, Some(ProtocolStatus::CantMpxConn), _))) => Finding::pass(format!(
             "request 2 refused with CANT_MPX_CONN, request 1 served: {sequence}"
         )),
-        (Ok(_), Some((_, Some(ProtocolStatus::RequestComplete), _))) => Finding::pass(format!(
-            "both served, one after the other: {sequence}"
-        )),
+        (Ok(_), Some((_, Some(ProtocolStatus::RequestComplete), _))) => {
+            Finding::pass(format!("both served, one after the other: {sequence}"))
+        }
         (one, _) => Finding::fail(format!(
             "{sequence}{}; §5.5 wants END_REQUEST CANT_MPX_CONN for request 2 {}",
             if answer.closed { ", then closed" } else { "" },
@@ -650,7 +658,13 @@ fn params_name_over_64k(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
 
 /// One pair, split into two PARAMS records at each byte offset in `cuts`, one request
 /// per cut; the first cut that is not served is the finding.
-fn split_pair(ctx: &Ctx, deadline: Instant, name: &[u8], value: &[u8], cuts: &[usize]) -> CaseResult {
+fn split_pair(
+    ctx: &Ctx,
+    deadline: Instant,
+    name: &[u8],
+    value: &[u8],
+    cuts: &[usize],
+) -> CaseResult {
     let mut pair = Vec::new();
     encode_pair(&mut pair, name, value).map_err(|e| e.to_string())?;
     let rest = params_stream(&ctx.params(&[]))?;
@@ -682,7 +696,13 @@ fn params_split_long_header(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     // Header: nameLength (4 bytes), valueLength (4 bytes).
     let mut name = b"HTTP_X_".to_vec();
     name.resize(200, b'N');
-    split_pair(ctx, deadline, &name, &vec![b'v'; 300], &[1, 2, 3, 4, 5, 6, 7, 8])
+    split_pair(
+        ctx,
+        deadline,
+        &name,
+        &vec![b'v'; 300],
+        &[1, 2, 3, 4, 5, 6, 7, 8],
+    )
 }
 
 fn params_one_byte_records(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
@@ -749,9 +769,9 @@ fn abort_before_input_complete(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     let answer = collect(&mut wire, &[1]);
     let sequence = answer.sequence();
     Ok(match answer.end_of(1) {
-        Some((app, Some(status), 8)) => {
-            Finding::pass(format!("{sequence}: END_REQUEST {status:?}, app status {app}"))
-        }
+        Some((app, Some(status), 8)) => Finding::pass(format!(
+            "{sequence}: END_REQUEST {status:?}, app status {app}"
+        )),
         Some(_) => Finding::fail(format!("{sequence}: malformed END_REQUEST")),
         None => Finding::fail(format!(
             "{sequence}: no END_REQUEST ({})",
@@ -844,9 +864,9 @@ fn role_unknown(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         Some((_, Some(ProtocolStatus::UnknownRole), 8)) => {
             Finding::pass(format!("END_REQUEST UNKNOWN_ROLE: {sequence}"))
         }
-        Some((_, Some(ProtocolStatus::RequestComplete), _)) => {
-            Finding::tolerated(format!("served a role the spec does not define: {sequence}"))
-        }
+        Some((_, Some(ProtocolStatus::RequestComplete), _)) => Finding::tolerated(format!(
+            "served a role the spec does not define: {sequence}"
+        )),
         _ => Finding::fail(format!(
             "no END_REQUEST UNKNOWN_ROLE: {sequence} ({})",
             answer.stopped.as_deref().unwrap_or("")
@@ -889,7 +909,9 @@ fn version_2(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
                 )))
             }
             Err(WireError::Malformed(why)) => {
-                return Ok(Finding::fail(format!("answered with bytes that are not FastCGI 1: {why}")))
+                return Ok(Finding::fail(format!(
+                    "answered with bytes that are not FastCGI 1: {why}"
+                )))
             }
             Err(e) => return Ok(Finding::fail(e.to_string())),
         }
@@ -962,7 +984,9 @@ fn output_order(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         .filter(|(_, k)| **k == RecordType::Stderr)
         .map(|(i, _)| i)
         .collect();
-    let before = stderr_at.iter().any(|&i| first_stdout.is_some_and(|f| i < f));
+    let before = stderr_at
+        .iter()
+        .any(|&i| first_stdout.is_some_and(|f| i < f));
     let between = stderr_at
         .iter()
         .any(|&i| first_stdout.is_some_and(|f| i > f) && last_stdout.is_some_and(|l| i < l));
@@ -972,8 +996,16 @@ fn output_order(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     } else {
         format!(
             "{sequence}; STDERR {}{}: {}",
-            if before { "before STDOUT" } else { "not before STDOUT" },
-            if between { ", and between STDOUT records" } else { "" },
+            if before {
+                "before STDOUT"
+            } else {
+                "not before STDOUT"
+            },
+            if between {
+                ", and between STDOUT records"
+            } else {
+                ""
+            },
             show(&stderr, 60)
         )
     }))
@@ -998,7 +1030,9 @@ fn stdout_closed(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         .any(|r| r.kind == RecordType::Stdout && r.content.is_empty());
     let sequence = answer.sequence();
     Ok(if closed {
-        Finding::pass(format!("empty STDOUT record before END_REQUEST: {sequence}"))
+        Finding::pass(format!(
+            "empty STDOUT record before END_REQUEST: {sequence}"
+        ))
     } else {
         Finding::fail(format!(
             "END_REQUEST without the empty STDOUT record that ends the stream: {sequence}"
@@ -1025,7 +1059,9 @@ fn end_request_status(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         )),
         (8, Some(other)) => Finding::fail(format!("protocolStatus {other:?} for a plain request")),
         (8, None) => Finding::fail("protocolStatus is not one §5.5 defines"),
-        (n, _) => Finding::fail(format!("END_REQUEST with {n} bytes of content (8 expected)")),
+        (n, _) => Finding::fail(format!(
+            "END_REQUEST with {n} bytes of content (8 expected)"
+        )),
     })
 }
 
@@ -1073,7 +1109,10 @@ mod tests {
 
     #[test]
     fn cgi_status_defaults_to_200() {
-        assert_eq!(cgi_status(b"Status: 404 Not Found\r\n\r\nx"), "404 Not Found");
+        assert_eq!(
+            cgi_status(b"Status: 404 Not Found\r\n\r\nx"),
+            "404 Not Found"
+        );
         assert_eq!(cgi_status(b"Content-Type: text/plain\n\nx"), "200");
     }
 

@@ -253,9 +253,15 @@ fn run(parsed: &Parsed) -> Result<u8, Failure> {
     };
     match protocol {
         "fastcgi" => {
-            let ctx = fastcgi::Ctx::new(target, parsed.get("script"), timeout)
-                .map_err(Failure::Usage)?;
-            suite("fastcgi", &fastcgi::cases(), ctx, &options, fastcgi::Ctx::probe)
+            let ctx =
+                fastcgi::Ctx::new(target, parsed.get("script"), timeout).map_err(Failure::Usage)?;
+            suite(
+                "fastcgi",
+                &fastcgi::cases(),
+                ctx,
+                &options,
+                fastcgi::Ctx::probe,
+            )
         }
         "resp" => {
             let ctx = resp::Ctx::new(target, timeout).map_err(Failure::Usage)?;
@@ -308,7 +314,10 @@ fn suite<C>(
         return Ok(0);
     }
     probe(&mut ctx, Instant::now() + options.timeout).map_err(|e| {
-        Failure::Unreachable(format!("cannot reach the {protocol} server {}: {e}", options.target))
+        Failure::Unreachable(format!(
+            "cannot reach the {protocol} server {}: {e}",
+            options.target
+        ))
     })?;
     let mut rows = Vec::new();
     for case in cases {
@@ -364,11 +373,7 @@ fn cell(text: &str) -> String {
 
 fn render(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "ferry conform {} {}\n",
-        report.protocol, report.target
-    );
+    let _ = writeln!(out, "ferry conform {} {}\n", report.protocol, report.target);
     let _ = writeln!(out, "| case | specification | server | verdict |");
     let _ = writeln!(out, "|---|---|---|---|");
     for row in &report.cases {
@@ -459,7 +464,10 @@ mod tests {
             .collect();
         for (i, (name, spec)) in names.iter().enumerate() {
             assert!(!spec.is_empty(), "{name}");
-            assert!(spec.contains('§'), "{name}: the spec text names its section");
+            assert!(
+                spec.contains('§'),
+                "{name}: the spec text names its section"
+            );
             assert!(
                 !names[..i].iter().any(|(other, _)| other == name),
                 "{name} twice"

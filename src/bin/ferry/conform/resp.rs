@@ -48,7 +48,12 @@ impl Ctx {
     /// A channel name no one else uses.
     fn channel(&mut self, what: &str) -> Vec<u8> {
         self.counter += 1;
-        format!("conform:{}:{}{what}", self.suffix.get(..8).unwrap_or(&self.suffix), self.counter).into_bytes()
+        format!(
+            "conform:{}:{}{what}",
+            self.suffix.get(..8).unwrap_or(&self.suffix),
+            self.counter
+        )
+        .into_bytes()
     }
 
     fn quiet(&self) -> Duration {
@@ -78,7 +83,9 @@ impl Val {
             Frame::Integer(i) => Val::Int(i),
             Frame::BulkString(s) => Val::Bulk(s.to_vec()),
             Frame::NullBulk | Frame::NullArray | Frame::Null => Val::Null,
-            Frame::Array(a) | Frame::Set(a) => Val::Array(a.iter().map(|f| Val::from_frame(&f)).collect()),
+            Frame::Array(a) | Frame::Set(a) => {
+                Val::Array(a.iter().map(|f| Val::from_frame(&f)).collect())
+            }
             Frame::Push(a) => Val::Push(a.iter().map(|f| Val::from_frame(&f)).collect()),
             Frame::Map(a) => Val::Map(
                 a.pairs()
@@ -251,7 +258,11 @@ fn subscribe_confirmations(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     got.extend(client.drain(ctx.quiet()));
     Ok(expect(
         &got,
-        &[confirm("subscribe", &a, 1), confirm("subscribe", &b, 2), confirm("subscribe", &c, 3)],
+        &[
+            confirm("subscribe", &a, 1),
+            confirm("subscribe", &b, 2),
+            confirm("subscribe", &c, 3),
+        ],
     ))
 }
 
@@ -260,7 +271,10 @@ fn subscribe_twice(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     let mut client = Client::connect(ctx, deadline)?;
     client.send(&[b"SUBSCRIBE", &a, &a])?;
     let got = client.read_n(2)?;
-    Ok(expect(&got, &[confirm("subscribe", &a, 1), confirm("subscribe", &a, 1)]))
+    Ok(expect(
+        &got,
+        &[confirm("subscribe", &a, 1), confirm("subscribe", &a, 1)],
+    ))
 }
 
 fn psubscribe_confirmations(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
@@ -271,7 +285,10 @@ fn psubscribe_confirmations(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     let mut client = Client::connect(ctx, deadline)?;
     client.send(&[b"PSUBSCRIBE", &p, &q])?;
     let got = client.read_n(2)?;
-    Ok(expect(&got, &[confirm("psubscribe", &p, 1), confirm("psubscribe", &q, 2)]))
+    Ok(expect(
+        &got,
+        &[confirm("psubscribe", &p, 1), confirm("psubscribe", &q, 2)],
+    ))
 }
 
 fn count_channels_and_patterns(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
@@ -285,7 +302,11 @@ fn count_channels_and_patterns(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     let got = client.read_n(3)?;
     Ok(expect(
         &got,
-        &[confirm("subscribe", &a, 1), confirm("psubscribe", &p, 2), confirm("unsubscribe", &a, 1)],
+        &[
+            confirm("subscribe", &a, 1),
+            confirm("psubscribe", &p, 2),
+            confirm("unsubscribe", &a, 1),
+        ],
     ))
 }
 
@@ -314,8 +335,14 @@ fn unsubscribe_all(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     client.send(&[b"UNSUBSCRIBE"])?;
     let got = client.read_n(2)?;
     // One frame per channel, in no particular order; the counts go down to 0.
-    let names: Vec<Option<&Val>> = got.iter().map(|v| v.elements().and_then(|e| e.get(1))).collect();
-    let counts: Vec<Option<&Val>> = got.iter().map(|v| v.elements().and_then(|e| e.get(2))).collect();
+    let names: Vec<Option<&Val>> = got
+        .iter()
+        .map(|v| v.elements().and_then(|e| e.get(1)))
+        .collect();
+    let counts: Vec<Option<&Val>> = got
+        .iter()
+        .map(|v| v.elements().and_then(|e| e.get(2)))
+        .collect();
     let kinds_ok = got
         .iter()
         .all(|v| v.elements().and_then(|e| e.first()) == Some(&bulk("unsubscribe")));
@@ -338,7 +365,11 @@ fn unsubscribe_nothing(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     got.extend(client.drain(ctx.quiet()));
     Ok(expect(
         &got,
-        &[Val::Array(vec![bulk("unsubscribe"), Val::Null, Val::Int(0)])],
+        &[Val::Array(vec![
+            bulk("unsubscribe"),
+            Val::Null,
+            Val::Int(0),
+        ])],
     ))
 }
 
@@ -349,7 +380,11 @@ fn punsubscribe_nothing(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     got.extend(client.drain(ctx.quiet()));
     Ok(expect(
         &got,
-        &[Val::Array(vec![bulk("punsubscribe"), Val::Null, Val::Int(0)])],
+        &[Val::Array(vec![
+            bulk("punsubscribe"),
+            Val::Null,
+            Val::Int(0),
+        ])],
     ))
 }
 
@@ -360,7 +395,10 @@ fn punsubscribe_named(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     client.send(&[b"PSUBSCRIBE", &p])?;
     client.send(&[b"PUNSUBSCRIBE", &p])?;
     let got = client.read_n(2)?;
-    Ok(expect(&got, &[confirm("psubscribe", &p, 1), confirm("punsubscribe", &p, 0)]))
+    Ok(expect(
+        &got,
+        &[confirm("psubscribe", &p, 1), confirm("punsubscribe", &p, 0)],
+    ))
 }
 
 fn subscribe_without_channel(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
@@ -408,7 +446,11 @@ fn resp2_command_refused_subscribed(ctx: &mut Ctx, deadline: Instant) -> CaseRes
     };
     Ok(expect(
         &got,
-        &[confirm("subscribe", &a, 1), refusal("echo"), refusal("publish")],
+        &[
+            confirm("subscribe", &a, 1),
+            refusal("echo"),
+            refusal("publish"),
+        ],
     ))
 }
 
@@ -458,7 +500,10 @@ fn resp3_hello(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         _ => Vec::new(),
     };
     let proto = match &reply {
-        Val::Map(pairs) => pairs.iter().find(|(k, _)| *k == bulk("proto")).map(|(_, v)| v.clone()),
+        Val::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| *k == bulk("proto"))
+            .map(|(_, v)| v.clone()),
         _ => None,
     };
     Ok(match proto {
@@ -481,7 +526,10 @@ fn resp3_push_confirmations(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     let got = client.read_n(2)?;
     Ok(expect(
         &got,
-        &[push(confirm("subscribe", &a, 1)), push(confirm("unsubscribe", &a, 0))],
+        &[
+            push(confirm("subscribe", &a, 1)),
+            push(confirm("unsubscribe", &a, 0)),
+        ],
     ))
 }
 
@@ -496,7 +544,10 @@ fn resp3_ping_subscribed(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     let got = client.read_n(2)?;
     Ok(expect(
         &got,
-        &[push(confirm("subscribe", &a, 1)), Val::Simple(b"PONG".to_vec())],
+        &[
+            push(confirm("subscribe", &a, 1)),
+            Val::Simple(b"PONG".to_vec()),
+        ],
     ))
 }
 
@@ -509,7 +560,10 @@ fn resp3_commands_allowed(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     client.send(&[b"SUBSCRIBE", &a])?;
     client.send(&[b"ECHO", b"x"])?;
     let got = client.read_n(2)?;
-    Ok(expect(&got, &[push(confirm("subscribe", &a, 1)), bulk("x")]))
+    Ok(expect(
+        &got,
+        &[push(confirm("subscribe", &a, 1)), bulk("x")],
+    ))
 }
 
 fn resp3_message_push(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
@@ -559,7 +613,12 @@ fn pmessage_format(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         &[count, got.into_iter().next().unwrap_or(Val::Null)],
         &[
             Val::Int(1),
-            Val::Array(vec![bulk("pmessage"), bulk(&pattern), bulk(&channel), bulk("hello")]),
+            Val::Array(vec![
+                bulk("pmessage"),
+                bulk(&pattern),
+                bulk(&channel),
+                bulk("hello"),
+            ]),
         ],
     ))
 }
@@ -581,7 +640,12 @@ fn channel_and_pattern_both(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         &[
             Val::Int(2),
             message(&channel, b"twice"),
-            Val::Array(vec![bulk("pmessage"), bulk(&pattern), bulk(&channel), bulk("twice")]),
+            Val::Array(vec![
+                bulk("pmessage"),
+                bulk(&pattern),
+                bulk(&channel),
+                bulk("twice"),
+            ]),
         ],
     ))
 }
@@ -608,7 +672,12 @@ fn publish_receiver_count(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
 
 /// Subscribes to `pattern` (after the case's prefix) and publishes to each channel
 /// (after the prefix): the receiver counts must be `want`.
-fn pattern_case(ctx: &mut Ctx, deadline: Instant, pattern: &[u8], channels: &[(&[u8], i64)]) -> CaseResult {
+fn pattern_case(
+    ctx: &mut Ctx,
+    deadline: Instant,
+    pattern: &[u8],
+    channels: &[(&[u8], i64)],
+) -> CaseResult {
     let prefix = ctx.channel("m-");
     let mut full = prefix.clone();
     full.extend_from_slice(pattern);
@@ -627,24 +696,42 @@ fn pattern_case(ctx: &mut Ctx, deadline: Instant, pattern: &[u8], channels: &[(&
             problems.push(format!(
                 "'{}' {} '{}'",
                 show(pattern, 20),
-                if *want == 1 { "should match" } else { "should not match" },
+                if *want == 1 {
+                    "should match"
+                } else {
+                    "should not match"
+                },
                 show(suffix, 20)
             ));
         }
     }
     Ok(if problems.is_empty() {
-        Finding::pass(format!("pattern '{}': {}", show(pattern, 20), said.join(", ")))
+        Finding::pass(format!(
+            "pattern '{}': {}",
+            show(pattern, 20),
+            said.join(", ")
+        ))
     } else {
         Finding::fail(problems.join("; "))
     })
 }
 
 fn pattern_question_mark(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
-    pattern_case(ctx, deadline, b"h?llo", &[(b"hello", 1), (b"hallo", 1), (b"hllo", 0), (b"heello", 0)])
+    pattern_case(
+        ctx,
+        deadline,
+        b"h?llo",
+        &[(b"hello", 1), (b"hallo", 1), (b"hllo", 0), (b"heello", 0)],
+    )
 }
 
 fn pattern_star(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
-    pattern_case(ctx, deadline, b"h*llo", &[(b"hllo", 1), (b"heeeello", 1), (b"hello!", 0)])
+    pattern_case(
+        ctx,
+        deadline,
+        b"h*llo",
+        &[(b"hllo", 1), (b"heeeello", 1), (b"hello!", 0)],
+    )
 }
 
 fn pattern_classes(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
@@ -652,7 +739,13 @@ fn pattern_classes(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
         ctx,
         deadline,
         b"h[ae]l[^x][a-c]",
-        &[(b"hella", 1), (b"hallb", 1), (b"hillc", 0), (b"helxa", 0), (b"helld", 0)],
+        &[
+            (b"hella", 1),
+            (b"hallb", 1),
+            (b"hillc", 0),
+            (b"helxa", 0),
+            (b"helld", 0),
+        ],
     )
 }
 
@@ -682,7 +775,9 @@ fn ordering(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     for (i, val) in got.iter().enumerate() {
         let want = message(&a, i.to_string().as_bytes());
         if *val != want {
-            return Ok(Finding::fail(format!("message {i}: expected {want}, got {val}")));
+            return Ok(Finding::fail(format!(
+                "message {i}: expected {want}, got {val}"
+            )));
         }
     }
     Ok(Finding::pass("200 pipelined PUBLISHes arrived in order"))
@@ -703,7 +798,11 @@ fn large_payload(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     } else {
         Finding::fail(format!(
             "PUBLISH answered {count}; the message {}",
-            if intact { "arrived intact" } else { "did not arrive intact" }
+            if intact {
+                "arrived intact"
+            } else {
+                "did not arrive intact"
+            }
         ))
     })
 }
@@ -720,7 +819,11 @@ fn binary_names(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     got.extend(subscriber.read_n(1)?);
     Ok(expect(
         &got,
-        &[Val::Int(1), confirm("subscribe", &a, 1), message(&a, payload)],
+        &[
+            Val::Int(1),
+            confirm("subscribe", &a, 1),
+            message(&a, payload),
+        ],
     ))
 }
 
@@ -841,7 +944,9 @@ fn ssubscribe(ctx: &mut Ctx, deadline: Instant) -> CaseResult {
     let reply = subscriber.call(&[b"SSUBSCRIBE", &a])?;
     if let Val::Error(text) = &reply {
         if text.starts_with(b"ERR unknown command") {
-            return Ok(Finding::not_supported(format!("SSUBSCRIBE answered {reply}")));
+            return Ok(Finding::not_supported(format!(
+                "SSUBSCRIBE answered {reply}"
+            )));
         }
     }
     let mut publisher = Client::connect(ctx, deadline)?;

@@ -140,7 +140,12 @@ impl Wire {
         match result {
             Ok(()) => Ok(()),
             Err(e) if is_reset(&e) => Err(WireError::Closed { pending: 0 }),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 Err(WireError::TimedOut)
             }
             Err(e) => Err(WireError::Io(e)),
@@ -183,7 +188,12 @@ impl Wire {
                     .extend_from_slice(chunk.get(..n).unwrap_or_default());
                 Ok(true)
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 Ok(false)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
