@@ -280,13 +280,13 @@ fn known_byte_vectors() {
     let mut out = Vec::new();
     // queue.delete: ticket, shortstr "q", bits if_unused (0) = false, if_empty (1) =
     // true, no_wait (2) = false → 0x02.
-    QueueDelete {
+    Method::from(QueueDelete {
         ticket: 0,
         queue: b"q",
         if_unused: false,
         if_empty: true,
         no_wait: false,
-    }
+    })
     .encode(&mut out)
     .unwrap();
     assert_eq!(out, b"\x00\x32\x00\x28\x00\x00\x01q\x02");

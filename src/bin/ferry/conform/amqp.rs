@@ -685,7 +685,10 @@ impl Client {
     }
 }
 
-fn decode_raw(buf: &[u8], frame_max: u32) -> Result<Option<((u16, Raw), usize)>, String> {
+/// A frame's channel and its owned parts.
+type ChannelFrame = (u16, Raw);
+
+fn decode_raw(buf: &[u8], frame_max: u32) -> Result<Option<(ChannelFrame, usize)>, String> {
     match decode_frame(buf, frame_max) {
         Ok(Status::Complete(frame, used)) => {
             let raw = match frame.payload {

@@ -227,12 +227,9 @@ impl Wire {
     ) -> Result<T, WireError> {
         loop {
             if !self.buf.is_empty() {
-                match decode(&self.buf).map_err(WireError::Malformed)? {
-                    Some((frame, used)) => {
-                        self.buf.drain(..used.min(self.buf.len()));
-                        return Ok(frame);
-                    }
-                    None => {}
+                if let Some((frame, used)) = decode(&self.buf).map_err(WireError::Malformed)? {
+                    self.buf.drain(..used.min(self.buf.len()));
+                    return Ok(frame);
                 }
             }
             if !self.fill(until)? {
