@@ -105,6 +105,30 @@ fn all_methods<'a>(table: FieldTable<'a>, s: &'a [u8]) -> Vec<Method<'a>> {
         }
         .into(),
         QueueBindOk {}.into(),
+        QueuePurge {
+            ticket: 0,
+            queue: s,
+            no_wait: false,
+        }
+        .into(),
+        QueuePurgeOk { message_count: 3 }.into(),
+        QueueDelete {
+            ticket: 0,
+            queue: s,
+            if_unused: true,
+            if_empty: false,
+            no_wait: true,
+        }
+        .into(),
+        QueueDeleteOk { message_count: 9 }.into(),
+        ExchangeDelete {
+            ticket: 0,
+            exchange: s,
+            if_unused: false,
+            no_wait: true,
+        }
+        .into(),
+        ExchangeDeleteOk {}.into(),
         BasicQos {
             prefetch_size: 0,
             prefetch_count: 4,
@@ -218,7 +242,7 @@ fn every_method_roundtrips_through_a_frame() {
     let raw = t.as_table().as_bytes().to_vec();
     let table = FieldTable::parse(&raw).unwrap();
     let methods = all_methods(table, b"some-name");
-    assert_eq!(methods.len(), 42);
+    assert_eq!(methods.len(), 48);
     for method in methods {
         let mut out = Vec::new();
         encode_method_frame(&mut out, 3, &method, 131_072).unwrap();
@@ -254,6 +278,19 @@ fn every_method_roundtrips_through_a_frame() {
 #[test]
 fn known_byte_vectors() {
     let mut out = Vec::new();
+    // queue.delete: ticket, shortstr "q", bits if_unused (0) = false, if_empty (1) =
+    // true, no_wait (2) = false → 0x02.
+    Method::from(QueueDelete {
+        ticket: 0,
+        queue: b"q",
+        if_unused: false,
+        if_empty: true,
+        no_wait: false,
+    })
+    .encode(&mut out)
+    .unwrap();
+    assert_eq!(out, b"\x00\x32\x00\x28\x00\x00\x01q\x02");
+    out.clear();
     encode_method_frame(
         &mut out,
         1,

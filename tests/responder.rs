@@ -268,3 +268,105 @@ fn authorizer_and_filter_requests_are_refused_with_unknown_role() {
     responder.signal("TERM");
     assert!(responder.wait(Duration::from_secs(10)).success());
 }
+
+/// Reads records until END_REQUEST for every id in `ids` (or EOF); the records as
+/// `(type, id, content)`.
+fn records_until_ends(stream: &mut UnixStream, ids: &[u16]) -> Vec<(u8, u16, Vec<u8>)> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut records = Vec::new();
+    let mut waiting: Vec<u16> = ids.to_vec();
+    while !waiting.is_empty() {
+        while let Ok(Status::Complete(record, used)) = ferry::proto::fastcgi::decode_record(&buf) {
+            let kind = record.record_type.to_u8();
+            if kind == 3 {
+                waiting.retain(|&id| id != record.request_id);
+            }
+            records.push((kind, record.request_id, record.content.to_vec()));
+            buf.drain(..used);
+        }
+        if waiting.is_empty() {
+            break;
+        }
+        let mut chunk = [0; 65536];
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "closed before END_REQUEST for {waiting:?}: {records:?}"
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    records
+}
+
+#[test]
+fn a_second_concurrent_request_and_an_undefined_role_get_end_request() {
+    use ferry::proto::fastcgi::{encode_begin_request, encode_raw_record, encode_record};
+    use ferry::proto::fastcgi::{RecordType, Role};
+    let dir = temp_dir("ferry-responder-refusals");
+    let (mut responder, socket) = start_responder(&dir, &[]);
+
+    // Request 2 begins while request 1's input is incomplete: CANT_MPX_CONN (protocol
+    // status 1) for 2, its records ignored, and request 1 still served.
+    let params = b"\x0f\x0fSCRIPT_FILENAME/srv/worker.php";
+    let mut out = Vec::new();
+    encode_begin_request(&mut out, 1, Role::Responder, true);
+    encode_begin_request(&mut out, 2, Role::Responder, true);
+    for id in [1, 2] {
+        encode_record(&mut out, RecordType::Params, id, params).unwrap();
+        encode_record(&mut out, RecordType::Params, id, b"").unwrap();
+    }
+    encode_record(&mut out, RecordType::Stdin, 2, b"").unwrap();
+    encode_record(&mut out, RecordType::Stdin, 1, b"").unwrap();
+    let mut stream = UnixStream::connect(&socket).unwrap();
+    stream.write_all(&out).unwrap();
+    let records = records_until_ends(&mut stream, &[1, 2]);
+    let end = |id: u16| {
+        records
+            .iter()
+            .find(|(kind, rid, _)| *kind == 3 && *rid == id)
+            .map(|(_, _, content)| content[4])
+    };
+    assert_eq!(end(2), Some(1), "CANT_MPX_CONN for request 2: {records:?}");
+    assert_eq!(end(1), Some(0), "request 1 completed: {records:?}");
+    assert!(records.iter().any(|(kind, id, _)| *kind == 6 && *id == 1));
+    // The id is usable again with a new BEGIN_REQUEST on the kept connection.
+    let mut again = Vec::new();
+    encode_request(&mut again, 2, true, [(&b"A"[..], &b"b"[..])], b"").unwrap();
+    stream.write_all(&again).unwrap();
+    let records = records_until_ends(&mut stream, &[2]);
+    assert_eq!(records.last().map(|r| (r.0, r.2[4])), Some((3, 0)));
+
+    // Role 9 is not defined: END_REQUEST UNKNOWN_ROLE (3), then closed (no KEEP_CONN).
+    let mut out = Vec::new();
+    encode_raw_record(&mut out, 1, 1, 5, &[0, 9, 0, 0, 0, 0, 0, 0], 0).unwrap();
+    encode_record(&mut out, RecordType::Params, 5, b"").unwrap();
+    encode_record(&mut out, RecordType::Stdin, 5, b"").unwrap();
+    let mut stream = UnixStream::connect(&socket).unwrap();
+    stream.write_all(&out).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer.len(), 16, "{answer:?}");
+    assert_eq!((answer[1], answer[3], answer[12]), (3, 5, 3));
+
+    // A 70,000-byte value (its pair spans PARAMS records) is served.
+    let mut pair = Vec::new();
+    ferry::proto::fastcgi::nv::encode_pair(&mut pair, b"HTTP_X_BIG", &vec![b'v'; 70_000]).unwrap();
+    let mut out = Vec::new();
+    encode_begin_request(&mut out, 3, Role::Responder, false);
+    for chunk in pair.chunks(0xFFF8) {
+        encode_record(&mut out, RecordType::Params, 3, chunk).unwrap();
+    }
+    encode_record(&mut out, RecordType::Params, 3, b"").unwrap();
+    encode_record(&mut out, RecordType::Stdin, 3, b"").unwrap();
+    let mut stream = UnixStream::connect(&socket).unwrap();
+    stream.write_all(&out).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert!(is_answer(&answer, "200"), "{answer:?}");
+
+    responder.signal("TERM");
+    assert!(responder.wait(Duration::from_secs(10)).success());
+}

@@ -6,6 +6,7 @@
 mod args;
 mod bench;
 mod check;
+mod conform;
 mod publish;
 mod responder;
 mod run;
@@ -25,6 +26,7 @@ Commands:
   check      validate a config file and report what every endpoint says
   responder  a built-in FastCGI worker for tests, demos and benchmarks
   bench      end-to-end benchmark harness
+  conform    run a protocol conformance suite against a FastCGI, Redis or AMQP server
 
 Options:
   -h, --help     print this help
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Some("check") => ExitCode::from(check::command(&args[1..])),
         Some("responder") => responder_command(&args[1..]),
         Some("bench") => bench_command(&args[1..]),
+        Some("conform") => ExitCode::from(conform::command(&args[1..])),
         Some(other) => {
             eprintln!("ferry: unknown command or option '{other}' (see 'ferry --help')");
             ExitCode::from(2)

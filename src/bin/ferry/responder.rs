@@ -15,9 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry::config::Address;
 use ferry::engine::timers::Timers;
+use ferry::proto::fastcgi::record::FLAG_KEEP_CONN;
 use ferry::proto::fastcgi::{
-    encode_end_request, encode_get_values_result, encode_stdout, encode_unknown_type,
-    ProtocolStatus, RequestDecoder, RequestEvent, Role,
+    decode_record, encode_end_request, encode_get_values_result, encode_stdout,
+    encode_unknown_type, FcgiError, ProtocolStatus, RecordType, RequestDecoder, RequestEvent, Role,
 };
 use ferry::proto::Status;
 use ferry::reactor::conn::{Conn, Fill, Stream};
@@ -64,6 +65,9 @@ const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 /// Unconsumed input per connection at most (a whole record always fits).
 const READ_CAP: usize = 128 * 1024;
+/// Largest PARAMS stream of one request: names and values over 64 KiB are legal
+/// (`ferry conform fastcgi`'s `params_*_over_64k`); the buffer grows only as needed.
+const PARAMS_CAP: usize = 1024 * 1024;
 const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// Recycling (`PHP_FCGI_MAX_REQUESTS` reached): how long a connection accepted but still
 /// silent gets to send its request before it is closed (a client sends its request as
@@ -225,6 +229,9 @@ struct Client {
     eof: bool,
     /// Requests answered on this connection.
     served: u32,
+    /// Requests refused with END_REQUEST (CANT_MPX_CONN, UNKNOWN_ROLE): inactive, so
+    /// their remaining records are ignored until a new BEGIN_REQUEST (spec §3.3).
+    refused: Vec<u16>,
 }
 
 struct Responder {
@@ -447,12 +454,13 @@ impl Responder {
             conn.registered = Some(Interest::READABLE);
             entry.insert(Client {
                 conn,
-                decoder: RequestDecoder::default(),
+                decoder: RequestDecoder::new(PARAMS_CAP),
                 request: None,
                 generation: self.generation,
                 closing: false,
                 eof: false,
                 served: 0,
+                refused: Vec::new(),
             });
             // Edge-triggered: bytes may already be there.
             self.on_readable(idx);
@@ -574,11 +582,28 @@ impl Responder {
                 conn,
                 decoder,
                 request,
+                refused,
                 ..
             } = &mut *client;
-            let (event, used) = match decoder.decode(conn.input()).map_err(|e| e.to_string())? {
-                Status::Complete(event, used) => (event, used),
-                Status::Partial => break,
+            if skip_refused(conn.input(), refused)
+                .map(|used| conn.consume(used))
+                .is_some()
+            {
+                continue;
+            }
+            let (event, used) = match decoder.decode(conn.input()) {
+                Ok(Status::Complete(event, used)) => (event, used),
+                Ok(Status::Partial) => break,
+                Err(e) => {
+                    // A request refused with END_REQUEST; other errors close the connection.
+                    let (used, keep_conn) = refuse(e, conn.input(), &mut out, refused)?;
+                    conn.consume(used);
+                    if !keep_conn && decoder.active_request().is_none() {
+                        client.closing = true;
+                        break;
+                    }
+                    continue;
+                }
             };
             match event {
                 RequestEvent::Begin {
@@ -734,6 +759,50 @@ impl Responder {
             client.conn.stream.shutdown();
         }
     }
+}
+
+/// The length of the record at the front of `input` when it belongs to a refused request
+/// (to be dropped); a new BEGIN_REQUEST makes the id usable again.
+fn skip_refused(input: &[u8], refused: &mut Vec<u16>) -> Option<usize> {
+    let Ok(Status::Complete(record, used)) = decode_record(input) else {
+        return None;
+    };
+    if !refused.contains(&record.request_id) {
+        return None;
+    }
+    if record.record_type == RecordType::BeginRequest {
+        refused.retain(|&id| id != record.request_id);
+        return None;
+    }
+    Some(used)
+}
+
+/// Answers a BEGIN_REQUEST this responder cannot take with END_REQUEST (spec §5.5): a
+/// second concurrent request gets CANT_MPX_CONN (`FCGI_MPXS_CONNS=0`), a role the spec
+/// does not define UNKNOWN_ROLE. Returns the record's length and its KEEP_CONN flag;
+/// any other error is the connection's end.
+fn refuse(
+    error: FcgiError,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    refused: &mut Vec<u16>,
+) -> Result<(usize, bool), String> {
+    let (request_id, status) = match error {
+        FcgiError::CantMultiplex { request_id, .. } => (request_id, ProtocolStatus::CantMpxConn),
+        FcgiError::UnknownRole { request_id, .. } => (request_id, ProtocolStatus::UnknownRole),
+        other => return Err(other.to_string()),
+    };
+    let Ok(Status::Complete(record, used)) = decode_record(input) else {
+        return Err(error.to_string());
+    };
+    let keep_conn = record
+        .content
+        .get(2)
+        .is_some_and(|flags| flags & FLAG_KEEP_CONN != 0);
+    eprintln!("ferry responder: request {request_id}: {error}; answered END_REQUEST {status:?}");
+    encode_end_request(out, request_id, 0, status);
+    refused.push(request_id);
+    Ok((used, keep_conn))
 }
 
 fn log_line(request: &Request) -> String {

@@ -228,6 +228,15 @@ methods! { 'b;
     }
     /// Exchange declared.
     ExchangeDeclareOk = (40, 11, "exchange.declare-ok") {}
+    /// Deletes an exchange (`ferry conform` removes what its cases declared).
+    ExchangeDelete<'b> = (40, 20, "exchange.delete") {
+        ticket: u16 = short,
+        exchange: &'b [u8] = shortstr,
+        if_unused: bool = bit,
+        no_wait: bool = bit,
+    }
+    /// Exchange deleted.
+    ExchangeDeleteOk = (40, 21, "exchange.delete-ok") {}
 
     /// Declares (or, passive, checks) a queue.
     QueueDeclare<'b> = (50, 10, "queue.declare") {
@@ -257,6 +266,29 @@ methods! { 'b;
     }
     /// Queue bound.
     QueueBindOk = (50, 21, "queue.bind-ok") {}
+    /// Empties a queue.
+    QueuePurge<'b> = (50, 30, "queue.purge") {
+        ticket: u16 = short,
+        queue: &'b [u8] = shortstr,
+        no_wait: bool = bit,
+    }
+    /// Queue purged, with how many messages it dropped.
+    QueuePurgeOk = (50, 31, "queue.purge-ok") {
+        message_count: u32 = long,
+    }
+    /// Deletes a queue; its consumers get basic.cancel when they asked for
+    /// `consumer_cancel_notify`.
+    QueueDelete<'b> = (50, 40, "queue.delete") {
+        ticket: u16 = short,
+        queue: &'b [u8] = shortstr,
+        if_unused: bool = bit,
+        if_empty: bool = bit,
+        no_wait: bool = bit,
+    }
+    /// Queue deleted, with how many messages it held.
+    QueueDeleteOk = (50, 41, "queue.delete-ok") {
+        message_count: u32 = long,
+    }
 
     /// Sets the prefetch window (RabbitMQ refuses a non-zero prefetch_size).
     BasicQos = (60, 10, "basic.qos") {

@@ -42,7 +42,9 @@ pub use exchange::{
     Ending, Exchange, ExchangeEvent, ExchangeOptions, Finished, StderrSummary, STDERR_EXCERPT_CAP,
 };
 pub use nv::NameValuePairs;
-pub use record::{decode_record, encode_record, ProtocolStatus, Record, RecordType, Role};
+pub use record::{
+    decode_record, encode_raw_record, encode_record, ProtocolStatus, Record, RecordType, Role,
+};
 pub use responder::{
     encode_end_request, encode_get_values_result, encode_stderr, encode_stdout,
     encode_unknown_type, Params, RequestDecoder, RequestEvent,

@@ -314,6 +314,38 @@ pub fn encode_record(
     Ok(())
 }
 
+/// Appends one record exactly as given: any version byte, any type byte, any padding
+/// length (filled with zeros). For peers that must send what a well-behaved encoder
+/// never would — conformance cases (`ferry conform`), hostile-peer tests: padding other
+/// than 8-byte alignment is legal (spec §3.3), a version other than 1 is not.
+pub fn encode_raw_record(
+    out: &mut Vec<u8>,
+    version: u8,
+    record_type: u8,
+    request_id: u16,
+    content: &[u8],
+    padding_length: u8,
+) -> Result<(), FcgiError> {
+    let Ok(content_len) = u16::try_from(content.len()) else {
+        return Err(FcgiError::ContentTooLarge { len: content.len() });
+    };
+    let [id_hi, id_lo] = request_id.to_be_bytes();
+    let [len_hi, len_lo] = content_len.to_be_bytes();
+    out.extend_from_slice(&[
+        version,
+        record_type,
+        id_hi,
+        id_lo,
+        len_hi,
+        len_lo,
+        padding_length,
+        0,
+    ]);
+    out.extend_from_slice(content);
+    out.resize(out.len() + usize::from(padding_length), 0);
+    Ok(())
+}
+
 /// Appends a stream record type's content split into records of at most
 /// [`MAX_CHUNK_LEN`] bytes. Empty `bytes` appends nothing.
 pub(crate) fn encode_stream_chunks(
@@ -332,6 +364,31 @@ pub(crate) fn encode_stream_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_records_keep_the_padding_and_version_given() {
+        for padding in [0u8, 1, 7, 8, 255] {
+            let mut out = Vec::new();
+            encode_raw_record(&mut out, VERSION_1, 4, 258, b"abc", padding).unwrap();
+            assert_eq!(out.len(), HEADER_LEN + 3 + usize::from(padding));
+            let Status::Complete(record, used) = decode_record(&out).unwrap() else {
+                panic!("whole record")
+            };
+            assert_eq!(used, out.len());
+            assert_eq!(
+                (record.record_type, record.request_id, record.content),
+                (RecordType::Params, 258, &b"abc"[..])
+            );
+            assert_eq!(record.padding_length, padding);
+        }
+        let mut out = Vec::new();
+        encode_raw_record(&mut out, 2, 1, 1, &[0; 8], 0).unwrap();
+        assert_eq!(decode_record(&out), Err(FcgiError::UnsupportedVersion(2)));
+        assert_eq!(
+            encode_raw_record(&mut out, 1, 5, 1, &vec![0; 65_536], 0),
+            Err(FcgiError::ContentTooLarge { len: 65_536 })
+        );
+    }
 
     #[test]
     fn content_and_padding_never_exceed_65535() {
