@@ -97,6 +97,17 @@ impl<K: Key, T> Table<K, T> {
         self.slab.iter().map(|(i, _)| K::from_index(i)).collect()
     }
 
+    /// The key of slot `index`, if it holds an entry: walking `0..slot_count()` visits
+    /// every key without allocating a list (the loop's per-turn walks use it).
+    pub fn key_at(&self, index: usize) -> Option<K> {
+        self.slab.contains(index).then(|| K::from_index(index))
+    }
+
+    /// One past the highest slot that may hold an entry.
+    pub fn slot_count(&self) -> usize {
+        self.slab.capacity()
+    }
+
     /// Entries with their keys.
     pub fn iter(&self) -> impl Iterator<Item = (K, &T)> {
         self.slab.iter().map(|(i, v)| (K::from_index(i), v))

@@ -464,8 +464,10 @@ impl Engine {
     /// (`Some(exit code)`).
     pub fn end_turn(&mut self, now: Instant, io: &mut dyn Io) -> Option<i32> {
         self.close_marked(io);
-        for pool in self.pools.keys() {
-            self.pump_pool(pool, now, io);
+        for slot in 0..self.pools.slot_count() {
+            if let Some(pool) = self.pools.key_at(slot) {
+                self.pump_pool(pool, now, io);
+            }
         }
         self.close_retired_sources(now, io);
         self.tend_processes(now, io);

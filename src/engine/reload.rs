@@ -144,6 +144,9 @@ impl Engine {
 
     /// Closes retired sources whose work is all settled.
     pub(super) fn close_retired_sources(&mut self, now: Instant, _io: &mut dyn Io) {
+        if !self.sources.values().any(|s| s.is_retired()) {
+            return; // the common case, every loop turn: nothing to walk
+        }
         for source in self.sources.keys() {
             if !self.sources[source].is_retired() || !self.sources[source].is_open() {
                 continue;
@@ -158,6 +161,11 @@ impl Engine {
     /// Frees the entries of retired sources that closed with nothing left in flight,
     /// and of retired pools with no work, connection, source or worker left.
     pub(super) fn free_finished_entries(&mut self, _io: &mut dyn Io) {
+        let retired =
+            self.sources.values().any(|s| s.is_retired()) || self.pools.values().any(|p| p.retired);
+        if !retired {
+            return;
+        }
         for source in self.sources.keys() {
             let s = &self.sources[source];
             let done = s.is_retired()

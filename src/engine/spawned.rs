@@ -572,8 +572,12 @@ impl Engine {
         if std::mem::take(&mut self.spawned.reap_pending) {
             self.reap_processes(now, io);
         }
-        for pool in self.pools.keys() {
-            if self.pools[pool].is_finished() && self.pools[pool].spawned.is_some() {
+        let done = |p: &super::pools::Pool| p.is_finished() && p.spawned.is_some();
+        if self.pools.values().any(done) {
+            for pool in self.pools.keys() {
+                if !done(&self.pools[pool]) {
+                    continue;
+                }
                 for conn in self.pools[pool].take_idle() {
                     self.mark_close(conn);
                 }

@@ -47,10 +47,39 @@ pub(super) enum Entry {
     Listener(Listener),
 }
 
+/// The sockets by connection id: a vector indexed by the id, since the engine's ids are
+/// small dense slab keys (a hash per lookup would cost more than the lookup's work).
+#[derive(Default)]
+struct Entries(Vec<Option<Entry>>);
+
+impl Entries {
+    fn insert(&mut self, conn: ConnId, entry: Entry) {
+        if self.0.len() <= conn.0 {
+            self.0.resize_with(conn.0 + 1, || None);
+        }
+        if let Some(slot) = self.0.get_mut(conn.0) {
+            *slot = Some(entry);
+        }
+    }
+
+    fn get(&self, conn: ConnId) -> Option<&Entry> {
+        self.0.get(conn.0)?.as_ref()
+    }
+
+    fn get_mut(&mut self, conn: ConnId) -> Option<&mut Entry> {
+        self.0.get_mut(conn.0)?.as_mut()
+    }
+
+    fn remove(&mut self, conn: ConnId) -> Option<Entry> {
+        self.0.get_mut(conn.0)?.take()
+    }
+}
+
 /// Everything the reactor holds; see the module docs.
 pub(super) struct Driver {
     registry: Registry,
-    pub entries: HashMap<ConnId, Entry>,
+    /// By `ConnId` (dense: the engine's ids are slab keys).
+    entries: Entries,
     resolver: Resolver,
     /// Lookup id → the connection waiting for it.
     lookups: HashMap<u64, ConnId>,
@@ -75,7 +104,7 @@ impl Driver {
     pub fn new(registry: Registry, resolver: Resolver, notifier: Option<Notifier>) -> Driver {
         Driver {
             registry,
-            entries: HashMap::new(),
+            entries: Entries::default(),
             resolver,
             lookups: HashMap::new(),
             resolved: HashMap::new(),
@@ -121,7 +150,7 @@ impl Driver {
             stream,
             registered,
             connecting: false,
-        }) = self.entries.get_mut(&conn)
+        }) = self.entries.get_mut(conn)
         {
             let wanted = conn::interest(buffers);
             if *registered != wanted
@@ -149,7 +178,7 @@ impl Driver {
             let Some(conn) = self.lookups.remove(&lookup) else {
                 continue;
             };
-            let Some(Entry::Resolving { host, port, .. }) = self.entries.remove(&conn) else {
+            let Some(Entry::Resolving { host, port, .. }) = self.entries.remove(conn) else {
                 continue;
             };
             let outcome = match result {
@@ -175,7 +204,7 @@ impl Driver {
     pub fn finish_connect(&mut self, conn: ConnId) -> Option<Result<(), ConnectError>> {
         let Some(Entry::Stream {
             stream, connecting, ..
-        }) = self.entries.get_mut(&conn)
+        }) = self.entries.get_mut(conn)
         else {
             return None;
         };
@@ -198,7 +227,7 @@ impl Driver {
     /// Whether `conn` is a connected stream (ready to be read).
     pub fn is_connected_stream(&self, conn: ConnId) -> bool {
         matches!(
-            self.entries.get(&conn),
+            self.entries.get(conn),
             Some(Entry::Stream {
                 connecting: false,
                 ..
@@ -208,7 +237,7 @@ impl Driver {
 
     /// The stream of `conn`, if it has one.
     pub fn stream_mut(&mut self, conn: ConnId) -> Option<&mut Stream> {
-        match self.entries.get_mut(&conn) {
+        match self.entries.get_mut(conn) {
             Some(Entry::Stream { stream, .. }) => Some(stream),
             _ => None,
         }
@@ -216,7 +245,7 @@ impl Driver {
 
     /// The listener of `conn`, if it is one.
     pub fn listener(&self, conn: ConnId) -> Option<&Listener> {
-        match self.entries.get(&conn) {
+        match self.entries.get(conn) {
             Some(Entry::Listener(listener)) => Some(listener),
             _ => None,
         }
@@ -294,7 +323,7 @@ impl Io for Driver {
     }
 
     fn flush(&mut self, conn: ConnId, buffers: &mut Buffers) -> Result<(), WriteError> {
-        let Some(Entry::Stream { stream, .. }) = self.entries.get_mut(&conn) else {
+        let Some(Entry::Stream { stream, .. }) = self.entries.get_mut(conn) else {
             return Ok(()); // not connected yet: written once it is
         };
         conn::flush(stream, buffers).map_err(|e| WriteError(e.to_string()))?;
@@ -303,7 +332,7 @@ impl Io for Driver {
     }
 
     fn close(&mut self, conn: ConnId) {
-        match self.entries.remove(&conn) {
+        match self.entries.remove(conn) {
             Some(Entry::Stream { mut stream, .. }) => {
                 let _ = self.registry.deregister(&mut stream);
                 stream.shutdown();
