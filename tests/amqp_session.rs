@@ -902,17 +902,10 @@ fn ack_nack_reject_send_the_right_tags_and_refuse_unknown_ones() {
     h.session.ack(DeliveryTag(2)).unwrap();
     h.session.nack(DeliveryTag(1), true).unwrap();
     h.session.reject(DeliveryTag(3), false).unwrap();
+    // Nacks and rejects are encoded when asked for; the turn's acks follow them.
     assert_eq!(
         h.sent(),
         frames([
-            (
-                1,
-                BasicAck {
-                    delivery_tag: 2,
-                    multiple: false
-                }
-                .into()
-            ),
             (
                 1,
                 BasicNack {
@@ -930,6 +923,14 @@ fn ack_nack_reject_send_the_right_tags_and_refuse_unknown_ones() {
                 }
                 .into()
             ),
+            (
+                1,
+                BasicAck {
+                    delivery_tag: 2,
+                    multiple: false
+                }
+                .into()
+            ),
         ])
     );
     for tag in [1, 2, 3, 4, 0, 99] {
@@ -944,6 +945,73 @@ fn ack_nack_reject_send_the_right_tags_and_refuse_unknown_ones() {
     }
     assert_eq!(h.sent(), b"", "refused commands send nothing");
     assert_eq!(h.session.unacked_count(), 0);
+}
+
+#[test]
+fn acks_of_one_turn_below_every_unacked_tag_share_one_multiple_ack() {
+    let mut h = with_deliveries(&[1, 2, 3, 4, 5, 6]);
+    for tag in [2, 1, 5, 6] {
+        h.session.ack(DeliveryTag(tag)).unwrap();
+    }
+    // 3 and 4 are still in flight: 1–2 go as one multiple ack; 5 and 6 must not cover
+    // 3 and 4, so they go one by one.
+    assert_eq!(
+        h.sent(),
+        frames([
+            (
+                1,
+                BasicAck {
+                    delivery_tag: 2,
+                    multiple: true
+                }
+                .into()
+            ),
+            (
+                1,
+                BasicAck {
+                    delivery_tag: 5,
+                    multiple: false
+                }
+                .into()
+            ),
+            (
+                1,
+                BasicAck {
+                    delivery_tag: 6,
+                    multiple: false
+                }
+                .into()
+            ),
+        ])
+    );
+    h.session.ack(DeliveryTag(3)).unwrap();
+    assert_eq!(
+        h.sent(),
+        frame(
+            1,
+            BasicAck {
+                delivery_tag: 3,
+                multiple: false
+            }
+        ),
+        "a lone ack stays single"
+    );
+    assert_eq!(h.session.unacked_count(), 1);
+    assert_eq!(
+        h.session.ack(DeliveryTag(2)),
+        Err(CommandError::UnknownTag(DeliveryTag(2)))
+    );
+}
+
+#[test]
+fn acks_asked_for_before_a_close_go_out_before_it() {
+    let mut h = with_deliveries(&[1, 2]);
+    h.session.ack(DeliveryTag(1)).unwrap();
+    h.session.close();
+    assert_eq!(
+        h.sent_methods(),
+        [(1, "basic.ack"), (0, "connection.close")]
+    );
 }
 
 #[test]
@@ -988,7 +1056,17 @@ fn our_cancel_still_delivers_what_was_in_flight() {
     assert_eq!(events[1], Event::Cancelled);
     h.session.ack(DeliveryTag(1)).unwrap();
     h.session.ack(DeliveryTag(2)).unwrap();
-    assert_eq!(h.sent_methods(), [(1, "basic.ack"), (1, "basic.ack")]);
+    assert_eq!(
+        h.sent(),
+        frame(
+            1,
+            BasicAck {
+                delivery_tag: 2,
+                multiple: true
+            }
+        ),
+        "both in one frame"
+    );
     // A second cancel is a no-op.
     h.session.cancel().unwrap();
     assert_eq!(h.sent(), b"");

@@ -276,6 +276,10 @@ pub struct Session {
     queue_counts: (u32, u32),
     consumer_tag: Vec<u8>,
     unacked: OutstandingSet,
+    /// Deliveries acked since the last transmit, not yet encoded: a run of them below
+    /// every still-unacked tag goes out as one `basic.ack multiple` (fewer frames per
+    /// message when many jobs finish in one loop turn).
+    acks: Vec<u64>,
     incoming: Incoming,
     assembler: ContentAssembler,
     publisher: Option<Publisher>,
@@ -323,6 +327,7 @@ impl Session {
             queue_counts: (0, 0),
             consumer_tag: Vec::new(),
             unacked: OutstandingSet::default(),
+            acks: Vec::new(),
             incoming: Incoming::Idle,
             publisher,
         }
@@ -415,6 +420,7 @@ impl Session {
 
     /// Appends the bytes to send to `out` (and forgets them).
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) {
+        self.encode_acks();
         out.append(&mut self.out.bytes);
     }
 
@@ -437,16 +443,18 @@ impl Session {
 
     // ---- commands -------------------------------------------------------------------
 
-    /// Acknowledges one delivery.
+    /// Acknowledges one delivery. The ack is encoded at the next
+    /// [`poll_transmit`](Self::poll_transmit) (or before a close), together with the
+    /// other acks of the same loop turn: see [`Session::encode_acks`].
     pub fn ack(&mut self, tag: DeliveryTag) -> Result<(), CommandError> {
-        self.settle(
-            tag,
-            BasicAck {
-                delivery_tag: tag.0,
-                multiple: false,
-            }
-            .into(),
-        )
+        if self.state.closing() {
+            return Err(CommandError::Closed);
+        }
+        if !self.unacked.remove(tag.0) {
+            return Err(CommandError::UnknownTag(tag));
+        }
+        self.acks.push(tag.0);
+        Ok(())
     }
 
     /// Negatively acknowledges one delivery; `requeue` puts it back in the queue.
@@ -1201,6 +1209,39 @@ impl Session {
         }));
     }
 
+    /// Encodes the acks gathered since the last transmit. Acks of tags below every tag
+    /// still unacked are one `basic.ack multiple=true` of the highest of them: the broker
+    /// holds no other unsettled tag up to it (nacks and rejects are encoded when they are
+    /// asked for, so they precede this frame). Any other ack goes out on its own.
+    fn encode_acks(&mut self) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let mut acks = std::mem::take(&mut self.acks);
+        acks.sort_unstable();
+        let floor = self.unacked.first().unwrap_or(u64::MAX);
+        let below = acks.partition_point(|tag| *tag < floor);
+        let (run, rest) = acks.split_at(below);
+        if let Some(&highest) = run.last() {
+            let ack = BasicAck {
+                delivery_tag: highest,
+                multiple: run.len() > 1,
+            };
+            // A failure to encode an ack leaves the delivery unacked: the broker
+            // redelivers it (at-least-once holds).
+            let _ = self.out.method(CONSUMER_CHANNEL, ack.into());
+        }
+        for &tag in rest {
+            let ack = BasicAck {
+                delivery_tag: tag,
+                multiple: false,
+            };
+            let _ = self.out.method(CONSUMER_CHANNEL, ack.into());
+        }
+        acks.clear();
+        self.acks = acks; // keep the allocation for the next turn
+    }
+
     fn settle(&mut self, tag: DeliveryTag, method: Method<'static>) -> Result<(), CommandError> {
         if self.state.closing() {
             return Err(CommandError::Closed);
@@ -1419,6 +1460,8 @@ impl Session {
             class_id: 0,
             method_id: 0,
         };
+        // Work that succeeded is acked before the connection closes.
+        self.encode_acks();
         self.unacked.clear();
         self.held.clear();
         self.incoming = Incoming::Idle;
@@ -1450,6 +1493,7 @@ impl Session {
         }
         self.state = State::Closed;
         self.unacked.clear();
+        self.acks.clear();
         self.held.clear();
         self.incoming = Incoming::Idle;
         self.heartbeat = None;

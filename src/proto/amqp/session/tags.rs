@@ -48,6 +48,11 @@ impl OutstandingSet {
         }
     }
 
+    /// The smallest outstanding number.
+    pub(super) fn first(&self) -> Option<u64> {
+        self.numbers.front().copied()
+    }
+
     /// How many are outstanding.
     pub(super) fn len(&self) -> usize {
         self.numbers.len()
