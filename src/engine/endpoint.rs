@@ -434,7 +434,14 @@ impl Engine {
                 client.eof = true;
             }
         }
-        let drained = fill == Fill::Drained;
+        // Nothing waits in the socket after a fill that drained it, or after an event
+        // with nothing to read — unless reading was paused (backpressure): then the
+        // kernel may still hold what was never read, and it is read at the next turn.
+        let was_paused = match self.peers.get(conn.0) {
+            Some(Peer::RespClient(client)) => client.buffers.read_paused(),
+            _ => false,
+        };
+        let drained = fill == Fill::Drained || (fill == Fill::Skipped && !was_paused);
         let mut consumed = 0usize;
         let mut reply = Vec::new();
         let stop = loop {

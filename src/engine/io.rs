@@ -42,7 +42,7 @@ pub enum Fill {
     Eof,
     /// The socket failed (reset, broken pipe…).
     Failed,
-    /// Not read: the connection's reading is paused.
+    /// Not read: the event brought nothing to read (only writability).
     Skipped,
 }
 
@@ -214,6 +214,11 @@ impl Buffers {
     /// pauses reading).
     pub fn set_read_ahead(&mut self, bytes: Option<usize>) {
         self.read_ahead = bytes;
+    }
+
+    /// True while reading is paused (`read_ahead` 0).
+    pub fn read_paused(&self) -> bool {
+        self.read_ahead == Some(0)
     }
 
     /// How many unconsumed bytes the next fill may reach.

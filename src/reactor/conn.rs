@@ -120,16 +120,28 @@ pub enum Fill {
 
 /// Reads `stream` into `buffers` until `WouldBlock`, EOF, or the buffers' fill limit
 /// ([`Buffers::fill_limit`]: the cap, or no further than the owner works ahead).
-pub fn fill(stream: &mut Stream, buffers: &mut Buffers) -> io::Result<Fill> {
+///
+/// With `stop_short`, a read that returns less than it asked for ends the fill as
+/// `Drained`: the socket's receive queue was emptied, and with edge-triggered polling the
+/// next bytes bring a new event — so the read that could only answer `EAGAIN` is saved.
+/// The caller passes `false` when the peer may have closed (the EOF would bring no new
+/// event) or when re-reading without an event.
+pub fn fill(stream: &mut Stream, buffers: &mut Buffers, stop_short: bool) -> io::Result<Fill> {
     let limit = buffers.fill_limit();
     loop {
         let room = limit.saturating_sub(buffers.unconsumed());
         if room == 0 {
             return Ok(Fill::Full);
         }
-        let result = stream.read(buffers.read_room(room));
+        let into = buffers.read_room(room);
+        let asked = into.len();
+        let result = stream.read(into);
         match result {
             Ok(0) => return Ok(Fill::Eof),
+            Ok(n) if stop_short && n < asked => {
+                buffers.commit_read(n);
+                return Ok(Fill::Drained);
+            }
             Ok(n) => buffers.commit_read(n),
             Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
@@ -189,7 +201,7 @@ impl Conn {
 
     /// Reads until `WouldBlock`, EOF or the cap; see [`Fill`].
     pub fn fill(&mut self) -> io::Result<Fill> {
-        fill(&mut self.stream, &mut self.buffers)
+        fill(&mut self.stream, &mut self.buffers, false)
     }
 
     /// The bytes read and not yet consumed.
@@ -244,15 +256,15 @@ mod tests {
     fn fill_stops_at_the_cap_and_resumes_after_consume() {
         let (mut stream, mut b, mut peer) = pair(100);
         peer.write_all(&[7; 250]).unwrap();
-        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Full);
+        assert_eq!(fill(&mut stream, &mut b, false).unwrap(), Fill::Full);
         assert_eq!(b.input().len(), 100);
         b.consume(100);
-        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Full);
+        assert_eq!(fill(&mut stream, &mut b, false).unwrap(), Fill::Full);
         b.consume(60);
-        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Drained);
+        assert_eq!(fill(&mut stream, &mut b, false).unwrap(), Fill::Drained);
         assert_eq!(b.unconsumed(), 90);
         drop(peer);
-        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Eof);
+        assert_eq!(fill(&mut stream, &mut b, false).unwrap(), Fill::Eof);
         assert_eq!(b.unconsumed(), 90, "bytes before the EOF are kept");
     }
 
@@ -261,14 +273,18 @@ mod tests {
         let (mut stream, mut b, mut peer) = pair(1000);
         peer.write_all(&[7; 250]).unwrap();
         b.set_read_ahead(Some(100));
-        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Full);
+        assert_eq!(fill(&mut stream, &mut b, false).unwrap(), Fill::Full);
         assert_eq!(b.unconsumed(), 100);
         b.set_read_ahead(Some(0));
-        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Full, "paused");
+        assert_eq!(
+            fill(&mut stream, &mut b, false).unwrap(),
+            Fill::Full,
+            "paused"
+        );
         assert_eq!(b.unconsumed(), 100);
         b.consume(30);
         b.set_read_ahead(Some(500));
-        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Drained);
+        assert_eq!(fill(&mut stream, &mut b, false).unwrap(), Fill::Drained);
         assert_eq!(b.unconsumed(), 220);
     }
 
@@ -276,11 +292,11 @@ mod tests {
     fn a_burst_is_read_whole() {
         let (mut stream, mut b, mut peer) = pair(1 << 20);
         peer.write_all(&[7; 300]).unwrap();
-        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Drained);
+        assert_eq!(fill(&mut stream, &mut b, false).unwrap(), Fill::Drained);
         assert!(b.held_bytes() <= 4096, "a small answer, a small buffer");
         b.consume(300);
         peer.write_all(&[7; 100_000]).unwrap();
-        assert_eq!(fill(&mut stream, &mut b).unwrap(), Fill::Drained);
+        assert_eq!(fill(&mut stream, &mut b, false).unwrap(), Fill::Drained);
         assert_eq!(b.unconsumed(), 100_000, "a burst is read whole");
     }
 

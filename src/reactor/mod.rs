@@ -134,20 +134,27 @@ impl Reactor<'_> {
                         }
                     }
                     WAKER_TOKEN => self.on_lookups(now),
-                    Token(token) => self.on_ready(ConnId(token), event.is_writable(), now),
+                    Token(token) => {
+                        let readiness = Readiness {
+                            writable: event.is_writable(),
+                            readable: event.is_readable(),
+                            closed: event.is_read_closed() || event.is_error(),
+                        };
+                        self.on_ready(ConnId(token), readiness, now);
+                    }
                 }
             }
             let rereads = self.engine.take_rereads();
             let starved = std::mem::take(&mut self.driver.rereads);
             for conn in rereads.into_iter().chain(starved) {
-                self.on_ready(conn, false, now);
+                self.on_ready(conn, Readiness::REREAD, now);
             }
             while let Some(listener) = self.driver.accept_timers.pop_expired(now) {
                 self.driver
                     .accept_trouble
                     .starved
                     .retain(|l| *l != listener);
-                self.on_ready(listener, false, now);
+                self.on_ready(listener, Readiness::REREAD, now);
             }
             self.engine.handle_timeout(now, self.driver);
             if let Some(code) = self.engine.end_turn(now, self.driver) {
@@ -204,7 +211,7 @@ impl Reactor<'_> {
     }
 
     /// Readiness of `conn` (or a re-read): see the module docs.
-    fn on_ready(&mut self, conn: ConnId, writable: bool, now: Instant) {
+    fn on_ready(&mut self, conn: ConnId, ready: Readiness, now: Instant) {
         if self.driver.listener(conn).is_some() {
             self.accept(conn, now);
             return;
@@ -228,14 +235,18 @@ impl Reactor<'_> {
             return;
         };
         let mut fill = Fill::Skipped;
-        if writable && buffers.wants_write() {
+        if ready.writable && buffers.wants_write() {
             if let Err(e) = conn::flush(stream, buffers) {
                 debug!("connection {}: write failed: {e}", conn.0);
                 fill = Fill::Failed;
             }
         }
-        if fill != Fill::Failed {
-            fill = match conn::fill(stream, buffers) {
+        // Edge-triggered: an event that is not readable brings no new bytes (a worker
+        // taking ferry's request wakes nothing to read), so no read that can only answer
+        // EAGAIN. A short read drained the socket unless the peer also closed it.
+        let read = ready.readable || ready.closed;
+        if fill != Fill::Failed && read {
+            fill = match conn::fill(stream, buffers, !ready.closed) {
                 Ok(conn::Fill::Drained) => Fill::Drained,
                 Ok(conn::Fill::Full) => Fill::Full,
                 Ok(conn::Fill::Eof) => Fill::Eof,
@@ -283,6 +294,25 @@ impl Reactor<'_> {
             }
         }
     }
+}
+
+/// What an event (or a re-read) says about a connection.
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    writable: bool,
+    readable: bool,
+    /// The peer closed its side or the socket failed: read until EOF.
+    closed: bool,
+}
+
+impl Readiness {
+    /// A connection read again without an event (a fill stopped at its limit): read
+    /// until `WouldBlock`, whatever the last event said.
+    const REREAD: Readiness = Readiness {
+        writable: false,
+        readable: true,
+        closed: true,
+    };
 }
 
 /// Says why (best effort: the socket is fresh and its send buffer empty, so the line
