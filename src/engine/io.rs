@@ -46,6 +46,15 @@ pub enum Fill {
     Skipped,
 }
 
+/// How far a connect got at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connect {
+    /// Connected: the connection can be written to now.
+    Done,
+    /// Under way (TCP, or a host name being looked up): completion comes as an input.
+    Pending,
+}
+
 /// Why a connect failed, for the log and for the outcome table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectError {
@@ -115,10 +124,11 @@ pub struct BoundSocket {
 
 /// The commands the engine gives; see the module docs.
 pub trait Io {
-    /// Starts a nonblocking connect of `conn` to `address`. `Ok` means under way (or
-    /// done): [`Engine::handle_connected`](super::Engine::handle_connected) or
+    /// Starts a nonblocking connect of `conn` to `address`. [`Connect::Done`]: connected
+    /// already (a unix socket connects at once or fails); [`Connect::Pending`]:
+    /// [`Engine::handle_connected`](super::Engine::handle_connected) or
     /// `handle_connect_failed` follows.
-    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<(), ConnectError>;
+    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<Connect, ConnectError>;
     /// Listens on `address` with `conn` as the listener's id; accepted connections come
     /// back through `Engine::handle_accept`.
     fn listen(&mut self, conn: ConnId, address: &Address) -> Result<(), String>;

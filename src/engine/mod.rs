@@ -324,6 +324,11 @@ impl Engine {
         std::mem::take(&mut self.rearm_read)
     }
 
+    /// True when `conn` is closed at the end of this turn: nothing more to read on it.
+    pub fn is_closing(&self, conn: ConnId) -> bool {
+        self.to_close.contains(&conn)
+    }
+
     /// The buffers of `conn`, for the reactor to read into and write from.
     pub fn buffers_mut(&mut self, conn: ConnId) -> Option<&mut Buffers> {
         self.peers.get_mut(conn.0).and_then(Peer::buffers_mut)
@@ -394,6 +399,8 @@ impl Engine {
             Some(Peer::Source { source, .. }) => {
                 let source = *source;
                 self.on_source_connected(source, conn, now);
+                // The session's first bytes (HELLO, the AMQP header) go out now.
+                self.on_source_ready(source, conn, Fill::Skipped, now, io);
             }
             Some(Peer::Worker(_)) => self.on_worker_connected(conn, now, io),
             _ => {}

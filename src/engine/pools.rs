@@ -16,7 +16,7 @@ use log::{debug, info, warn};
 
 use super::backoff::Backoff;
 use super::ids::{PoolId, SourceId};
-use super::io::{Buffers, ConnId, ConnectError, Fill, Io};
+use super::io::{Buffers, ConnId, Connect, ConnectError, Fill, Io};
 use super::jobs::{Job, Origin};
 use super::{Engine, Peer, Phase, TimerKey};
 use crate::config::{Address, PoolConfig};
@@ -298,8 +298,12 @@ impl Engine {
                 message: "no address yet".into(),
             }),
         };
-        if let Err(e) = result {
-            self.worker_connect_failed(conn, e.failure, now, io);
+        match result {
+            // A unix socket connects at once: write the request in this turn, with no
+            // wake-up for writability and no change of the poll's interest.
+            Ok(Connect::Done) => self.on_worker_connected(conn, now, io),
+            Ok(Connect::Pending) => {}
+            Err(e) => self.worker_connect_failed(conn, e.failure, now, io),
         }
     }
 

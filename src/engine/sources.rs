@@ -22,7 +22,7 @@ use log::{debug, error, info, warn};
 
 use super::backoff::Backoff;
 use super::ids::{PoolId, SourceId};
-use super::io::{Buffers, ConnId, Fill, Io};
+use super::io::{Buffers, ConnId, Connect, Fill, Io};
 use super::jobs::{Job, Origin};
 use super::settle::{retry_queue_name, PendingSettle};
 use super::{Engine, Peer, Phase, TimerKey};
@@ -411,12 +411,16 @@ impl Engine {
         // A connect that hangs (a black-holed host) is retried.
         self.timers
             .arm(TimerKey::Source(source), now + CONNECT_TIMEOUT);
-        if let Err(e) = io.connect(conn, &address) {
-            warn!(
-                "source {}: connect to {address} failed: {e}",
-                self.sources[source].name
-            );
-            self.source_lost(source, now);
+        match io.connect(conn, &address) {
+            Ok(Connect::Done) => self.handle_connected(conn, now, io),
+            Ok(Connect::Pending) => {}
+            Err(e) => {
+                warn!(
+                    "source {}: connect to {address} failed: {e}",
+                    self.sources[source].name
+                );
+                self.source_lost(source, now);
+            }
         }
     }
 

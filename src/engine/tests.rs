@@ -20,8 +20,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::io::{
-    BoundSocket, Buffers, ConnId, ConnectError, Fill, Io, Notice, ProcessExit, ProcessSignal,
-    SocketKey, WriteError,
+    BoundSocket, Buffers, ConnId, Connect, ConnectError, Fill, Io, Notice, ProcessExit,
+    ProcessSignal, SocketKey, WriteError,
 };
 use super::{Accept, Engine, Options};
 use crate::config::{self, Address, Config};
@@ -38,6 +38,9 @@ pub struct FakeIo {
     pub connects: Vec<(ConnId, Address)>,
     /// Connects to fail at once, by address text.
     pub refuse: HashMap<String, ConnectFailure>,
+    /// Connects complete at once (as a unix socket's do); else they are pending until
+    /// the test says `connected`.
+    pub connect_at_once: bool,
     pub listens: Vec<(ConnId, Address)>,
     /// Addresses whose listen fails.
     pub listen_fails: HashSet<String>,
@@ -59,14 +62,15 @@ pub struct FakeIo {
 }
 
 impl Io for FakeIo {
-    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<(), ConnectError> {
+    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<Connect, ConnectError> {
         self.connects.push((conn, address.clone()));
         match self.refuse.get(&address.to_string()) {
             Some(failure) => Err(ConnectError {
                 failure: *failure,
                 message: "refused by the test".into(),
             }),
-            None => Ok(()),
+            None if self.connect_at_once => Ok(Connect::Done),
+            None => Ok(Connect::Pending),
         }
     }
 

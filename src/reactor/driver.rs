@@ -21,8 +21,8 @@ use super::listener::{nofile_limit, AcceptTrouble, Listener, ACCEPT_RETRY};
 use crate::config::Address;
 use crate::dispatch::outcome::ConnectFailure;
 use crate::engine::io::{
-    BoundSocket, Buffers, ConnId, ConnectError, Io, Notice, ProcessExit, ProcessSignal, SocketKey,
-    WriteError,
+    BoundSocket, Buffers, ConnId, Connect, ConnectError, Io, Notice, ProcessExit, ProcessSignal,
+    SocketKey, WriteError,
 };
 use crate::engine::timers::Timers;
 use crate::metrics::ProcessStats;
@@ -89,8 +89,9 @@ pub(super) struct Driver {
     pub accept_trouble: AcceptTrouble,
     /// Starved listeners' retry deadlines.
     pub accept_timers: Timers<ConnId>,
-    /// Listeners to accept on again without an event (a descriptor was freed).
-    pub rereads: Vec<ConnId>,
+    /// Connections to read again without an event: listeners that ran out of
+    /// descriptors (one was freed), connections whose peer closed after sending.
+    pub again: Vec<ConnId>,
     /// Worker processes by pid (killed and reaped when the driver is dropped).
     children: HashMap<u32, Child>,
     /// Spawned pools' sockets (declared before `socket_dir`: dropped first).
@@ -111,7 +112,7 @@ impl Driver {
             notifier,
             accept_trouble: AcceptTrouble::default(),
             accept_timers: Timers::default(),
-            rereads: Vec::new(),
+            again: Vec::new(),
             children: HashMap::new(),
             worker_sockets: HashMap::new(),
             next_socket: 1,
@@ -164,11 +165,18 @@ impl Driver {
         }
     }
 
-    /// Starts connecting `conn` to `target`.
-    fn connect_target(&mut self, conn: ConnId, target: &Target) -> Result<(), ConnectError> {
+    /// Starts connecting `conn` to `target`. A unix socket connects at once (or fails
+    /// with `EAGAIN` when its listen backlog is full): it is registered for reading only.
+    fn connect_target(&mut self, conn: ConnId, target: &Target) -> Result<Connect, ConnectError> {
         let stream = connect::start(target).map_err(|e| connect_error(target, &e))?;
-        self.insert_stream(conn, stream, true)
-            .map_err(|e| connect_error(target, &e))
+        let done = matches!(target, Target::Unix(_));
+        self.insert_stream(conn, stream, !done)
+            .map_err(|e| connect_error(target, &e))?;
+        Ok(if done {
+            Connect::Done
+        } else {
+            Connect::Pending
+        })
     }
 
     /// Finished host-name lookups: connects that waited start, or fail.
@@ -188,7 +196,7 @@ impl Driver {
                         self.resolved.insert((host, port), targets.clone());
                     }
                     match first {
-                        Some(target) => self.connect_target(conn, &target),
+                        Some(target) => self.connect_target(conn, &target).map(drop),
                         None => Err(lookup_failed("no address")),
                     }
                 }
@@ -279,7 +287,7 @@ fn describe_target(target: &Target) -> String {
 }
 
 impl Io for Driver {
-    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<(), ConnectError> {
+    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<Connect, ConnectError> {
         let (host, port) = match address {
             Address::Unix(path) => return self.connect_target(conn, &Target::Unix(path.clone())),
             Address::Tcp { host, port } => (host.clone(), *port),
@@ -307,7 +315,7 @@ impl Io for Driver {
                 self.lookups.insert(lookup, conn);
                 self.entries
                     .insert(conn, Entry::Resolving { lookup, host, port });
-                Ok(())
+                Ok(Connect::Pending)
             }
             Err(e) => Err(lookup_failed(&e.to_string())),
         }
@@ -333,10 +341,9 @@ impl Io for Driver {
 
     fn close(&mut self, conn: ConnId) {
         match self.entries.remove(conn) {
-            Some(Entry::Stream { mut stream, .. }) => {
-                let _ = self.registry.deregister(&mut stream);
-                stream.shutdown();
-            }
+            // Closing the descriptor is enough: epoll forgets it, the peer sees EOF
+            // (no deregister, no shutdown: two system calls per connection saved).
+            Some(Entry::Stream { stream, .. }) => drop(stream),
             Some(Entry::Listener(mut listener)) => listener.close(&self.registry),
             Some(Entry::Resolving { lookup, .. }) => {
                 self.lookups.remove(&lookup);
@@ -345,7 +352,7 @@ impl Io for Driver {
         }
         self.accept_timers.cancel(conn);
         // A descriptor is free: listeners that ran out of them accept again.
-        self.rereads.append(&mut self.accept_trouble.starved);
+        self.again.append(&mut self.accept_trouble.starved);
     }
 
     fn raise_fd_limit(&mut self, wanted: u64) -> u64 {

@@ -145,8 +145,8 @@ impl Reactor<'_> {
                 }
             }
             let rereads = self.engine.take_rereads();
-            let starved = std::mem::take(&mut self.driver.rereads);
-            for conn in rereads.into_iter().chain(starved) {
+            let again = std::mem::take(&mut self.driver.again);
+            for conn in rereads.into_iter().chain(again) {
                 self.on_ready(conn, Readiness::REREAD, now);
             }
             while let Some(listener) = self.driver.accept_timers.pop_expired(now) {
@@ -165,7 +165,7 @@ impl Reactor<'_> {
 
     /// How long the poll may sleep: not at all while work is queued for the next turn.
     fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
-        if self.engine.has_queued_work() || !self.driver.rereads.is_empty() {
+        if self.engine.has_queued_work() || !self.driver.again.is_empty() {
             return Some(Duration::ZERO);
         }
         let accept = self.driver.accept_timers.next_deadline();
@@ -246,7 +246,7 @@ impl Reactor<'_> {
         // EAGAIN. A short read drained the socket unless the peer also closed it.
         let read = ready.readable || ready.closed;
         if fill != Fill::Failed && read {
-            fill = match conn::fill(stream, buffers, !ready.closed) {
+            fill = match conn::fill(stream, buffers, true) {
                 Ok(conn::Fill::Drained) => Fill::Drained,
                 Ok(conn::Fill::Full) => Fill::Full,
                 Ok(conn::Fill::Eof) => Fill::Eof,
@@ -258,6 +258,11 @@ impl Reactor<'_> {
         }
         self.driver.update_interest(conn, buffers);
         self.engine.handle_ready(conn, fill, now, self.driver);
+        // The peer closed too: its EOF is read at once — unless the engine is done with
+        // the connection anyway (a worker's answer ended the request: no read for EOF).
+        if ready.closed && fill == Fill::Drained && !self.engine.is_closing(conn) {
+            self.driver.again.push(conn);
+        }
     }
 
     /// Accepts on `listener` until `WouldBlock`.

@@ -308,3 +308,18 @@ fn sources_sharing_a_pool_are_served_in_turn() {
         "b's one message is not stuck behind a's five"
     );
 }
+
+#[test]
+fn a_worker_socket_that_connects_at_once_gets_its_request_in_the_same_turn() {
+    let (mut sim, redis) = redis_sim(REDIS_CONFIG);
+    sim.io.connect_at_once = true; // a unix socket: connected or refused at once
+    sim.feed(redis, &message("jobs", b"x"));
+    let worker = sim.last_connect(PHP);
+    let request = sim.written(worker);
+    assert!(contains(&request, b"x"), "no wait for a writable event");
+    worker_answers(&mut sim, worker, request_id(&request), 200);
+    assert_eq!(
+        sim.metric(r#"ferry_messages_settled_total{source="events",outcome="acked"}"#),
+        1.0
+    );
+}
