@@ -166,6 +166,9 @@ pub trait Io {
     fn notify(&mut self, notice: Notice<'_>);
     /// The process's own figures for `/metrics`.
     fn process_stats(&mut self) -> ProcessStats;
+    /// ferry is up: the code only start-up ran need not stay resident
+    /// (`crate::process::memory`).
+    fn release_startup_code(&mut self);
 }
 
 /// Bytes read per fill at most (the reactor's read chunk).

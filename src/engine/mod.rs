@@ -203,7 +203,14 @@ pub struct Engine {
     spawned: spawned::Processes,
     /// Sources and pools created so far (each gets its own jitter seed).
     added: u64,
+    /// Start-up is over (every source connected once, or [`STARTUP_SETTLES`] passed):
+    /// the code only start-up ran was let go of.
+    settled: bool,
 }
+
+/// How long start-up may take before its code is let go of even if a source is still
+/// connecting (a broker outage at start must not keep it resident forever).
+const STARTUP_SETTLES: Duration = Duration::from_secs(10);
 
 impl Engine {
     /// Creates the pools and sources of `config`, binds the listeners and starts
@@ -238,6 +245,7 @@ impl Engine {
             last_status: String::new(),
             spawned: spawned::Processes::default(),
             added: 0,
+            settled: false,
         };
         if let Some(address) = &config.control.listen {
             let conn = ConnId(engine.peers.insert(Peer::ControlListener));
@@ -483,7 +491,21 @@ impl Engine {
         self.flush_dirty_clients(io);
         self.close_marked(io);
         self.update_status_line(io);
+        self.settle_memory(now, io);
         self.check_phase(now, io)
+    }
+
+    /// Once start-up is over, the code only it ran need not stay resident: idle ferry
+    /// keeps its working set, not its start-up (`docs/OPERATIONS.md`, "Memory").
+    fn settle_memory(&mut self, now: Instant, io: &mut dyn Io) {
+        if self.settled {
+            return;
+        }
+        let connected = self.sources.values().all(Source::is_ready);
+        if connected || now.saturating_duration_since(self.started_at) >= STARTUP_SETTLES {
+            self.settled = true;
+            io.release_startup_code();
+        }
     }
 
     /// `STATUS=` with a one-line summary, sent when it changes.

@@ -151,6 +151,10 @@ impl Io for FakeIo {
     fn process_stats(&mut self) -> ProcessStats {
         ProcessStats::default()
     }
+
+    fn release_startup_code(&mut self) {
+        self.notices.push("ReleaseStartupCode".into());
+    }
 }
 
 /// The engine, its recorder and the clock.

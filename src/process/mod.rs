@@ -15,10 +15,12 @@
 //!   and the watchdog interval; sans-clock, the reactor's timer drives the watchdog.
 //! - `spawn.rs`: spawned pools: the private socket directory, a pool's listening socket,
 //!   starting a worker with it on fd 0, signalling its process group. Unlike the others
-//!   this runs inside the reactor; the runtime (`reactor/runtime/spawned.rs`) decides
-//!   when to start, restart and stop.
+//!   this runs inside the reactor; the engine (`engine/spawned.rs`) decides when to
+//!   start, restart and stop.
+//! - `memory.rs`: once ferry is up, the code only start-up ran is let go of.
 
 pub mod daemon;
+pub mod memory;
 pub mod notify;
 pub mod pidfile;
 pub mod spawn;

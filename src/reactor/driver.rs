@@ -475,6 +475,13 @@ impl Io for Driver {
     fn process_stats(&mut self) -> ProcessStats {
         ProcessStats::read()
     }
+
+    fn release_startup_code(&mut self) {
+        match crate::process::memory::release_startup_code() {
+            Ok(bytes) => debug!("start-up code released: {} KiB of mappings", bytes / 1024),
+            Err(e) => debug!("cannot release start-up code: {e}"),
+        }
+    }
 }
 
 impl Drop for Driver {

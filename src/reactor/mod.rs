@@ -97,6 +97,7 @@ pub fn run(
     let mut driver = Driver::new(registry, connect::Resolver::new(waker), notifier);
     let mut engine =
         Engine::start(&config, options, Instant::now(), &mut driver).map_err(RunError::Start)?;
+    drop(config);
     let mut reactor = Reactor {
         engine: &mut engine,
         driver: &mut driver,
