@@ -148,8 +148,10 @@ pub struct PoolConfig {
     /// From the request written to END_REQUEST; past it the request is retryable.
     #[serde(default = "request_timeout_ms")]
     pub request_timeout_ms: u64,
-    /// Reuse connections (FCGI_KEEP_CONN). Each idle kept connection pins a php-fpm child.
-    #[serde(default)]
+    /// Reuse connections (FCGI_KEEP_CONN; default true). Each idle kept connection pins
+    /// a php-fpm child until `idle_timeout_ms`; connections beyond what the workers serve
+    /// at once are noticed and let go of (`docs/SEMANTICS.md`, "Pools and backpressure").
+    #[serde(default = "keep_conn")]
     pub keep_conn: bool,
     /// Idle kept connections are closed after this long.
     #[serde(default = "idle_timeout_ms")]
@@ -458,6 +460,10 @@ fn request_timeout_ms() -> u64 {
 fn idle_timeout_ms() -> u64 {
     defaults::IDLE_TIMEOUT_MS
 }
+fn keep_conn() -> bool {
+    true
+}
+
 fn circuit_release_ms() -> u64 {
     defaults::CIRCUIT_RELEASE_MS
 }

@@ -86,7 +86,7 @@ fn defaults_are_the_spec_table() {
         (pool.connect_timeout_ms, pool.request_timeout_ms),
         (1000, 60_000)
     );
-    assert_eq!((pool.keep_conn, pool.idle_timeout_ms), (false, 10_000));
+    assert_eq!((pool.keep_conn, pool.idle_timeout_ms), (true, 10_000));
     let SourceConfig::Amqp(source) = &config.sources[0] else {
         panic!("amqp")
     };

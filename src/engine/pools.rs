@@ -52,6 +52,10 @@ pub(super) struct Pool {
     /// The last FastCGI request id used: each request gets the next, so a stale
     /// END_REQUEST on a kept connection can never end a newer request.
     last_request_id: u16,
+    /// Requests finished (answered, failed or timed out) over the pool's life.
+    completed: u64,
+    /// What ferry learned of how many connections the workers serve at once.
+    pub capacity: Capacity,
     /// Its counters and job-duration histogram (`/metrics`).
     pub metrics: PoolMetrics,
     /// Removed by a reload: it works off what waits in its queue, takes nothing new.
@@ -70,7 +74,41 @@ pub(super) struct Pool {
 pub(super) struct Assignment {
     pub job: Job,
     exchange: Exchange,
+    /// Some answer bytes arrived (a worker took the request).
+    answered: bool,
+    /// The pool's `completed` count when the request was started: how many other
+    /// requests finished while this one waited (see [`Capacity`]).
+    started_at_completed: u64,
 }
+
+/// What ferry learned of how many connections a pool's workers serve at once
+/// (`docs/SEMANTICS.md`, "Pools and backpressure").
+///
+/// With `keep_conn`, a php-fpm child serves one kept connection until ferry closes it:
+/// a connection beyond the number of children waits in the listen backlog, unanswered,
+/// while the kept ones are served again and again. ferry watches for exactly that — a
+/// request without a single answer byte while the other connections of the pool finished
+/// [`STARVED_AFTER`] rounds of requests — and then (1) closes the connection that just
+/// finished instead of keeping it, which frees its worker for the waiting connection,
+/// and (2) keeps no more connections than the pool was seen to serve, as if
+/// `max_in_flight` were that number. Every [`CAPACITY_RECHECK`] it tries one connection
+/// more (a pool can grow: php-fpm's dynamic children, a reload).
+#[derive(Debug, Default)]
+pub(super) struct Capacity {
+    /// Connections served at once, when learned.
+    pub learned: Option<usize>,
+    /// When one more connection may be tried.
+    recheck_at: Option<Instant>,
+    /// The last change was such a try: a starved request now takes it back.
+    trying_more: bool,
+}
+
+/// Rounds of answers on the other connections without a byte on this one that make a
+/// request "starved" (a slow script also answers nothing for a while, but not while every
+/// other connection answers twice).
+const STARVED_AFTER: u64 = 2;
+/// How often a learned capacity is probed upward.
+const CAPACITY_RECHECK: Duration = Duration::from_secs(30);
 
 /// Where a worker connection stands.
 pub(super) enum WorkerState {
@@ -137,6 +175,8 @@ impl Pool {
             idle: Vec::new(),
             probing: false,
             last_request_id: 0,
+            completed: 0,
+            capacity: Capacity::default(),
             metrics: PoolMetrics::default(),
             retired: false,
             spawned: None,
@@ -165,8 +205,14 @@ impl Pool {
         self.idle.len()
     }
 
+    /// `max_in_flight`, or fewer with kept connections once the pool was seen to serve
+    /// fewer at once ([`Capacity`]).
     fn max_in_flight(&self) -> usize {
-        usize::try_from(self.config.max_in_flight).unwrap_or(usize::MAX)
+        let configured = usize::try_from(self.config.max_in_flight).unwrap_or(usize::MAX);
+        match self.capacity.learned {
+            Some(learned) if self.config.keep_conn => configured.min(learned.max(1)),
+            _ => configured,
+        }
     }
 }
 
@@ -245,6 +291,8 @@ impl Engine {
         let assignment = Box::new(Assignment {
             job,
             exchange: Exchange::new(request, options, now),
+            answered: false,
+            started_at_completed: self.pools[pool].completed,
         });
         self.pools[pool].in_flight += 1;
         if let Some(conn) = self.take_idle(pool) {
@@ -370,6 +418,9 @@ impl Engine {
             }
             return;
         };
+        if worker.buffers.unconsumed() > 0 {
+            assignment.answered = true;
+        }
         let exchange = &mut assignment.exchange;
         let buffers = &mut worker.buffers;
         let mut progressed = false;
@@ -426,7 +477,10 @@ impl Engine {
         let job = assignment.job;
         self.timers.cancel(TimerKey::Worker(conn));
         self.pools[pool].in_flight = self.pools[pool].in_flight.saturating_sub(1);
+        self.pools[pool].completed += 1;
+        let starving = self.pools[pool].config.keep_conn && self.note_starved(pool, conn, now);
         let keep = reusable
+            && !starving
             && self.pools[pool].config.keep_conn
             && matches!(self.phase, Phase::Running | Phase::Draining { .. });
         if keep {
@@ -656,6 +710,69 @@ impl Engine {
         source.note_enqueued(&job);
         let pool = source.pool;
         self.pools[pool].queue.push_front(job.source, job);
+    }
+
+    /// After a request of `pool` finished on `finished`: true when another connection
+    /// of the pool starves (see [`Capacity`]); the capacity is learned then. Also lets a
+    /// learned capacity grow by one every [`CAPACITY_RECHECK`].
+    fn note_starved(&mut self, pool: PoolId, finished: ConnId, now: Instant) -> bool {
+        let completed = self.pools[pool].completed;
+        let mut served = 0usize;
+        let mut starved = false;
+        for (key, peer) in self.peers.iter() {
+            let Peer::Worker(w) = peer else { continue };
+            if w.pool != pool || ConnId(key) == finished {
+                continue;
+            }
+            if w.served > 0 || matches!(&w.state, WorkerState::Busy(a) if a.answered) {
+                served += 1;
+            }
+            // Only a connection no worker ever answered can wait in the backlog: a kept
+            // connection that served before belongs to a worker.
+            if let WorkerState::Busy(a) = &w.state {
+                if w.served > 0 {
+                    continue;
+                }
+                let rounds = completed.saturating_sub(a.started_at_completed);
+                let others = (self.pools[pool].in_flight.max(1)) as u64;
+                if !a.answered && rounds >= STARVED_AFTER * others {
+                    starved = true;
+                }
+            }
+        }
+        // The connection that just finished was served too.
+        let served = served + 1;
+        let p = &mut self.pools[pool];
+        if starved {
+            // Learned once; afterwards only a failed try of one more takes it back (the
+            // connections this very rule closes must not lower it further).
+            let learned = match (p.capacity.learned, p.capacity.trying_more) {
+                (None, _) => served,
+                (Some(c), true) => c.saturating_sub(1).max(1),
+                (Some(c), false) => c,
+            };
+            if p.capacity.learned != Some(learned) {
+                warn!(
+                    "pool {}: a request waits in a connection no worker accepts while the others are served; \
+                     keeping at most {learned} connections (the pool serves {learned} at once)",
+                    p.name
+                );
+            }
+            p.capacity.learned = Some(learned);
+            p.capacity.trying_more = false;
+            p.capacity.recheck_at = Some(now + CAPACITY_RECHECK);
+            return true;
+        }
+        if let (Some(learned), Some(at)) = (p.capacity.learned, p.capacity.recheck_at) {
+            if now >= at {
+                // Try one more: a starved request shows within a few rounds if it is
+                // one too many.
+                p.capacity.learned = Some(learned + 1);
+                p.capacity.trying_more = true;
+                p.capacity.recheck_at = Some(now + CAPACITY_RECHECK);
+            }
+        }
+        false
     }
 
     /// Drops every waiting Redis job (drain deadline).

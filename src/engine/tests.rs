@@ -45,6 +45,8 @@ pub struct FakeIo {
     /// Addresses whose listen fails.
     pub listen_fails: HashSet<String>,
     pub closed: Vec<ConnId>,
+    /// Connections open now (connected or accepted, not closed): ids are reused.
+    pub open: HashSet<ConnId>,
     /// Bytes written per connection (taken by the peers).
     pub written: HashMap<ConnId, Vec<u8>>,
     /// Connections whose socket takes nothing (a peer that does not read).
@@ -64,6 +66,7 @@ pub struct FakeIo {
 impl Io for FakeIo {
     fn connect(&mut self, conn: ConnId, address: &Address) -> Result<Connect, ConnectError> {
         self.connects.push((conn, address.clone()));
+        self.open.insert(conn);
         match self.refuse.get(&address.to_string()) {
             Some(failure) => Err(ConnectError {
                 failure: *failure,
@@ -92,6 +95,7 @@ impl Io for FakeIo {
 
     fn close(&mut self, conn: ConnId) {
         self.closed.push(conn);
+        self.open.remove(&conn);
     }
 
     fn raise_fd_limit(&mut self, _wanted: u64) -> u64 {
@@ -267,6 +271,9 @@ impl Sim {
             .engine
             .handle_accept(listener, self.now)
             .expect("a listener");
+        if let Accept::Take(conn) = accepted {
+            self.io.open.insert(conn);
+        }
         self.turn();
         accepted
     }
@@ -291,8 +298,10 @@ impl Sim {
         *self.connects_to(address).last().expect("a connect")
     }
 
+    /// True when `conn` is not open (never opened, or closed): ids are reused, so a
+    /// closed id may name a newer connection again — then it is open.
     pub fn is_closed(&self, conn: ConnId) -> bool {
-        self.io.closed.contains(&conn)
+        !self.io.open.contains(&conn)
     }
 
     pub fn sigterm(&mut self) -> Option<i32> {

@@ -323,3 +323,96 @@ fn a_worker_socket_that_connects_at_once_gets_its_request_in_the_same_turn() {
         1.0
     );
 }
+
+/// php-fpm with `children` workers behind one socket: a child serves one kept connection
+/// until ferry closes it; other connections wait in the listen backlog, unanswered.
+struct Children {
+    children: usize,
+    /// Connections a child accepted: their place in the order of connects.
+    serving: Vec<usize>,
+    /// Connects accepted or passed over so far (the backlog is FIFO).
+    seen: usize,
+}
+
+impl Children {
+    /// The connection made as connect number `n`, while it is open (ids are reused).
+    fn conn(sim: &Sim, n: usize) -> Option<ConnId> {
+        let connects = sim.connects_to(PHP);
+        let conn = *connects.get(n)?;
+        let latest = connects.iter().rposition(|c| *c == conn)?;
+        (latest == n && !sim.is_closed(conn)).then_some(conn)
+    }
+
+    /// Frees the children of closed connections, lets them accept from the backlog, and
+    /// answers every request written to a served connection. Returns requests answered.
+    fn step(&mut self, sim: &mut Sim) -> usize {
+        self.serving.retain(|n| Self::conn(sim, *n).is_some());
+        let total = sim.connects_to(PHP).len();
+        while self.serving.len() < self.children && self.seen < total {
+            if Self::conn(sim, self.seen).is_some() {
+                self.serving.push(self.seen);
+            }
+            self.seen += 1;
+        }
+        let mut answered = 0;
+        for n in self.serving.clone() {
+            let Some(conn) = Self::conn(sim, n) else {
+                continue;
+            };
+            let request = sim.written(conn);
+            if request.len() >= 8 {
+                worker_answers(sim, conn, request_id(&request), 200);
+                answered += 1;
+            }
+        }
+        answered
+    }
+}
+
+#[test]
+fn kept_connections_beyond_the_workers_are_not_left_waiting() {
+    let config = REDIS_CONFIG.replace(
+        r#""max_in_flight": 2"#,
+        r#""max_in_flight": 8, "keep_conn": true"#,
+    );
+    let config = config.replace(
+        r#""channels": ["jobs"],"#,
+        r#""channels": ["jobs"], "backlog": 10000,"#,
+    );
+    let (mut sim, redis) = redis_sim(&config);
+    sim.io.connect_at_once = true;
+    let mut php = Children {
+        children: 4,
+        serving: Vec::new(),
+        seen: 0,
+    };
+    for n in 0..200 {
+        sim.feed(redis, &message("jobs", format!("{n}").as_bytes()));
+    }
+    let mut answered = 0;
+    for _ in 0..500 {
+        answered += php.step(&mut sim);
+        if answered >= 200 {
+            break;
+        }
+    }
+    assert_eq!(
+        answered, 200,
+        "every message answered, none stuck in the backlog"
+    );
+    let pool = sim.engine.pools.keys()[0];
+    assert_eq!(
+        sim.engine.pools[pool].capacity.learned,
+        Some(4),
+        "four workers learned"
+    );
+    let open = (0..sim.connects_to(PHP).len())
+        .filter(|n| Children::conn(&sim, *n).is_some())
+        .count();
+    assert!(open <= 4, "no more kept connections than workers: {open}");
+    assert!(
+        sim.connects_to(PHP).len() < 40,
+        "kept connections are reused: {} connects for 200 requests",
+        sim.connects_to(PHP).len()
+    );
+}
