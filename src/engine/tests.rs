@@ -602,7 +602,7 @@ pub fn consumer_tag(source: &str) -> String {
 /// Redis source `events` (channel `jobs`) and pool `php` at `unix:/php.sock`.
 pub const REDIS_CONFIG: &str = r#"{
   "control": {"listen": null},
-  "pools": {"php": {"address": "unix:/php.sock", "max_in_flight": 2}},
+  "pools": {"php": {"address": "unix:/php.sock", "max_in_flight": 2, "keep_conn": false}},
   "sources": [{"name": "events", "kind": "redis", "url": "redis://127.0.0.1:6379",
                "channels": ["jobs"], "retry_delays_ms": [1000, 5000], "max_attempts": 3,
                "job": {"pool": "php", "script": "/w.php", "body": "raw"}}]
@@ -611,7 +611,8 @@ pub const REDIS_CONFIG: &str = r#"{
 /// AMQP source `tasks` (queue `q`) and pool `php` at `unix:/php.sock`.
 pub const AMQP_CONFIG: &str = r#"{
   "control": {"listen": null},
-  "pools": {"php": {"address": "unix:/php.sock", "max_in_flight": 2, "circuit_release_ms": 3000}},
+  "pools": {"php": {"address": "unix:/php.sock", "max_in_flight": 2, "keep_conn": false,
+                    "circuit_release_ms": 3000}},
   "sources": [{"name": "tasks", "kind": "amqp", "url": "amqp://guest:guest@127.0.0.1:5672/%2f",
                "queue": "q", "prefetch": 4, "max_attempts": 3, "retry_delays_ms": [1000, 5000],
                "job": {"pool": "php", "script": "/w.php", "body": "raw"}}]

@@ -186,7 +186,7 @@ fn a_connect_that_never_completes_is_a_pool_failure() {
 #[test]
 fn kept_connections_are_reused_and_closed_when_idle_too_long() {
     let config = REDIS_CONFIG.replace(
-        r#""max_in_flight": 2"#,
+        r#""max_in_flight": 2, "keep_conn": false"#,
         r#""max_in_flight": 2, "keep_conn": true, "idle_timeout_ms": 2000"#,
     );
     let (mut sim, redis) = redis_sim(&config);
@@ -210,7 +210,7 @@ fn kept_connections_are_reused_and_closed_when_idle_too_long() {
 #[test]
 fn a_reused_connection_closed_before_any_answer_resends_once_without_an_attempt() {
     let config = REDIS_CONFIG.replace(
-        r#""max_in_flight": 2"#,
+        r#""max_in_flight": 2, "keep_conn": false"#,
         r#""max_in_flight": 2, "keep_conn": true"#,
     );
     let (mut sim, redis) = redis_sim(&config);
@@ -276,7 +276,7 @@ fn php_fpm_primary_script_unknown_is_a_pool_failure() {
 fn sources_sharing_a_pool_are_served_in_turn() {
     let config = r#"{
       "control": {"listen": null},
-      "pools": {"php": {"address": "unix:/php.sock", "max_in_flight": 1}},
+      "pools": {"php": {"address": "unix:/php.sock", "max_in_flight": 1, "keep_conn": false}},
       "sources": [
         {"name": "a", "kind": "redis", "url": "redis://127.0.0.1:6379", "channels": ["a"],
          "job": {"pool": "php", "script": "/w.php", "body": "raw"}},
@@ -372,7 +372,7 @@ impl Children {
 #[test]
 fn kept_connections_beyond_the_workers_are_not_left_waiting() {
     let config = REDIS_CONFIG.replace(
-        r#""max_in_flight": 2"#,
+        r#""max_in_flight": 2, "keep_conn": false"#,
         r#""max_in_flight": 8, "keep_conn": true"#,
     );
     let config = config.replace(
