@@ -737,7 +737,9 @@ impl Responder {
             self.recycle_deadline = Some(Instant::now() + RECYCLE_GRACE);
             let _ = self.poll.registry().deregister(self.listener.source());
         }
-        if !request.keep_conn || client.eof {
+        // Recycling (like php-cgi at PHP_FCGI_MAX_REQUESTS): a kept connection is
+        // closed after this answer, not served on and on.
+        if !request.keep_conn || client.eof || self.recycling {
             client.closing = true;
         }
         if let Err(e) = client.conn.flush() {

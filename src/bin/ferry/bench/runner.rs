@@ -312,7 +312,12 @@ fn measured(
         outcome?;
         Ok((produced?, cpu_after))
     })?;
-    let peak_rss_kib = ferry_pid.and_then(|pid| status_kib(pid, "VmHWM"));
+    // VmHWM can read below an earlier VmRSS: ferry drops its start-up code's pages once
+    // it is up, and the kernel's high-water mark forgets pages dropped that way. The peak
+    // is at least what was seen.
+    let peak_rss_kib = ferry_pid
+        .and_then(|pid| status_kib(pid, "VmHWM"))
+        .map(|hwm| hwm.max(idle_rss_kib.unwrap_or(0)));
     let sent = sent.load(Ordering::Relaxed);
     let accounting = account(sent, &all);
     let last_us = all.iter().map(|r| r.received_us).max().unwrap_or(start_us);
