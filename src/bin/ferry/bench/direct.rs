@@ -53,8 +53,33 @@ struct Slot {
     exchange: Option<Exchange>,
 }
 
-/// Runs the load to the end; an error only when the loop itself fails.
+/// CPU time the last [`drive`] used on its thread, µs (`u64::MAX`: not measured).
+static DRIVER_CPU_US: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The CPU time of the last [`drive`], µs: the floor a FastCGI client of these workers
+/// costs.
+pub fn last_driver_cpu_us() -> Option<u64> {
+    Some(DRIVER_CPU_US.load(Ordering::Relaxed)).filter(|us| *us != u64::MAX)
+}
+
+/// CPU time of the calling thread so far, ns (`/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Runs the load to the end; an error only when the loop itself fails. Its own CPU
+/// time is kept for [`last_driver_cpu_us`].
 pub fn drive(load: &DirectLoad<'_>) -> Result<DirectOutcome, String> {
+    let before = thread_cpu_ns();
+    let outcome = drive_load(load);
+    if let (Some(before), Some(after)) = (before, thread_cpu_ns()) {
+        DRIVER_CPU_US.store(after.saturating_sub(before) / 1000, Ordering::Relaxed);
+    }
+    outcome
+}
+
+fn drive_load(load: &DirectLoad<'_>) -> Result<DirectOutcome, String> {
     let job: JobConfig = serde_json::from_value(serde_json::json!({
         "pool": "direct", "script": load.script
     }))

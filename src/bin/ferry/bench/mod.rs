@@ -147,8 +147,13 @@ fn with_limits(plan: &Plan) -> Result<bool, String> {
         .map(|r| r.throughput)
         .fold(f64::INFINITY, f64::min);
     let exact = result.accounting.exact();
+    let ferry_cpu = result.ferry.as_ref().and_then(|f| f.cpu_us_per_message);
     let all = WithLimits {
         share_of_limit: (limit.is_finite() && limit > 0.0).then(|| result.throughput / limit),
+        cpu_multiple_of_direct: ferry_cpu
+            .zip(direct.driver_cpu_us_per_message)
+            .filter(|(_, floor)| *floor > 0.0)
+            .map(|(ferry, floor)| ferry / floor),
         run: result,
         direct: Some(direct),
         broker,

@@ -8,7 +8,8 @@
 //! `cpu_us_per_message`, `idle_rss_kib`, `peak_rss_kib`, `rss_kib_per_in_flight`},
 //! `ferry_dropped`, `ferry_pool_failures`, `ferry_start_to_ready_ms`, `peak_in_flight`, `target_in_flight`, `timeline` [{`at_s`, `throughput`,
 //! `latency_us`}]; with `--limits` a document {`run`, `direct`, `broker`,
-//! `share_of_limit`}; with a sweep {`sweep`: [run…]}.
+//! `share_of_limit`, `cpu_multiple_of_direct`}; a direct run adds
+//! `driver_cpu_us_per_message`; with a sweep {`sweep`: [run…]}.
 
 use std::fmt::Write as _;
 
@@ -60,6 +61,9 @@ pub struct RunResult {
     pub ferry_pool_failures: Option<u64>,
     /// From starting ferry to `/readyz` answering 200, ms (runs that started ferry).
     pub ferry_start_to_ready_ms: Option<f64>,
+    /// The direct driver's own CPU per request, µs (`--direct` runs): the floor — what
+    /// any FastCGI client of these workers costs, with no broker and no ferry.
+    pub driver_cpu_us_per_message: Option<f64>,
     /// Most requests the workers held at once (runs with `--delay-ms`).
     pub peak_in_flight: Option<u64>,
     /// What a sweep step aimed at: rate × delay.
@@ -100,6 +104,8 @@ pub struct WithLimits {
     pub broker: Option<RunResult>,
     /// ferry's throughput ÷ the lower limit's.
     pub share_of_limit: Option<f64>,
+    /// ferry's CPU per message ÷ the direct driver's (how far ferry is from the floor).
+    pub cpu_multiple_of_direct: Option<f64>,
 }
 
 /// `12345.6` → `12,346`.
@@ -173,6 +179,9 @@ pub fn table(result: &RunResult) -> String {
                 ))
         );
     }
+    if let Some(cpu) = result.driver_cpu_us_per_message {
+        let _ = writeln!(out, "  driver       CPU {cpu:.1} µs/request (the bare FastCGI client)");
+    }
     if let Some(n) = result.peak_in_flight {
         let per = result
             .ferry
@@ -218,6 +227,12 @@ pub fn limits_table(all: &WithLimits) -> String {
             thousands(all.run.throughput),
             share * 100.0,
             thousands(limit)
+        );
+    }
+    if let Some(multiple) = all.cpu_multiple_of_direct {
+        let _ = writeln!(
+            out,
+            "ferry: {multiple:.2}× the direct driver's CPU per message"
         );
     }
     out

@@ -368,6 +368,11 @@ fn measured(
         ferry_dropped: None,
         ferry_pool_failures: None,
         ferry_start_to_ready_ms: None,
+        driver_cpu_us_per_message: (plan.mode == Mode::Direct)
+            .then(direct::last_driver_cpu_us)
+            .flatten()
+            .filter(|_| accounting.unique > 0)
+            .map(|us| us as f64 / accounting.unique as f64),
         peak_in_flight: in_flight,
         target_in_flight: plan.target_in_flight,
         timeline: timeline(&all, start_us, 50),
