@@ -24,6 +24,7 @@ pub const FLAGS: &[(&str, Kind)] = &[
     ("delay-ms", Kind::Single),
     ("php-script", Kind::Single),
     ("php-fpm", Kind::Single),
+    ("php-children", Kind::Single),
     ("direct", Kind::Switch),
     ("broker", Kind::Switch),
     ("limits", Kind::Switch),
@@ -80,6 +81,9 @@ Workers (the pool):
                       of ferry responder; FILE appends {\"n\", \"t\", \"received_at_us\"}
                       JSON lines to getenv('FERRY_BENCH_LOG'), as benches/null.php does
   --php-fpm BIN       the php-fpm binary (default php-fpm8.2 on PATH or in /usr/sbin)
+  --php-children N    php-fpm's pm.max_children when it should differ from --pool (e.g.
+                      --pool 8 --php-children 4 --keep-conn: more connections than
+                      children, which ferry must not leave waiting)
   Without --php-script, one `ferry responder` process serves the whole pool: it answers
   many connections at once from one loop, so the pool size is ferry's limit, not its.
 
@@ -211,6 +215,8 @@ pub struct Plan {
     pub count: u64,
     pub rate: Option<f64>,
     pub pool: usize,
+    /// php-fpm's `pm.max_children` when it differs from `pool` (`--php-children`).
+    pub php_children: Option<usize>,
     pub keep_conn: bool,
     pub delay_ms: u64,
     pub workers: Workers,
@@ -375,6 +381,11 @@ pub fn plan(parsed: &Parsed) -> Result<Plan, String> {
         count_given: count.is_some(),
         rate,
         pool,
+        php_children: match number("php-children")? {
+            None => None,
+            Some(0) => return Err("--php-children: give at least 1".into()),
+            Some(n) => Some(usize::try_from(n).map_err(|_| "--php-children: too large")?),
+        },
         keep_conn: parsed.has("keep-conn"),
         delay_ms,
         workers,
