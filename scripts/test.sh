@@ -19,6 +19,7 @@ declare -A needed=(
   [/usr/bin/redis-cli]=redis-tools
   [/usr/sbin/rabbitmq-server]=rabbitmq-server
   [/etc/php/8.2/mods-available/redis.ini]=php8.2-redis
+  [/usr/bin/strace]=strace
 )
 missing=()
 for file in "${!needed[@]}"; do

@@ -266,8 +266,16 @@ pub fn start_workers(plan: &Plan, scratch: &Scratch) -> Result<WorkerPool, Strin
         }
         Workers::Php { script, binary } => {
             let conf = scratch.path("php-fpm.conf");
-            std::fs::write(&conf, php_fpm_conf(scratch, &socket, &log, plan.php_children.unwrap_or(plan.pool)))
-                .map_err(|e| format!("{}: {e}", conf.display()))?;
+            std::fs::write(
+                &conf,
+                php_fpm_conf(
+                    scratch,
+                    &socket,
+                    &log,
+                    plan.php_children.unwrap_or(plan.pool),
+                ),
+            )
+            .map_err(|e| format!("{}: {e}", conf.display()))?;
             let args = vec![
                 "-F".to_string(),
                 "-R".into(),

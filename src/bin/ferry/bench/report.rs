@@ -180,7 +180,10 @@ pub fn table(result: &RunResult) -> String {
         );
     }
     if let Some(cpu) = result.driver_cpu_us_per_message {
-        let _ = writeln!(out, "  driver       CPU {cpu:.1} µs/request (the bare FastCGI client)");
+        let _ = writeln!(
+            out,
+            "  driver       CPU {cpu:.1} µs/request (the bare FastCGI client)"
+        );
     }
     if let Some(n) = result.peak_in_flight {
         let per = result
