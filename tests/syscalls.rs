@@ -7,6 +7,7 @@
 //! - one `epoll_ctl` per new worker connection (registered for reading only: a unix
 //!   socket connects at once, so no interest change to wait for writability, and no
 //!   deregistration before close), none per message with kept connections.
+//!
 //! Needs Redis on 127.0.0.1:6379 and `strace` (scripts/test.sh installs it).
 
 #[path = "support/ferry.rs"]
