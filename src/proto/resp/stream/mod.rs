@@ -63,6 +63,8 @@ pub struct StreamConfig {
     pub client_name: Option<Vec<u8>>,
     /// Speak RESP3 (`HELLO 3`, the default) or RESP2 (`HELLO 2`).
     pub resp3: bool,
+    /// Database to `SELECT` (0: none sent).
+    pub db: u32,
     /// The stream key.
     pub stream: Vec<u8>,
     /// The consumer group.
@@ -89,6 +91,7 @@ impl StreamConfig {
             password: None,
             client_name: None,
             resp3: true,
+            db: 0,
             stream: stream.to_vec(),
             group: group.to_vec(),
             consumer: consumer.to_vec(),
@@ -274,6 +277,8 @@ enum State {
     AwaitingHello,
     /// RESP2 fallback: `AUTH` sent.
     AwaitingAuth,
+    /// `SELECT` sent.
+    AwaitingSelect,
     /// `XGROUP CREATE` sent.
     AwaitingGroup,
     /// Reading and settling.
@@ -289,6 +294,7 @@ enum State {
 enum Expect {
     Hello,
     Auth,
+    Select,
     CreateGroup,
     /// `XREADGROUP`; `blocking` for `>` reads.
     Read {
@@ -322,6 +328,7 @@ impl Expect {
         match self {
             Expect::Hello => "HELLO",
             Expect::Auth => "AUTH",
+            Expect::Select => "SELECT",
             Expect::CreateGroup => "XGROUP CREATE",
             Expect::Read { .. } => "XREADGROUP",
             Expect::Claim(_) => "XCLAIM",
@@ -377,6 +384,8 @@ pub struct StreamConsumer {
     status_mine: u64,
     status_group_pending: u64,
     last_input: Instant,
+    /// The latest `now` the session was given (for commands given without one).
+    clock: Instant,
     /// When the oldest unanswered command (or the last input since) was seen.
     waiting_since: Option<Instant>,
     transmit: Vec<u8>,
@@ -412,6 +421,7 @@ impl StreamConsumer {
             status_mine: 0,
             status_group_pending: 0,
             last_input: now,
+            clock: now,
             waiting_since: None,
             transmit: Vec::new(),
             events: VecDeque::new(),
@@ -553,11 +563,11 @@ impl StreamConsumer {
         fields: Fields<'_>,
         failure: &[u8],
         attempts: u64,
-        now: Instant,
     ) {
         if !self.takes_commands() {
             return;
         }
+        let now = self.clock;
         self.flush_acks(now);
         self.command(&[&b"MULTI"[..]], Expect::Multi, now);
         let mut xadd = Vec::with_capacity(fields.raw().len() + 128);
@@ -663,7 +673,7 @@ impl StreamConsumer {
                 self.state = State::Finishing;
                 self.check_finished();
             }
-            State::AwaitingHello | State::AwaitingAuth | State::AwaitingGroup => {
+            State::AwaitingHello | State::AwaitingAuth | State::AwaitingSelect | State::AwaitingGroup => {
                 self.state = State::Over;
                 self.events.push_back(StreamEvent::Finished);
             }
@@ -681,7 +691,7 @@ impl StreamConsumer {
     fn takes_commands(&self) -> bool {
         matches!(
             self.state,
-            State::AwaitingHello | State::AwaitingAuth | State::AwaitingGroup | State::Ready
+            State::AwaitingHello | State::AwaitingAuth | State::AwaitingSelect | State::AwaitingGroup | State::Ready
         )
     }
 
@@ -690,6 +700,7 @@ impl StreamConsumer {
         if self.state == State::Over {
             return Err(StreamError::SessionOver);
         }
+        self.clock = self.clock.max(now);
         if !buf.is_empty() {
             self.last_input = now;
         }
@@ -738,6 +749,7 @@ impl StreamConsumer {
 
     /// Sends the keepalive `PING`, or declares the peer dead, when due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         if self.state == State::Over {
             return;
         }
@@ -788,6 +800,7 @@ impl StreamConsumer {
 
     /// Appends the bytes to send (the batched `XACK` included) to `out`.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>, now: Instant) {
+        self.clock = self.clock.max(now);
         self.flush_acks(now);
         if out.is_empty() {
             std::mem::swap(out, &mut self.transmit);
@@ -824,7 +837,12 @@ impl StreamConsumer {
     }
 
     fn raw_command(&mut self, bytes: &[u8], expect: Expect, now: Instant) {
-        let handshake = matches!(expect, Expect::Hello | Expect::Auth | Expect::CreateGroup);
+        self.clock = self.clock.max(now);
+        let now = self.clock;
+        let handshake = matches!(
+            expect,
+            Expect::Hello | Expect::Auth | Expect::Select | Expect::CreateGroup
+        );
         if self.state == State::Ready || handshake {
             // Acks given meanwhile go first, so they are never behind a block read.
             if !handshake && !matches!(expect, Expect::Ack(_)) && !self.acks.is_empty() {
@@ -862,6 +880,12 @@ impl StreamConsumer {
     }
 
     fn after_auth(&mut self, now: Instant) {
+        if self.config.db != 0 && self.state != State::AwaitingSelect {
+            let db = self.config.db.to_string();
+            self.command(&[&b"SELECT"[..], db.as_bytes()], Expect::Select, now);
+            self.state = State::AwaitingSelect;
+            return;
+        }
         match self.config.create_group.clone() {
             Some(start) => {
                 let args: [&[u8]; 6] = [
@@ -925,6 +949,17 @@ impl StreamConsumer {
                     text: self.server_text(text),
                 }),
                 (other, None) => Err(self.unexpected("the AUTH reply", other)),
+            },
+            Expect::Select => match (frame, error_text) {
+                (Frame::SimpleString(_), _) => {
+                    self.after_auth(now);
+                    Ok(())
+                }
+                (_, Some(text)) => Err(StreamError::Rejected {
+                    command: "SELECT",
+                    text: self.server_text(text),
+                }),
+                (other, None) => Err(self.unexpected("the SELECT reply", other)),
             },
             Expect::CreateGroup => match (frame, error_text) {
                 (Frame::SimpleString(_), _) => {
