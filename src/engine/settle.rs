@@ -281,9 +281,9 @@ impl Engine {
             retry: amqp.map_or(RetryMode::Hold, |a| a.retry),
             dead_letter_publish: amqp
                 .is_some_and(|a| matches!(a.dead_letter, DeadLetter::Publish { .. }))
-                || source.stream_config().is_some_and(|s| {
-                    s.dead_letter == crate::config::StreamDeadLetter::Stream
-                }),
+                || source
+                    .stream_config()
+                    .is_some_and(|s| s.dead_letter == crate::config::StreamDeadLetter::Stream),
             attempt: job.attempt,
             dispatch_acked: job.dispatch_acked,
             resent: job.resent,

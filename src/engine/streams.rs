@@ -268,7 +268,11 @@ impl Engine {
         let Some(state) = self.sources[source].stream.as_deref() else {
             return;
         };
-        match [state.next_claim, state.next_status].into_iter().flatten().min() {
+        match [state.next_claim, state.next_status]
+            .into_iter()
+            .flatten()
+            .min()
+        {
             Some(at) => self.timers.arm(TimerKey::Stream(source), at),
             None => self.timers.cancel(TimerKey::Stream(source)),
         }
@@ -327,7 +331,9 @@ impl Engine {
                     if held {
                         continue; // its job settles it
                     }
-                    warn!("source {name}: entry {id} was deleted or trimmed while pending; discarded");
+                    warn!(
+                        "source {name}: entry {id} was deleted or trimmed while pending; discarded"
+                    );
                     self.sources[source].metrics.on_settled(Settled::Discarded);
                     if let Some(session) = self.stream_session(source) {
                         session.ack(id);
@@ -406,7 +412,10 @@ impl Engine {
         };
         let retry = kind == ReadKind::Retry;
         if !retry && state.held.contains(&entry.id) {
-            debug!("entry {} read again while ferry holds it; skipped", entry.id);
+            debug!(
+                "entry {} read again while ferry holds it; skipped",
+                entry.id
+            );
             return;
         }
         let body = entry_body(&state.body, entry.fields());

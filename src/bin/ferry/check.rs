@@ -315,8 +315,7 @@ fn check_source(source: &SourceConfig) -> Endpoint {
             let (details, stream, note, error) =
                 redis::check_stream(source, Instant::now() + STEP_TIMEOUT);
             let mut endpoint =
-                Endpoint::new("redis_stream", &source.name, source.url.to_string())
-                    .verdict(error);
+                Endpoint::new("redis_stream", &source.name, source.url.to_string()).verdict(error);
             endpoint.note = note;
             endpoint.redis = Some(details);
             endpoint.stream = Some(stream);

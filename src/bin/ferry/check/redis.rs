@@ -225,7 +225,11 @@ pub fn check_stream(
     (details, stream, note, error)
 }
 
-fn connect(url: &RedisUrl, deadline: Instant, details: &mut RedisDetails) -> Result<Replies, String> {
+fn connect(
+    url: &RedisUrl,
+    deadline: Instant,
+    details: &mut RedisDetails,
+) -> Result<Replies, String> {
     let conn = Conn::connect_tcp(&url.host, url.port, deadline)
         .map_err(|e| format!("connect {}:{}: {e}", url.host, url.port))?;
     let mut replies = Replies {

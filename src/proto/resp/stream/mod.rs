@@ -673,7 +673,10 @@ impl StreamConsumer {
                 self.state = State::Finishing;
                 self.check_finished();
             }
-            State::AwaitingHello | State::AwaitingAuth | State::AwaitingSelect | State::AwaitingGroup => {
+            State::AwaitingHello
+            | State::AwaitingAuth
+            | State::AwaitingSelect
+            | State::AwaitingGroup => {
                 self.state = State::Over;
                 self.events.push_back(StreamEvent::Finished);
             }
@@ -691,7 +694,11 @@ impl StreamConsumer {
     fn takes_commands(&self) -> bool {
         matches!(
             self.state,
-            State::AwaitingHello | State::AwaitingAuth | State::AwaitingSelect | State::AwaitingGroup | State::Ready
+            State::AwaitingHello
+                | State::AwaitingAuth
+                | State::AwaitingSelect
+                | State::AwaitingGroup
+                | State::Ready
         )
     }
 

@@ -220,7 +220,6 @@ fn a_dead_letter_is_one_transaction() {
         Fields::from_raw(&raw, 2),
         b"timeout",
         5,
-        now,
     );
     let out = sent(&mut session, now);
     assert!(out.starts_with("*1 $5 MULTI *9 $4 XADD $12 s.ferry-dead $1 * $1 k $1 v $13 ferry-failure $7 timeout $14 ferry-attempts $1 5 *4 $4 XACK $1 s $1 g $3 3-0 *1 $4 EXEC"), "{out}");
