@@ -228,21 +228,19 @@ impl Engine {
                 continue;
             }
             let mut wrote = false;
+            // A takeover scan goes first when due (or under way), with the room there is;
+            // new entries get what it leaves. It starts again when due.
+            let scan = claim_due || session.claim_scan_under_way();
+            let mut scan_started = false;
+            if scan && room > 0 && !session.is_recovering() && !session.read_outstanding() {
+                session.autoclaim(claim_idle, room, now);
+                wrote = true;
+                scan_started = claim_due;
+            }
+            let room = room.saturating_sub(session.entries_on_the_way());
             if room > 0 && !session.read_outstanding() {
                 session.fetch(room, now);
                 wrote = true;
-            }
-            // A scan goes on while it has a cursor and the pool has room; it starts
-            // again when due.
-            let scan = claim_due || session.claim_scan_under_way();
-            let mut scan_started = false;
-            if scan && takes_work && !session.is_recovering() {
-                let room_after = room.saturating_sub(session.entries_on_the_way());
-                if room_after > 0 {
-                    session.autoclaim(claim_idle, room_after, now);
-                    wrote = true;
-                    scan_started = claim_due;
-                }
             }
             if status_due {
                 session.poll_status(now);

@@ -377,6 +377,8 @@ pub struct StreamConsumer {
     claim_cursor: EntryId,
     /// Entries asked for by the read outstanding (0: none outstanding).
     asked: usize,
+    /// Entries the `XAUTOCLAIM` outstanding may claim.
+    claim_asked: usize,
     read_outstanding: bool,
     autoclaim_outstanding: bool,
     status_outstanding: bool,
@@ -415,6 +417,7 @@ impl StreamConsumer {
             recovery_cursor: Some(EntryId::ZERO),
             claim_cursor: EntryId::ZERO,
             asked: 0,
+            claim_asked: 0,
             read_outstanding: false,
             autoclaim_outstanding: false,
             status_outstanding: false,
@@ -476,7 +479,7 @@ impl StreamConsumer {
     /// and the entries of batches waiting for their counters.
     pub fn entries_on_the_way(&self) -> usize {
         let batched: usize = self.batches.iter().map(|b| b.entries.len()).sum();
-        self.asked + batched
+        self.asked + self.claim_asked + batched
     }
 
     /// True while an `XAUTOCLAIM` scan has more to go (its cursor is not `0-0`).
@@ -633,6 +636,7 @@ impl StreamConsumer {
             count.to_string().into_bytes(),
         ];
         self.autoclaim_outstanding = true;
+        self.claim_asked = count;
         self.command(&args, Expect::AutoClaim, now);
     }
 
@@ -1013,6 +1017,7 @@ impl StreamConsumer {
             }
             Expect::AutoClaim => {
                 self.autoclaim_outstanding = false;
+                self.claim_asked = 0;
                 if let Some(text) = error_text {
                     self.claim_cursor = EntryId::ZERO;
                     self.non_fatal("XAUTOCLAIM", text);
