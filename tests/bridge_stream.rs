@@ -467,3 +467,71 @@ fn a_connection_killed_while_blocked_is_reconnected_in_resp3() {
     );
     cleanup(&stream);
 }
+
+#[test]
+fn check_reports_the_stream_group_pending_and_lag() {
+    let (fpm, _log, script) = fpm(1);
+    let stream = unique("ferry-test-stream");
+    cleanup(&stream);
+    let config = config(
+        &fpm,
+        1,
+        None,
+        vec![source("orders", &stream, "g", &script, json!({}))],
+    );
+    let path = fpm.dir().join("check.json");
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let check = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args([
+                "check",
+                "--config",
+                path.to_str().unwrap(),
+                "--json",
+                "--no-script",
+            ])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stdout)));
+        report["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "redis_stream")
+            .cloned()
+            .unwrap()
+    };
+    let before = check();
+    assert_eq!(before["ok"], true, "{before}");
+    assert!(
+        before["note"].as_str().unwrap().contains("will create it"),
+        "{before}"
+    );
+    redis(&["XGROUP", "CREATE", &stream, "g", "$", "MKSTREAM"]);
+    publish(&[
+        "--redis",
+        REDIS,
+        "--stream",
+        &stream,
+        "--count",
+        "3",
+        r#"{"n": {n}}"#,
+    ]);
+    redis(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "x",
+        "COUNT",
+        "1",
+        "STREAMS",
+        &stream,
+        ">",
+    ]);
+    let after = check();
+    assert_eq!(after["stream"]["length"], 3, "{after}");
+    assert_eq!(after["stream"]["pending"], 1, "{after}");
+    assert_eq!(after["stream"]["lag"], 2, "{after}");
+    cleanup(&stream);
+}

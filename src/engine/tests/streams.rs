@@ -21,7 +21,10 @@ const NO_ENTRIES: &[u8] = b"*1\r\n*2\r\n$1\r\ns\r\n*0\r\n";
 const SUMMARY_EMPTY: &[u8] = b"*4\r\n:0\r\n$-1\r\n$-1\r\n*-1\r\n";
 
 /// An XREADGROUP reply (RESP2) with `entries`; `None` fields: deleted while pending.
-fn read_reply(entries: &[(&str, Option<&[(&str, &str)]>)]) -> Vec<u8> {
+/// An entry as a test writes it: its id, and its fields unless deleted.
+type TestEntry<'a> = (&'a str, Option<&'a [(&'a str, &'a str)]>);
+
+fn read_reply(entries: &[TestEntry<'_>]) -> Vec<u8> {
     let mut out = b"*1\r\n*2\r\n".to_vec();
     bulk(&mut out, b"s");
     out.extend_from_slice(format!("*{}\r\n", entries.len()).as_bytes());

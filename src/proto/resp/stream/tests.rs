@@ -8,7 +8,10 @@ fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn entries(resp3: bool, list: &[(&str, Option<&[(&str, &str)]>)]) -> Vec<u8> {
+/// An entry as a test writes it: its id, and its fields unless deleted.
+type TestEntry<'a> = (&'a str, Option<&'a [(&'a str, &'a str)]>);
+
+fn entries(resp3: bool, list: &[TestEntry<'_>]) -> Vec<u8> {
     let mut out = if resp3 {
         b"%1\r\n".to_vec()
     } else {
