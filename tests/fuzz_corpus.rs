@@ -64,3 +64,8 @@ fn form_corpus() {
 fn resp_server_corpus() {
     replay("resp_server", ferry::proto::resp::server::check_invariants);
 }
+
+#[test]
+fn resp_stream_corpus() {
+    replay("resp_stream", ferry::proto::resp::stream::invariants::check);
+}

@@ -193,6 +193,8 @@ pub enum SourceConfig {
     Amqp(AmqpSource),
     /// ferry's own RESP listener (embedded deployment).
     RespEndpoint(RespEndpointSource),
+    /// A Redis stream read through a consumer group (at-least-once).
+    RedisStream(RedisStreamSource),
 }
 
 impl SourceConfig {
@@ -202,6 +204,7 @@ impl SourceConfig {
             SourceConfig::Redis(s) => &s.name,
             SourceConfig::Amqp(s) => &s.name,
             SourceConfig::RespEndpoint(s) => &s.name,
+            SourceConfig::RedisStream(s) => &s.name,
         }
     }
 
@@ -211,6 +214,7 @@ impl SourceConfig {
             SourceConfig::Redis(s) => &s.job,
             SourceConfig::Amqp(s) => &s.job,
             SourceConfig::RespEndpoint(s) => &s.job,
+            SourceConfig::RedisStream(s) => &s.job,
         }
     }
 
@@ -220,6 +224,7 @@ impl SourceConfig {
             SourceConfig::Redis(_) => "redis",
             SourceConfig::Amqp(_) => "amqp",
             SourceConfig::RespEndpoint(_) => "resp_endpoint",
+            SourceConfig::RedisStream(_) => "redis_stream",
         }
     }
 }
@@ -347,6 +352,110 @@ pub struct RespEndpointSource {
     pub client_output_buffer_bytes: usize,
     /// What each message becomes.
     pub job: JobConfig,
+}
+
+/// A Redis stream consumed through a consumer group (`docs/SEMANTICS.md`, "Redis
+/// Streams: at-least-once").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStreamSource {
+    /// Unique name.
+    pub name: String,
+    /// `redis://[user:pass@]host:port[/db]`.
+    #[serde(deserialize_with = "redis_url")]
+    pub url: RedisUrl,
+    /// File holding the password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The stream's key.
+    pub stream: String,
+    /// The consumer group.
+    pub group: String,
+    /// ferry's consumer name in the group; default: host name + `-` + source name
+    /// (resolved by [`Config::validate`], so always `Some` afterwards).
+    #[serde(default)]
+    pub consumer: Option<String>,
+    /// Where a group ferry creates starts: `$` (new entries only) or `0` (the whole stream).
+    #[serde(default = "stream_start")]
+    pub start: String,
+    /// Create the group (`XGROUP CREATE … MKSTREAM`) when it does not exist.
+    #[serde(default = "yes")]
+    pub create_group: bool,
+    /// How an entry becomes a request body.
+    #[serde(default)]
+    pub body: StreamBody,
+    /// Pending entries idle this long are taken over (`XAUTOCLAIM`); default: its pool's
+    /// `request_timeout_ms` + 30000 (resolved by [`Config::validate`]).
+    #[serde(default)]
+    pub claim_idle_ms: Option<u64>,
+    /// Attempts per entry (the entry's delivery counter).
+    #[serde(default = "max_attempts")]
+    pub max_attempts: u32,
+    /// Delays between attempts; the last repeats.
+    #[serde(default = "retry_delays_ms")]
+    pub retry_delays_ms: Vec<u64>,
+    /// Where entries go after their last attempt or a permanent failure.
+    #[serde(default)]
+    pub dead_letter: StreamDeadLetter,
+    /// Larger entries (their fields, as received) fail permanently.
+    #[serde(default = "max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// RESP version spoken: 3 (default) or 2.
+    #[serde(default = "resp_version")]
+    pub resp: u8,
+    /// What each entry becomes.
+    pub job: JobConfig,
+}
+
+impl RedisStreamSource {
+    /// `<stream>.ferry-dead`: the dead-letter stream.
+    pub fn dead_stream(&self) -> String {
+        format!("{}.ferry-dead", self.stream)
+    }
+
+    /// The consumer name in force (the default resolved).
+    pub fn consumer_name(&self) -> String {
+        self.consumer
+            .clone()
+            .unwrap_or_else(|| default_consumer(&self.name))
+    }
+}
+
+/// A stream source's `body`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StreamBody {
+    /// `"form"`: the entry's fields, in order, as `application/x-www-form-urlencoded`.
+    #[default]
+    Form,
+    /// `{"field": NAME}`: the value of that one field, raw.
+    Field(String),
+}
+
+/// A stream source's `dead_letter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamDeadLetter {
+    /// `XADD <stream>.ferry-dead` with the fields, `ferry-failure` and `ferry-attempts`,
+    /// and `XACK`, in one `MULTI`/`EXEC`.
+    #[default]
+    Stream,
+    /// `XACK` only (counted as discarded).
+    Discard,
+}
+
+/// The default consumer name: the host name, `-`, the source name.
+pub fn default_consumer(source: &str) -> String {
+    format!("{}-{source}", host_name())
+}
+
+/// This machine's host name (the kernel's, else `$HOSTNAME`, else `ferry`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "ferry".to_string())
 }
 
 /// `declare`: absent uses the queue if it exists (whatever its arguments) and otherwise
@@ -489,6 +598,16 @@ fn client_output_buffer_bytes() -> usize {
     defaults::CLIENT_OUTPUT_BUFFER_BYTES
 }
 
+fn stream_start() -> String {
+    "$".into()
+}
+fn yes() -> bool {
+    true
+}
+fn resp_version() -> u8 {
+    3
+}
+
 fn max_message_bytes() -> usize {
     defaults::MAX_MESSAGE_BYTES
 }
@@ -553,6 +672,31 @@ impl<'de> Deserialize<'de> for Declare {
                 arguments: spec.arguments,
             },
         })
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct One {
+            field: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Word(String),
+            One(One),
+        }
+        match Form::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("body must be \"form\" or {\"field\": \"NAME\"}")
+        })? {
+            Form::Word(word) if word == "form" => Ok(StreamBody::Form),
+            Form::Word(word) => Err(serde::de::Error::custom(format!(
+                "body must be \"form\" or {{\"field\": \"NAME\"}}, not \"{word}\""
+            ))),
+            Form::One(one) => Ok(StreamBody::Field(one.field)),
+        }
     }
 }
 
@@ -770,6 +914,65 @@ impl Config {
                     }
                     if let Some(file) = &amqp.password_file {
                         amqp.url.password = read_password(&at, base, file)?;
+                    }
+                }
+                SourceConfig::RedisStream(stream) => {
+                    for (field, value) in [("stream", &stream.stream), ("group", &stream.group)] {
+                        if value.is_empty() {
+                            return Err(ConfigError::new(
+                                format!("{at}.{field}"),
+                                "must not be empty",
+                            ));
+                        }
+                    }
+                    if stream.consumer.as_deref() == Some("") {
+                        return Err(ConfigError::new(
+                            format!("{at}.consumer"),
+                            "must not be empty (leave it out for host name + '-' + source name)",
+                        ));
+                    }
+                    if stream.consumer.is_none() {
+                        stream.consumer = Some(default_consumer(&stream.name));
+                    }
+                    if stream.start != "$"
+                        && stream.start != "0"
+                        && crate::proto::resp::stream::EntryId::parse(stream.start.as_bytes())
+                            .is_none()
+                    {
+                        return Err(ConfigError::new(
+                            format!("{at}.start"),
+                            "must be \"$\" (new entries), \"0\" (the whole stream) or an entry id",
+                        ));
+                    }
+                    if stream.resp != 2 && stream.resp != 3 {
+                        return Err(ConfigError::new(format!("{at}.resp"), "must be 2 or 3"));
+                    }
+                    if stream.job.body == BodyMode::Raw {
+                        return Err(ConfigError::new(
+                            format!("{at}.job.body"),
+                            "a redis_stream source sets its body with the source's own \"body\" \
+                             key (\"form\" or {\"field\": NAME})",
+                        ));
+                    }
+                    if stream.max_message_bytes == 0 {
+                        return Err(ConfigError::new(
+                            format!("{at}.max_message_bytes"),
+                            "must be at least 1",
+                        ));
+                    }
+                    let claim = stream
+                        .claim_idle_ms
+                        .unwrap_or(pool.request_timeout_ms.saturating_add(30_000));
+                    if claim == 0 || claim > MAX_DURATION_MS {
+                        return Err(ConfigError::new(
+                            format!("{at}.claim_idle_ms"),
+                            format!("must be 1–{MAX_DURATION_MS} ms (a week)"),
+                        ));
+                    }
+                    stream.claim_idle_ms = Some(claim);
+                    check_retries(&at, stream.max_attempts, &stream.retry_delays_ms)?;
+                    if let Some(file) = &stream.password_file {
+                        stream.url.password = Some(read_password(&at, base, file)?);
                     }
                 }
                 SourceConfig::RespEndpoint(endpoint) => {

@@ -322,3 +322,81 @@ fn the_contrib_example_is_a_valid_configuration() {
     assert_eq!(config.sources.len(), 3);
     assert_eq!(config.pools["php"].status_path.as_deref(), Some("/status"));
 }
+
+fn stream_source(extra: &str) -> String {
+    format!(
+        r#"{{"pools": {{"php": {{"address": "unix:/php.sock", "request_timeout_ms": 20000}}}},
+  "sources": [{{"name": "orders", "kind": "redis_stream", "url": "redis://127.0.0.1:6379/2",
+    "stream": "orders", "group": "ferry" {extra},
+    "job": {{"pool": "php", "script": "/w.php"}}}}]}}"#
+    )
+}
+
+#[test]
+fn a_stream_source_resolves_its_defaults() {
+    let config = parse_str(&stream_source("")).unwrap();
+    let SourceConfig::RedisStream(s) = &config.sources[0] else {
+        panic!("a stream source")
+    };
+    assert_eq!(s.consumer, Some(format!("{}-orders", host_name())));
+    assert_eq!(s.claim_idle_ms, Some(50_000), "request_timeout_ms + 30000");
+    assert_eq!((s.start.as_str(), s.create_group), ("$", true));
+    assert_eq!(s.body, StreamBody::Form);
+    assert_eq!(s.dead_letter, StreamDeadLetter::Stream);
+    assert_eq!(s.dead_stream(), "orders.ferry-dead");
+    assert_eq!((s.resp, s.url.db, s.max_attempts), (3, 2, 5));
+    assert_eq!(config.sources[0].kind(), "redis_stream");
+
+    let config = parse_str(&stream_source(
+        r#", "consumer": "c1", "start": "0", "create_group": false, "body": {"field": "payload"},
+           "claim_idle_ms": 5000, "dead_letter": "discard", "resp": 2"#,
+    ))
+    .unwrap();
+    let SourceConfig::RedisStream(s) = &config.sources[0] else {
+        panic!("a stream source")
+    };
+    assert_eq!(s.consumer.as_deref(), Some("c1"));
+    assert_eq!(s.body, StreamBody::Field("payload".into()));
+    assert_eq!(s.dead_letter, StreamDeadLetter::Discard);
+    assert_eq!(
+        (s.claim_idle_ms, s.resp, s.create_group),
+        (Some(5000), 2, false)
+    );
+}
+
+#[test]
+fn stream_source_mistakes_name_the_key() {
+    for (extra, key) in [
+        (r#", "start": "latest""#, "sources[0] (\"orders\").start"),
+        (r#", "consumer": """#, "sources[0] (\"orders\").consumer"),
+        (r#", "resp": 4"#, "sources[0] (\"orders\").resp"),
+        (
+            r#", "claim_idle_ms": 0"#,
+            "sources[0] (\"orders\").claim_idle_ms",
+        ),
+        (
+            r#", "max_attempts": 0"#,
+            "sources[0] (\"orders\").max_attempts",
+        ),
+    ] {
+        let error = parse_str(&stream_source(extra)).unwrap_err();
+        assert_eq!(error.key, key, "{extra}: {error}");
+    }
+    let error = parse_str(&stream_source(r#", "body": "raw""#)).unwrap_err();
+    assert!(error.reason.contains("body must be"), "{error}");
+    let error = parse_str(&stream_source(r#", "dead_letter": "reject""#)).unwrap_err();
+    assert!(error.reason.contains("unknown variant"), "{error}");
+    let error = parse_str(&stream_source(r#", "channels": ["x"]"#)).unwrap_err();
+    assert!(error.reason.contains("unknown field `channels`"), "{error}");
+    let raw_job = stream_source("").replace(
+        r#""script": "/w.php""#,
+        r#""script": "/w.php", "body": "raw""#,
+    );
+    let error = parse_str(&raw_job).unwrap_err();
+    assert_eq!(error.key, "sources[0] (\"orders\").job.body");
+    let empty = stream_source("").replace(r#""group": "ferry""#, r#""group": """#);
+    assert_eq!(
+        parse_str(&empty).unwrap_err().key,
+        "sources[0] (\"orders\").group"
+    );
+}

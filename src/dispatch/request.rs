@@ -15,7 +15,7 @@
 //! `REMOTE_ADDR=127.0.0.1`, `SERVER_NAME=localhost`, `SERVER_PORT=80`, `CONTENT_TYPE`,
 //! `CONTENT_LENGTH`; then the job's `params`; then the message metadata `FERRY_SOURCE`,
 //! `FERRY_KIND`, `FERRY_ATTEMPT`, `FERRY_CHANNEL`, `FERRY_PATTERN`, `FERRY_QUEUE`,
-//! `FERRY_EXCHANGE`, `FERRY_ROUTING_KEY`, `FERRY_REDELIVERED` (`0`|`1`), `FERRY_MESSAGE_ID`,
+//! `FERRY_STREAM`, `FERRY_EXCHANGE`, `FERRY_ROUTING_KEY`, `FERRY_REDELIVERED` (`0`|`1`), `FERRY_MESSAGE_ID`,
 //! `FERRY_CORRELATION_ID`, `FERRY_REPLY_TO`, `FERRY_TIMESTAMP`, `FERRY_HEADER_<H>`. Absent
 //! values are not sent (the default exchange's empty name is a value: it is sent empty).
 //!
@@ -62,6 +62,8 @@ pub enum SourceKind {
     Amqp,
     /// ferry's own RESP endpoint.
     RespEndpoint,
+    /// A Redis stream read through a consumer group.
+    RedisStream,
 }
 
 impl SourceKind {
@@ -71,6 +73,7 @@ impl SourceKind {
             Self::Redis => "redis",
             Self::Amqp => "amqp",
             Self::RespEndpoint => "resp_endpoint",
+            Self::RedisStream => "redis_stream",
         }
     }
 }
@@ -91,6 +94,8 @@ pub struct Message<'a> {
     pub pattern: Option<&'a [u8]>,
     /// AMQP queue (`FERRY_QUEUE`).
     pub queue: Option<&'a [u8]>,
+    /// Redis stream key (`FERRY_STREAM`).
+    pub stream: Option<&'a [u8]>,
     /// AMQP exchange, empty for the default one (`FERRY_EXCHANGE`).
     pub exchange: Option<&'a [u8]>,
     /// AMQP routing key (`FERRY_ROUTING_KEY`).
@@ -121,6 +126,7 @@ impl<'a> Message<'a> {
             channel: None,
             pattern: None,
             queue: None,
+            stream: None,
             exchange: None,
             routing_key: None,
             redelivered: None,
@@ -328,13 +334,14 @@ impl RequestBuilder {
             message
                 .redelivered
                 .map(|flag| if flag { &b"1"[..] } else { &b"0"[..] });
-        let metadata: [(&[u8], Option<&[u8]>); 13] = [
+        let metadata: [(&[u8], Option<&[u8]>); 14] = [
             (b"FERRY_SOURCE", Some(message.source.as_bytes())),
             (b"FERRY_KIND", Some(message.kind.as_str().as_bytes())),
             (b"FERRY_ATTEMPT", Some(attempt.as_bytes())),
             (b"FERRY_CHANNEL", message.channel),
             (b"FERRY_PATTERN", message.pattern),
             (b"FERRY_QUEUE", message.queue),
+            (b"FERRY_STREAM", message.stream),
             (b"FERRY_EXCHANGE", message.exchange),
             (b"FERRY_ROUTING_KEY", message.routing_key),
             (b"FERRY_REDELIVERED", redelivered),

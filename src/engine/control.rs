@@ -307,6 +307,7 @@ impl Engine {
                         "too_large": s.metrics.dropped(DropReason::TooLarge),
                         "shutdown": s.metrics.dropped(DropReason::Shutdown),
                     },
+                    "stream": s.stream.as_ref().map(|state| state.status_json()),
                     "endpoint": s.endpoint_clients().map(|clients| json!({
                         "clients": clients,
                         "disconnects": DisconnectReason::ALL.iter().map(|r| {

@@ -5,7 +5,9 @@ use std::time::Instant;
 use super::ids::{JobId, SourceId};
 use crate::dispatch::request::{Message, SourceKind};
 use crate::proto::amqp::{DeliveryTag, MessageProperties};
+use crate::proto::resp::stream::EntryId;
 use crate::proto::resp::Subscription;
+use std::time::Duration;
 
 /// Where a job came from, and what settling it needs.
 #[derive(Debug)]
@@ -34,6 +36,26 @@ pub(super) enum Origin {
         routing_key: String,
         /// Its properties (headers kept raw so a retry copy keeps them all).
         properties: Box<MessageProperties>,
+    },
+    /// A Redis stream entry, pending in the group for this consumer until acked
+    /// (`docs/SEMANTICS.md`, "Redis Streams: at-least-once"). Acks are by id, on any
+    /// connection of the source.
+    Stream {
+        /// The entry id.
+        entry_id: EntryId,
+        /// The id as text (`FERRY_MESSAGE_ID`).
+        id_text: String,
+        /// The group's delivery counter when this attempt started.
+        delivery_count: u64,
+        /// Its fields, as the RESP bulk strings Redis sent (copied into a dead-letter
+        /// `XADD` as they are).
+        fields: Vec<u8>,
+        /// Names and values in `fields`.
+        field_count: usize,
+        /// `form` bodies are sent with the form content type.
+        form: bool,
+        /// The delay of the retry it waits out (the idle time `XCLAIM` asks for).
+        retry_delay: Duration,
     },
 }
 
@@ -66,6 +88,7 @@ impl Job {
             Origin::Redis { endpoint: true, .. } => SourceKind::RespEndpoint,
             Origin::Redis { .. } => SourceKind::Redis,
             Origin::Amqp { .. } => SourceKind::Amqp,
+            Origin::Stream { .. } => SourceKind::RedisStream,
         }
     }
 
@@ -115,6 +138,15 @@ impl Job {
                 message.content_type = properties.content_type.as_deref();
                 message
             }
+            Origin::Stream { id_text, form, .. } => {
+                let mut message = Message::new(source_name, SourceKind::RedisStream, self.attempt);
+                message.stream = queue.map(str::as_bytes);
+                message.message_id = Some(id_text.as_bytes());
+                if *form {
+                    message.content_type = Some(crate::dispatch::request::FORM_CONTENT_TYPE);
+                }
+                message
+            }
         }
     }
 
@@ -126,6 +158,7 @@ impl Job {
                 None => self.id.to_string(),
             },
             Origin::Redis { .. } => self.id.to_string(),
+            Origin::Stream { id_text, .. } => format!("{} ({id_text})", self.id),
         }
     }
 

@@ -17,6 +17,8 @@
 //! - `io.rs`: the boundary (connection ids, buffers, the [`io::Io`] commands).
 //! - `ids.rs`: typed ids for sources, pools and jobs; tables that free removed entries.
 //! - `sources.rs`: Redis and AMQP sources — connection state, sessions, intake.
+//! - `streams.rs`: Redis Streams sources — reads sized to the pool, acks, retries by
+//!   claim, dead letters, recovery and takeover of idle entries.
 //! - `settle.rs`: what an outcome does to a message (the settlement table) and how it is
 //!   carried out with the broker.
 //! - `pools.rs`: worker connections, starting jobs, outcomes, the circuit breaker.
@@ -40,6 +42,7 @@ mod reload;
 pub mod settle;
 mod sources;
 mod spawned;
+mod streams;
 #[cfg(test)]
 mod tests;
 pub mod timers;
@@ -70,8 +73,10 @@ enum TimerKey {
     Probe(PoolId),
     /// A pool's circuit has been open for `circuit_release_ms`: AMQP sources let go.
     Release(PoolId),
-    /// A job waiting out its retry delay (Redis, or AMQP `retry: hold`).
+    /// A job waiting out its retry delay (Redis, a stream entry, or AMQP `retry: hold`).
     Retry(JobId),
+    /// A stream source's housekeeping (`XAUTOCLAIM` scan, status poll) is due.
+    Stream(SourceId),
     /// A control or RESP client's idle or linger timeout.
     Client(ConnId),
     /// Time to tell systemd's watchdog the loop is alive.
@@ -369,7 +374,8 @@ impl Engine {
                 TimerKey::Worker(conn) => self.on_worker_timer(conn, now, io),
                 TimerKey::Probe(pool) => self.on_probe_timer(pool, now, io),
                 TimerKey::Release(pool) => self.on_release_timer(pool, now),
-                TimerKey::Retry(job) => self.on_retry_timer(job),
+                TimerKey::Retry(job) => self.on_retry_timer(job, now),
+                TimerKey::Stream(source) => self.on_stream_timer(source, now),
                 TimerKey::Client(conn) => self.on_client_timer(conn),
                 TimerKey::Watchdog => {
                     // From the loop's own timer: a stuck loop stops these, as it should.
@@ -484,6 +490,7 @@ impl Engine {
                 self.pump_pool(pool, now, io);
             }
         }
+        self.tend_streams(now);
         self.close_retired_sources(now, io);
         self.tend_processes(now, io);
         self.free_finished_entries(io);

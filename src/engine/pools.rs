@@ -257,7 +257,7 @@ impl Engine {
             &source.name,
             source.channels(),
             source.patterns(),
-            source.queue(),
+            source.queue_or_stream(),
         );
         let built = self.builder.build(
             &mut request,
@@ -779,7 +779,7 @@ impl Engine {
     pub(super) fn discard_waiting_redis_jobs(&mut self) {
         for pool in self.pools.keys() {
             for source in self.sources.keys() {
-                if self.sources[source].is_amqp() {
+                if self.sources[source].is_amqp() || self.sources[source].stream.is_some() {
                     continue;
                 }
                 let dropped = self.pools[pool].queue.take_source(source);
@@ -802,6 +802,8 @@ impl Engine {
                 self.timers.cancel(TimerKey::Retry(id));
                 match job.origin {
                     Origin::Amqp { .. } => self.release_amqp(job),
+                    // Still pending in its group: read again at the next start.
+                    Origin::Stream { entry_id, .. } => self.stream_forget(job.source, entry_id),
                     Origin::Redis { .. } => {
                         warn!(
                             "source {}: message {} waiting to be retried discarded at shutdown",

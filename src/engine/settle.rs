@@ -30,8 +30,12 @@ pub enum DeadLetterTarget {
     Reject,
     /// AMQP: a copy published to the configured exchange, then the original acked.
     Publish,
-    /// Redis and the RESP endpoint: discarded, with a log line and a count.
+    /// Redis and the RESP endpoint: discarded, with a log line and a count (a stream
+    /// entry with `"dead_letter": "discard"` is acked).
     Discard,
+    /// A stream entry: `XADD <stream>.ferry-dead` with its fields, `ferry-failure` and
+    /// `ferry-attempts`, and `XACK`, in one `MULTI`/`EXEC`.
+    Stream,
 }
 
 /// How a retried message waits.
@@ -42,6 +46,9 @@ pub enum RetryWait {
     Republish,
     /// Redis, or AMQP `retry: hold`: the job waits in ferry's memory.
     InMemory,
+    /// A stream entry stays pending in its group; after the delay ferry claims it back
+    /// (`XCLAIM`, which raises its delivery counter: the attempt survives restarts).
+    Pending,
 }
 
 /// Everything about a job that the settlement depends on.
@@ -53,7 +60,8 @@ pub struct Situation {
     pub ack: AckMode,
     /// AMQP retry mode.
     pub retry: RetryMode,
-    /// AMQP dead-letter configuration: publish to an exchange (else reject).
+    /// AMQP: publish dead letters to an exchange (else reject); stream: add them to the
+    /// dead-letter stream (else discard).
     pub dead_letter_publish: bool,
     /// The attempt that just ended (1-based).
     pub attempt: u32,
@@ -117,6 +125,8 @@ pub fn decide(outcome: Outcome, situation: Situation, policy: &RetryPolicy) -> S
         target: match situation.kind {
             SourceKind::Amqp if situation.dead_letter_publish => DeadLetterTarget::Publish,
             SourceKind::Amqp => DeadLetterTarget::Reject,
+            SourceKind::RedisStream if situation.dead_letter_publish => DeadLetterTarget::Stream,
+            SourceKind::RedisStream => DeadLetterTarget::Discard,
             SourceKind::Redis | SourceKind::RespEndpoint => DeadLetterTarget::Discard,
         },
         reason: reason.as_str(),
@@ -131,6 +141,7 @@ pub fn decide(outcome: Outcome, situation: Situation, policy: &RetryPolicy) -> S
                 next_attempt: situation.attempt.saturating_add(1),
                 wait: match (situation.kind, situation.retry) {
                     (SourceKind::Amqp, RetryMode::Republish) => RetryWait::Republish,
+                    (SourceKind::RedisStream, _) => RetryWait::Pending,
                     _ => RetryWait::InMemory,
                 },
             },
@@ -248,6 +259,7 @@ impl Engine {
                 );
                 match wait {
                     RetryWait::Republish => self.republish_retry(job, delay, next_attempt),
+                    RetryWait::Pending => self.stream_retry(job, delay, now),
                     RetryWait::InMemory => {
                         job.attempt = next_attempt;
                         let id = job.id;
@@ -268,7 +280,10 @@ impl Engine {
             ack: amqp.map_or(AckMode::AfterResponse, |a| a.ack),
             retry: amqp.map_or(RetryMode::Hold, |a| a.retry),
             dead_letter_publish: amqp
-                .is_some_and(|a| matches!(a.dead_letter, DeadLetter::Publish { .. })),
+                .is_some_and(|a| matches!(a.dead_letter, DeadLetter::Publish { .. }))
+                || source
+                    .stream_config()
+                    .is_some_and(|s| s.dead_letter == crate::config::StreamDeadLetter::Stream),
             attempt: job.attempt,
             dispatch_acked: job.dispatch_acked,
             resent: job.resent,
@@ -283,6 +298,7 @@ impl Engine {
                 generation, tag, ..
             } => self.ack_tag(source, generation, tag),
             Origin::Redis { .. } => self.sources[source].metrics.on_settled(Settled::Acked),
+            Origin::Stream { entry_id, .. } => self.stream_ack(source, entry_id),
         }
         self.mark_dirty(source);
     }
@@ -291,8 +307,13 @@ impl Engine {
     fn dead_letter(&mut self, job: Job, target: DeadLetterTarget, reason: &str) {
         let source = job.source;
         let name = self.sources[source].name.clone();
+        if let Origin::Stream { .. } = job.origin {
+            self.stream_dead_letter(job, target, reason);
+            return;
+        }
         match (&job.origin, target) {
-            (Origin::Redis { .. }, _) | (_, DeadLetterTarget::Discard) => {
+            (Origin::Redis { .. } | Origin::Stream { .. }, _)
+            | (_, DeadLetterTarget::Discard | DeadLetterTarget::Stream) => {
                 warn!(
                     "source {name}: message {} discarded ({reason})",
                     job.log_id()
@@ -497,8 +518,18 @@ impl Engine {
         self.ack_tag(source, generation, tag);
     }
 
-    /// A retry delay ended: back into the pool's queue.
-    pub(super) fn on_retry_timer(&mut self, id: JobId) {
+    /// A retry delay ended: back into the pool's queue (a stream entry is claimed back
+    /// first).
+    pub(super) fn on_retry_timer(&mut self, id: JobId, now: Instant) {
+        if matches!(
+            self.retrying.get(&id).map(|j| &j.origin),
+            Some(Origin::Stream { .. })
+        ) {
+            if let Some(job) = self.retrying.remove(&id) {
+                self.stream_retry_due(job, now);
+            }
+            return;
+        }
         if let Some(job) = self.retrying.remove(&id).and_then(|job| self.may_wait(job)) {
             self.enqueue(job);
         }
@@ -509,6 +540,14 @@ impl Engine {
     /// broker already requeued it, and its tag is void. One whose source stopped taking
     /// work (drain, circuit release, pause) goes back to the broker now (nack, requeue).
     pub(super) fn may_wait(&mut self, job: Job) -> Option<Job> {
+        if let Origin::Stream { entry_id, .. } = job.origin {
+            if self.sources[job.source].takes_work() {
+                return Some(job);
+            }
+            // Handed back: it stays pending for this consumer and is read again.
+            self.stream_forget(job.source, entry_id);
+            return None;
+        }
         let Origin::Amqp { generation, .. } = job.origin else {
             return Some(job);
         };

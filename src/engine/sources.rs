@@ -34,6 +34,7 @@ use crate::dispatch::retry::RetryPolicy;
 use crate::metrics::{DropReason, EndpointMetrics, SourceMetrics};
 use crate::proto::amqp::session::table_from_json;
 use crate::proto::amqp::{DeclareMode, Event as AmqpEvent, PublishSeq, Session, SessionConfig};
+use crate::proto::resp::stream::StreamConsumer;
 use crate::proto::resp::{Subscriber, SubscriberConfig, SubscriberEvent};
 
 /// Write buffer high-water mark of a broker connection.
@@ -49,6 +50,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) enum Session_ {
     Redis(Box<Subscriber>),
     Amqp(Box<Session>),
+    Stream(Box<StreamConsumer>),
 }
 
 /// Where a source's connection stands.
@@ -110,6 +112,8 @@ pub(super) struct Source {
     pub(super) server: Option<Box<super::endpoint::EndpointServer>>,
     /// A RESP endpoint's client counters (`ferry_endpoint_disconnects_total`).
     pub endpoint_metrics: EndpointMetrics,
+    /// A stream source's entries and figures (`streams.rs`).
+    pub(super) stream: Option<Box<super::streams::StreamState>>,
 }
 
 impl Source {
@@ -118,10 +122,20 @@ impl Source {
             SourceConfig::Redis(s) => (s.max_attempts, s.retry_delays_ms.clone()),
             SourceConfig::Amqp(s) => (s.max_attempts, s.retry_delays_ms.clone()),
             SourceConfig::RespEndpoint(s) => (s.max_attempts, s.retry_delays_ms.clone()),
+            SourceConfig::RedisStream(s) => (s.max_attempts, s.retry_delays_ms.clone()),
+        };
+        let mut job = config.job().clone();
+        let stream = match &config {
+            SourceConfig::RedisStream(s) => {
+                // The body is made from the entry (`streams.rs`) and sent as it is.
+                job.body = crate::config::BodyMode::Raw;
+                Some(Box::new(super::streams::StreamState::new(s)))
+            }
+            _ => None,
         };
         Source {
             name: config.name().to_string(),
-            job: config.job().clone(),
+            job,
             pool,
             policy: RetryPolicy::new(max_attempts, &delays),
             link: Link::Idle,
@@ -137,6 +151,7 @@ impl Source {
             last_drop_warn: None,
             server: None,
             endpoint_metrics: EndpointMetrics::default(),
+            stream,
             config,
         }
     }
@@ -145,7 +160,7 @@ impl Source {
         match &self.config {
             SourceConfig::Redis(s) => &s.channels,
             SourceConfig::RespEndpoint(s) => &s.channels,
-            SourceConfig::Amqp(_) => &[],
+            SourceConfig::Amqp(_) | SourceConfig::RedisStream(_) => &[],
         }
     }
 
@@ -159,6 +174,23 @@ impl Source {
     pub fn queue(&self) -> Option<&str> {
         match &self.config {
             SourceConfig::Amqp(s) => Some(&s.queue),
+            _ => None,
+        }
+    }
+
+    /// A stream source's configuration.
+    pub fn stream_config(&self) -> Option<&crate::config::RedisStreamSource> {
+        match &self.config {
+            SourceConfig::RedisStream(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The AMQP queue or the stream key (`FERRY_QUEUE` / `FERRY_STREAM`).
+    pub fn queue_or_stream(&self) -> Option<&str> {
+        match &self.config {
+            SourceConfig::Amqp(s) => Some(&s.queue),
+            SourceConfig::RedisStream(s) => Some(&s.stream),
             _ => None,
         }
     }
@@ -211,7 +243,7 @@ impl Source {
         match &self.config {
             SourceConfig::Redis(s) => Some((s.backlog, s.backlog_bytes)),
             SourceConfig::RespEndpoint(s) => Some((s.backlog, s.backlog_bytes)),
-            SourceConfig::Amqp(_) => None,
+            SourceConfig::Amqp(_) | SourceConfig::RedisStream(_) => None,
         }
     }
 
@@ -265,8 +297,12 @@ impl Source {
         self.waiting_jobs
     }
 
-    /// AMQP deliveries held unacknowledged on the current connection (0 for Redis).
+    /// AMQP deliveries held unacknowledged on the current connection; a stream's pending
+    /// entries of this consumer (0 for Redis).
     pub fn unacked(&self) -> usize {
+        if let Some(stream) = &self.stream {
+            return stream.unacked();
+        }
         match &self.link {
             Link::Up {
                 session: Session_::Amqp(s),
@@ -313,6 +349,7 @@ impl Source {
             // AMQP frames are bounded by frame_max; bodies are assembled by the session.
             SourceConfig::Amqp(_) => 0,
             SourceConfig::RespEndpoint(s) => s.max_message_bytes,
+            SourceConfig::RedisStream(s) => s.max_message_bytes,
         };
         largest.min(64 << 20) + READ_SLACK
     }
@@ -386,6 +423,10 @@ impl Engine {
                 host: s.url.host.clone(),
                 port: s.url.port,
             },
+            SourceConfig::RedisStream(s) => Address::Tcp {
+                host: s.url.host.clone(),
+                port: s.url.port,
+            },
             SourceConfig::RespEndpoint(endpoint) => {
                 let listen = endpoint.listen.clone();
                 match self.start_endpoint(source, &listen, io) {
@@ -449,6 +490,7 @@ impl Engine {
 
     /// The connection of `source` is gone: forget its session, void its tags, retry later.
     pub(super) fn source_lost(&mut self, source: SourceId, now: Instant) {
+        self.stream_connection_lost(source);
         if let Link::Up { conn, .. } | Link::Connecting { conn } = self.sources[source].link {
             self.mark_close(conn);
         }
@@ -499,6 +541,10 @@ impl Engine {
                     return;
                 }
             },
+            SourceConfig::RedisStream(s) => Session_::Stream(Box::new(StreamConsumer::new(
+                super::streams::stream_config(&name, s),
+                now,
+            ))),
             SourceConfig::RespEndpoint(_) => return,
         };
         self.sources[source].link = Link::Up {
@@ -539,6 +585,9 @@ impl Engine {
                     Session_::Amqp(s) => s
                         .handle_input(buffers.input(), now)
                         .map_err(|e| e.to_string()),
+                    Session_::Stream(s) => s
+                        .handle_input(buffers.input(), now)
+                        .map_err(|e| e.to_string()),
                 };
                 match used {
                     Ok(0) => break,
@@ -567,6 +616,7 @@ impl Engine {
                     match session {
                         Session_::Redis(s) => s.handle_eof(now),
                         Session_::Amqp(s) => s.handle_eof(now),
+                        Session_::Stream(s) => s.handle_eof(now),
                     }
                     lost = true;
                 }
@@ -587,6 +637,7 @@ impl Engine {
     fn after_source_io(&mut self, source: SourceId, conn: ConnId, now: Instant, io: &mut dyn Io) {
         let mut redis_events = Vec::new();
         let mut amqp_events = Vec::new();
+        let mut stream_events = Vec::new();
         let deadline;
         {
             let Some(Peer::Source { buffers, .. }) = self.peers.get_mut(conn.0) else {
@@ -607,6 +658,13 @@ impl Engine {
                     s.poll_transmit(buffers.write_buf());
                     while let Some(event) = s.poll_event() {
                         amqp_events.push(event);
+                    }
+                    deadline = s.poll_timeout();
+                }
+                Session_::Stream(s) => {
+                    s.poll_transmit(buffers.write_buf(), now);
+                    while let Some(event) = s.poll_event() {
+                        stream_events.push(event);
                     }
                     deadline = s.poll_timeout();
                 }
@@ -634,6 +692,12 @@ impl Engine {
                 break;
             }
             self.on_amqp_event(source, event, now);
+        }
+        for event in stream_events {
+            if self.sources[source].up_conn() != Some(conn) {
+                break;
+            }
+            self.on_stream_event(source, event, now);
         }
         // Commands issued while handling events (acks, publishes) produced output.
         if self.sources[source].up_conn().is_some() {
@@ -677,6 +741,10 @@ impl Engine {
                 s.poll_transmit(buffers.write_buf());
                 s.poll_timeout()
             }
+            Session_::Stream(s) => {
+                s.poll_transmit(buffers.write_buf(), now);
+                s.poll_timeout()
+            }
         };
         if let Some(at) = deadline {
             self.timers.arm(TimerKey::Source(source), at);
@@ -700,6 +768,7 @@ impl Engine {
                 match session {
                     Session_::Redis(s) => s.handle_timeout(now),
                     Session_::Amqp(s) => s.handle_timeout(now),
+                    Session_::Stream(s) => s.handle_timeout(now),
                 }
                 self.after_source_io(source, conn, now, io);
             }
@@ -708,7 +777,7 @@ impl Engine {
     }
 
     /// Marks the current connection as subscribed / consuming.
-    fn set_ready(&mut self, source: SourceId) {
+    pub(super) fn set_ready(&mut self, source: SourceId) {
         if let Link::Up { ready, .. } = &mut self.sources[source].link {
             *ready = true;
         }
@@ -989,6 +1058,11 @@ impl Engine {
             } => {
                 let _ = s.cancel();
             }
+            // A stream source just stops asking; a block under way returns within 1 s.
+            Link::Up {
+                session: Session_::Stream(_),
+                ..
+            } => {}
             Link::Idle | Link::Connecting { .. } => {
                 if let Link::Connecting { conn } = self.sources[source].link {
                     self.mark_close(conn);
@@ -1000,6 +1074,7 @@ impl Engine {
             // connected, and what they publish is dropped (`shutdown`).
             Link::Listening | Link::Stopped => {}
         }
+        self.stream_hand_back(source);
         if self.sources[source].is_amqp() {
             let count = self.hand_back_unstarted(source);
             if count > 0 {
@@ -1014,12 +1089,26 @@ impl Engine {
 
     /// Closing phase: close the connection cleanly.
     pub(super) fn close_source(&mut self, source: SourceId, now: Instant) {
-        let _ = now;
         match &mut self.sources[source].link {
             Link::Up {
                 session: Session_::Amqp(s),
                 ..
             } => s.close(),
+            Link::Up {
+                conn,
+                session: Session_::Stream(s),
+                ..
+            } => {
+                // Acks queued behind a block must be answered before the connection
+                // goes (Redis drops a blocked client's queued commands with it).
+                s.finish(now);
+                if s.is_over() {
+                    let conn = *conn;
+                    self.mark_close(conn);
+                    self.sources[source].link = Link::Stopped;
+                    return;
+                }
+            }
             Link::Up {
                 conn,
                 session: Session_::Redis(_),
@@ -1124,6 +1213,7 @@ impl Engine {
         }
         self.sources[source].paused = true;
         info!("source {}: paused", self.sources[source].name);
+        self.stream_hand_back(source);
         if !self.sources[source].is_amqp() {
             return; // Redis stays subscribed; arrivals are dropped (reason "paused")
         }
@@ -1139,6 +1229,7 @@ impl Engine {
         if self.sources[source].paused {
             self.sources[source].paused = false;
             info!("source {}: resumed", self.sources[source].name);
+            self.stream_resumed(source);
         }
         let taking = self.sources[source].intake == Intake::Taking;
         if let Some(s) = self.sources[source].amqp_session_mut() {

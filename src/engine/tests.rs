@@ -9,12 +9,14 @@
 //! - `pools.rs`: dispatch, outcomes, circuit breaker, retries, kept connections.
 //! - `lifecycle.rs`: drain, reload (and freeing removed entries), spawned workers.
 //! - `endpoint.rs`: the RESP endpoint's publish, fan-out and backpressure.
+//! - `streams.rs`: Redis Streams sources against a scripted Redis.
 
 mod endpoint;
 mod lifecycle;
 mod pools;
 mod settle;
 mod sources;
+mod streams;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -347,7 +349,7 @@ pub fn parse(json: &str) -> Config {
 /// A Redis 6 server's refusal of `HELLO 3`: the session goes on in RESP2.
 pub const NO_HELLO: &[u8] = b"-ERR unknown command 'HELLO', with args beginning with: '3' \r\n";
 
-fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");

@@ -107,6 +107,8 @@ struct Endpoint {
     #[serde(skip_serializing_if = "Option::is_none")]
     redis: Option<redis::RedisDetails>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<redis::StreamDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     amqp: Option<amqp::AmqpDetails>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pool: Option<fastcgi::PoolDetails>,
@@ -123,6 +125,7 @@ impl Endpoint {
             error: None,
             note: None,
             redis: None,
+            stream: None,
             amqp: None,
             pool: None,
         }
@@ -195,6 +198,7 @@ fn source_kind(source: &SourceConfig) -> SourceKind {
         SourceConfig::Redis(_) => SourceKind::Redis,
         SourceConfig::Amqp(_) => SourceKind::Amqp,
         SourceConfig::RespEndpoint(_) => SourceKind::RespEndpoint,
+        SourceConfig::RedisStream(_) => SourceKind::RedisStream,
     }
 }
 
@@ -307,6 +311,16 @@ fn check_source(source: &SourceConfig) -> Endpoint {
             endpoint.amqp = Some(details);
             endpoint
         }
+        SourceConfig::RedisStream(source) => {
+            let (details, stream, note, error) =
+                redis::check_stream(source, Instant::now() + STEP_TIMEOUT);
+            let mut endpoint =
+                Endpoint::new("redis_stream", &source.name, source.url.to_string()).verdict(error);
+            endpoint.note = note;
+            endpoint.redis = Some(details);
+            endpoint.stream = Some(stream);
+            endpoint
+        }
         SourceConfig::RespEndpoint(endpoint_source) => {
             let mut endpoint = Endpoint::new(
                 "resp_endpoint",
@@ -350,6 +364,21 @@ fn render_endpoint(out: &mut String, e: &Endpoint) {
                 r.protocol.map_or("?".into(), |p| p.to_string()),
                 or_absent(&r.mode),
                 or_absent(&r.role)
+            );
+        }
+    }
+    if let Some(st) = &e.stream {
+        let num = |n: Option<u64>| n.map_or("?".to_string(), |n| n.to_string());
+        if st.group_exists {
+            let _ = writeln!(
+                out,
+                "     stream: {} entries; group: {} consumers, {} pending, lag {}{}",
+                num(st.length),
+                num(st.consumers),
+                num(st.pending),
+                num(st.lag),
+                st.dead_letters
+                    .map_or(String::new(), |n| format!("; {n} dead letters"))
             );
         }
     }

@@ -23,6 +23,8 @@ use crate::args::{Kind, Parsed};
 pub const FLAGS: &[(&str, Kind)] = &[
     ("redis", Kind::Single),
     ("channel", Kind::Single),
+    ("stream", Kind::Single),
+    ("maxlen", Kind::Single),
     ("amqp", Kind::Single),
     ("queue", Kind::Single),
     ("count", Kind::Single),
@@ -32,14 +34,17 @@ pub const FLAGS: &[(&str, Kind)] = &[
 
 /// `ferry publish --help`.
 pub const HELP: &str = "\
-Usage: ferry publish (--redis URL --channel NAME | --amqp URL --queue NAME)
-                     [--count N] [--rate PER_S] MESSAGE|-
+Usage: ferry publish (--redis URL (--channel NAME | --stream NAME [--maxlen N])
+                      | --amqp URL --queue NAME) [--count N] [--rate PER_S] MESSAGE|-
 
 Publishes MESSAGE (or standard input with -) COUNT times (default 1); {n} in the message
 becomes its index, 1..=COUNT. AMQP messages are persistent, carry a message_id and are
 published mandatory with publisher confirms: the exit code is 0 only when the broker
 confirmed every message, 1 if any was returned unroutable or nacked.
 The queue is used if it exists, whatever its arguments, and otherwise declared durable.
+--stream adds entries with XADD (MAXLEN ~ N with --maxlen): a JSON object message
+becomes the entry's fields (strings and numbers as text, other values as JSON); any
+other message becomes one field named body.
 ";
 
 /// What to publish.
@@ -164,10 +169,18 @@ pub fn run(parsed: &Parsed) -> Result<u8, Failure> {
         stop: None,
     };
     match (parsed.get("redis"), parsed.get("amqp")) {
+        (Some(url), None) if parsed.get("stream").is_some() => {
+            let stream = parsed.get("stream").unwrap_or_default();
+            let maxlen = parsed.number::<u64>("maxlen").map_err(|e| usage(e.0))?;
+            let url = RedisUrl::parse(url).map_err(|e| usage(format!("--redis: {e}")))?;
+            publish_stream(&url, stream, maxlen, &mut outgoing).map_err(Failure::Runtime)?;
+            eprintln!("added {count} entries to stream {stream}");
+            Ok(0)
+        }
         (Some(url), None) => {
             let channel = parsed
                 .get("channel")
-                .ok_or_else(|| usage("--redis needs --channel NAME".into()))?;
+                .ok_or_else(|| usage("--redis needs --channel NAME or --stream NAME".into()))?;
             let url = RedisUrl::parse(url).map_err(|e| usage(format!("--redis: {e}")))?;
             let receivers =
                 publish_redis(&url, channel, &mut outgoing).map_err(Failure::Runtime)?;
@@ -218,6 +231,65 @@ pub fn publish_redis(
     channel: &str,
     outgoing: &mut Outgoing<'_>,
 ) -> Result<i64, String> {
+    publish_resp(
+        url,
+        &|out, message| {
+            resp::encode_command(out, [&b"PUBLISH"[..], channel.as_bytes(), message]);
+        },
+        outgoing,
+    )
+}
+
+/// Adds `outgoing` as entries of a Redis stream (`XADD`, trimmed with `MAXLEN ~ N`
+/// when `maxlen` is given); see the help text for how a message becomes fields.
+pub fn publish_stream(
+    url: &RedisUrl,
+    stream: &str,
+    maxlen: Option<u64>,
+    outgoing: &mut Outgoing<'_>,
+) -> Result<(), String> {
+    let maxlen = maxlen.map(|n| n.to_string());
+    publish_resp(
+        url,
+        &|out, message| {
+            let mut args: Vec<Vec<u8>> = vec![b"XADD".to_vec(), stream.as_bytes().to_vec()];
+            if let Some(n) = &maxlen {
+                args.extend([b"MAXLEN".to_vec(), b"~".to_vec(), n.as_bytes().to_vec()]);
+            }
+            args.push(b"*".to_vec());
+            args.extend(entry_fields(message));
+            resp::encode_command(out, args.iter());
+        },
+        outgoing,
+    )
+    .map(drop)
+}
+
+/// A message as stream fields: a JSON object's members (strings as they are, other
+/// values as JSON text), else one field `body`.
+pub fn entry_fields(message: &[u8]) -> Vec<Vec<u8>> {
+    match serde_json::from_slice::<serde_json::Value>(message) {
+        Ok(serde_json::Value::Object(members)) if !members.is_empty() => members
+            .into_iter()
+            .flat_map(|(name, value)| {
+                let value = match value {
+                    serde_json::Value::String(text) => text.into_bytes(),
+                    other => other.to_string().into_bytes(),
+                };
+                [name.into_bytes(), value]
+            })
+            .collect(),
+        _ => vec![b"body".to_vec(), message.to_vec()],
+    }
+}
+
+/// Sends one command per message (`command` encodes it), pipelined, and sums the
+/// integer replies.
+fn publish_resp(
+    url: &RedisUrl,
+    command: &dyn Fn(&mut Vec<u8>, &[u8]),
+    outgoing: &mut Outgoing<'_>,
+) -> Result<i64, String> {
     let mut stream = connect(&url.host, url.port)?;
     let mut out = Vec::new();
     let mut expected = 0u64;
@@ -231,6 +303,10 @@ pub fn publish_redis(
         }
         expected += 1;
     }
+    if url.db != 0 {
+        resp::encode_command(&mut out, [&b"SELECT"[..], url.db.to_string().as_bytes()]);
+        expected += 1;
+    }
     let mut replies = Replies::new(stream.try_clone().map_err(|e| e.to_string())?);
     let start = Instant::now();
     let mut receivers = 0i64;
@@ -242,7 +318,7 @@ pub fn publish_redis(
         }
         outgoing.pace(start, i);
         let message = (outgoing.body)(i + 1);
-        resp::encode_command(&mut out, [&b"PUBLISH"[..], channel.as_bytes(), &message]);
+        command(&mut out, &message);
         expected += 1;
         batched += 1;
         let last = i + 1 == outgoing.count;
@@ -292,7 +368,7 @@ impl Replies {
                 Ok(Status::Complete(frame, used)) => {
                     let value = match frame {
                         Frame::Integer(n) => Ok(n),
-                        Frame::SimpleString(_) => Ok(0),
+                        Frame::SimpleString(_) | Frame::BulkString(_) => Ok(0),
                         Frame::Error(text) => {
                             Err(format!("redis: {}", String::from_utf8_lossy(text)))
                         }

@@ -9,10 +9,11 @@ use crate::dispatch::request::SourceKind;
 use crate::dispatch::retry::RetryPolicy;
 use crate::engine::settle::{decide, DeadLetterTarget, RetryWait, Settlement, Situation};
 
-const KINDS: [SourceKind; 3] = [
+const KINDS: [SourceKind; 4] = [
     SourceKind::Redis,
     SourceKind::Amqp,
     SourceKind::RespEndpoint,
+    SourceKind::RedisStream,
 ];
 const ACKS: [AckMode; 2] = [AckMode::AfterResponse, AckMode::OnDispatch];
 /// With `max_attempts` 3: first, middle, last.
@@ -119,10 +120,11 @@ fn retryable_retries_until_the_last_attempt_then_gives_up() {
             n => Settlement::Retry {
                 delay: Duration::from_millis(if n == 1 { 1000 } else { 5000 }),
                 next_attempt: n + 1,
-                wait: if kind == SourceKind::Amqp {
-                    RetryWait::Republish
-                } else {
-                    RetryWait::InMemory
+                wait: match kind {
+                    SourceKind::Amqp => RetryWait::Republish,
+                    // Stays pending in its group; claimed back after the delay.
+                    SourceKind::RedisStream => RetryWait::Pending,
+                    _ => RetryWait::InMemory,
                 },
             },
         };
@@ -257,4 +259,76 @@ fn amqp_hold_waits_in_memory_and_publish_dead_letters_publish() {
             ..
         }
     ));
+}
+
+#[test]
+fn stream_entries_stay_pending_for_retries_and_go_to_the_dead_letter_stream() {
+    let s = Situation {
+        dead_letter_publish: true,
+        ..situation(SourceKind::RedisStream, AckMode::AfterResponse, 1)
+    };
+    let failed = Outcome::Retryable {
+        reason: Reason::Timeout,
+        retry_after: None,
+    };
+    assert_eq!(
+        decide(failed, s, &policy()),
+        Settlement::Retry {
+            delay: Duration::from_millis(1000),
+            next_attempt: 2,
+            wait: RetryWait::Pending
+        }
+    );
+    assert_eq!(
+        decide(failed, Situation { attempt: 3, ..s }, &policy()),
+        Settlement::DeadLetter {
+            target: DeadLetterTarget::Stream,
+            reason: "timeout",
+            exhausted: true
+        }
+    );
+    assert_eq!(
+        decide(
+            Outcome::Permanent {
+                reason: Reason::ClientError
+            },
+            s,
+            &policy()
+        ),
+        Settlement::DeadLetter {
+            target: DeadLetterTarget::Stream,
+            reason: "client_error",
+            exhausted: false
+        }
+    );
+    // `"dead_letter": "discard"`: acked and counted as discarded.
+    let discard = Situation {
+        dead_letter_publish: false,
+        ..s
+    };
+    assert!(matches!(
+        decide(
+            failed,
+            Situation {
+                attempt: 3,
+                ..discard
+            },
+            &policy()
+        ),
+        Settlement::DeadLetter {
+            target: DeadLetterTarget::Discard,
+            ..
+        }
+    ));
+    // A pool failure burns no attempt: the job waits in ferry, the entry stays pending.
+    assert_eq!(
+        decide(
+            Outcome::PoolFailure {
+                reason: PoolFailureReason::ConnectRefused
+            },
+            s,
+            &policy()
+        ),
+        Settlement::RequeuePoolFailure
+    );
 }

@@ -37,6 +37,7 @@ mod head;
 pub mod invariants;
 mod pubsub;
 pub mod server;
+pub mod stream;
 pub mod subscriber;
 
 pub use decode::{decode, Decoder, Limits, MAX_DEPTH};

@@ -378,6 +378,11 @@ pub fn start_ferry(
             "declare": { "durable": false, "arguments": bench_queue_arguments() },
             "job": job,
         }),
+        SourceKind::Stream => json!({
+            "name": "bench", "kind": "redis_stream", "url": plan.redis_text,
+            "stream": target.name, "group": "bench", "start": "0",
+            "job": job,
+        }),
         SourceKind::Endpoint => json!({
             "name": "bench", "kind": "resp_endpoint",
             "listen": format!("127.0.0.1:{}", target.endpoint_port.unwrap_or(0)),

@@ -42,7 +42,7 @@ pub const FLAGS: &[(&str, Kind)] = &[
 
 /// `ferry bench --help`.
 pub const HELP: &str = "\
-Usage: ferry bench [--source redis|amqp|endpoint] [--count N] [--rate PER_S] [--pool N]
+Usage: ferry bench [--source redis|amqp|endpoint|stream] [--count N] [--rate PER_S] [--pool N]
                    [--prefetch N] [--keep-conn] [--delay-ms N] [--php-script FILE]
                    [--direct | --broker | --limits | --concurrency-sweep LIST]
                    [--json] [--plot FILE.svg] [--timeout-s S]
@@ -59,7 +59,9 @@ Needs the broker: Redis at --redis, RabbitMQ at --amqp.
 Source (what ferry consumes):
   --source KIND       redis (default): pub/sub channel; amqp: a queue (non-durable, removed
                       by the broker 10 min after its last use); endpoint: ferry's own RESP
-                      endpoint on a free port, published to with RESP PUBLISH
+                      endpoint on a free port, published to with RESP PUBLISH; stream:
+                      a Redis stream (XADD) read through a consumer group, deleted after
+                      the run
   --redis URL         default redis://127.0.0.1:6379
   --amqp URL          default amqp://guest:guest@127.0.0.1:5672/%2f
   --prefetch N        AMQP prefetch (default: the pool size)
@@ -129,6 +131,8 @@ pub enum SourceKind {
     Amqp,
     /// ferry's own RESP endpoint.
     Endpoint,
+    /// A Redis stream read through a consumer group.
+    Stream,
 }
 
 impl SourceKind {
@@ -138,6 +142,7 @@ impl SourceKind {
             SourceKind::Redis => "redis",
             SourceKind::Amqp => "amqp",
             SourceKind::Endpoint => "endpoint",
+            SourceKind::Stream => "stream",
         }
     }
 }
@@ -271,9 +276,10 @@ pub fn plan(parsed: &Parsed) -> Result<Plan, String> {
         "redis" => SourceKind::Redis,
         "amqp" => SourceKind::Amqp,
         "endpoint" => SourceKind::Endpoint,
+        "stream" => SourceKind::Stream,
         other => {
             return Err(format!(
-                "--source: '{other}' is not redis, amqp or endpoint"
+                "--source: '{other}' is not redis, amqp, endpoint or stream"
             ))
         }
     };
@@ -413,7 +419,9 @@ fn attach(parsed: &Parsed, source: SourceKind, pid: &str) -> Result<Attach, Stri
     }
     let (flag, target) = match source {
         SourceKind::Amqp => ("queue", parsed.get("queue")),
-        SourceKind::Redis | SourceKind::Endpoint => ("channel", parsed.get("channel")),
+        SourceKind::Redis | SourceKind::Endpoint | SourceKind::Stream => {
+            ("channel", parsed.get("channel"))
+        }
     };
     let target = target
         .ok_or_else(|| {

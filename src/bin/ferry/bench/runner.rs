@@ -30,6 +30,8 @@ enum Producer {
     Redis { url: RedisUrl, channel: String },
     /// Publish to an AMQP queue.
     Amqp { queue: String },
+    /// Add entries to a Redis stream.
+    Stream { url: RedisUrl, stream: String },
     /// FastCGI requests straight to the workers.
     Direct {
         socket: std::path::PathBuf,
@@ -64,6 +66,10 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<RunResult, String> {
             },
             SourceKind::Amqp => Producer::Amqp {
                 queue: attach.target.clone(),
+            },
+            SourceKind::Stream => Producer::Stream {
+                url: plan.redis.clone(),
+                stream: attach.target.clone(),
             },
         };
         let tails = attach
@@ -104,6 +110,10 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<RunResult, String> {
                 SourceKind::Amqp => Producer::Amqp {
                     queue: target.name.clone(),
                 },
+                SourceKind::Stream => Producer::Stream {
+                    url: plan.redis.clone(),
+                    stream: target.name.clone(),
+                },
             };
             let receipts = Receipts::Logs(vec![LogTail::new(workers.log.clone(), false)]);
             let pid = ferry.process.pid();
@@ -119,6 +129,9 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<RunResult, String> {
             result.ferry_dropped = metric_sum(&ferry.control, "ferry_messages_dropped_total");
             result.ferry_pool_failures = metric_sum(&ferry.control, "ferry_pool_failures_total");
             ferry.process.stop(Duration::from_secs(5));
+            if plan.source == SourceKind::Stream {
+                broker::delete_key(&plan.redis, &target.name);
+            }
             Ok(result)
         }
         Mode::Direct => {
@@ -188,6 +201,9 @@ fn broker_run(plan: &Plan, progress: &Progress) -> Result<RunResult, String> {
                         &stop,
                     )
                 }),
+                SourceKind::Stream => {
+                    broker::stream_consumer(&plan.redis, &name, &shared, &ready, &stop)
+                }
                 SourceKind::Endpoint => Err("the endpoint has no broker-alone limit".into()),
             };
             // A failed consumer must not leave the publisher waiting for readiness.
@@ -211,6 +227,10 @@ fn broker_run(plan: &Plan, progress: &Progress) -> Result<RunResult, String> {
         let producer = match plan.source {
             SourceKind::Amqp => Producer::Amqp {
                 queue: name.clone(),
+            },
+            SourceKind::Stream => Producer::Stream {
+                url: plan.redis.clone(),
+                stream: name.clone(),
             },
             _ => Producer::Redis {
                 url: plan.redis.clone(),
@@ -393,6 +413,10 @@ fn produce(plan: &Plan, producer: &Producer, sent: &AtomicU64) -> Result<u64, St
     match producer {
         Producer::Redis { url, channel } => {
             publish_redis(url, channel, &mut outgoing)?;
+            Ok(0)
+        }
+        Producer::Stream { url, stream } => {
+            crate::publish::publish_stream(url, stream, None, &mut outgoing)?;
             Ok(0)
         }
         Producer::Amqp { queue } => {

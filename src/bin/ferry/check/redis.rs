@@ -65,6 +65,31 @@ impl Replies {
         self.next()
     }
 
+    /// The next reply's bytes, whatever it is.
+    fn call_raw(&mut self, args: &[&[u8]]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        encode_command(&mut out, args.iter());
+        self.conn
+            .send(&out, self.deadline)
+            .map_err(|e| format!("send: {e}"))?;
+        loop {
+            match self.decoder.decode(&self.buf) {
+                Ok(Status::Complete(_, used)) => {
+                    let raw = self.buf[..used].to_vec();
+                    self.buf.drain(..used);
+                    return Ok(raw);
+                }
+                Ok(Status::Partial) => {}
+                Err(e) => return Err(format!("not a RESP reply: {e}")),
+            }
+            match self.conn.receive(&mut self.buf, self.deadline) {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("waiting for a reply: {e}")),
+            }
+        }
+    }
+
     fn next(&mut self) -> Result<Reply, String> {
         loop {
             match self.decoder.decode(&self.buf) {
@@ -108,6 +133,103 @@ pub fn check(url: &RedisUrl, deadline: Instant) -> (RedisDetails, Option<String>
 }
 
 fn run(url: &RedisUrl, deadline: Instant, details: &mut RedisDetails) -> Result<(), String> {
+    connect(url, deadline, details).map(drop)
+}
+
+/// What a stream source's stream and group look like.
+#[derive(Debug, Default, Serialize)]
+pub struct StreamDetails {
+    /// The key exists and is a stream.
+    pub stream_exists: bool,
+    /// Entries in the stream (`XLEN`).
+    pub length: Option<u64>,
+    /// The consumer group exists.
+    pub group_exists: bool,
+    /// Entries delivered to the group and not acked.
+    pub pending: Option<u64>,
+    /// Entries not yet delivered to the group (Redis 7).
+    pub lag: Option<u64>,
+    /// Consumers in the group.
+    pub consumers: Option<u64>,
+    /// Entries in the dead-letter stream.
+    pub dead_letters: Option<u64>,
+}
+
+/// `ferry check` for a stream source: the server as for a Redis source, then whether the
+/// stream and the group exist (or `ferry run` will create them), pending entries, lag.
+pub fn check_stream(
+    source: &ferry::config::RedisStreamSource,
+    deadline: Instant,
+) -> (RedisDetails, StreamDetails, Option<String>, Option<String>) {
+    let mut details = RedisDetails::default();
+    let mut stream = StreamDetails::default();
+    let mut note = None;
+    let error = (|| -> Result<(), String> {
+        let mut replies = connect(&source.url, deadline, &mut details)?;
+        let key = source.stream.as_bytes();
+        match replies.call(&[b"TYPE", key])? {
+            Reply::Other(Some(t)) if t == "stream" => stream.stream_exists = true,
+            Reply::Other(Some(t)) if t == "none" => {}
+            Reply::Other(Some(t)) => {
+                return Err(format!("key '{}' is a {t}, not a stream", source.stream))
+            }
+            Reply::Error(e) => return Err(format!("TYPE: {e}")),
+            _ => return Err("TYPE: unexpected answer".into()),
+        }
+        if stream.stream_exists {
+            if let Reply::Other(Some(n)) = replies.call(&[b"XLEN", key])? {
+                stream.length = n.parse().ok();
+            }
+            let raw = replies.call_raw(&[b"XINFO", b"GROUPS", key])?;
+            let frame = match ferry::proto::resp::decode(&raw, &Default::default()) {
+                Ok(Status::Complete(frame, _)) => frame,
+                _ => return Err("XINFO GROUPS: not a RESP reply".into()),
+            };
+            if let Frame::Error(e) = frame {
+                return Err(format!("XINFO GROUPS: {}", String::from_utf8_lossy(e)));
+            }
+            let group = ferry::proto::resp::stream::reply::xinfo_groups(
+                &frame,
+                source.group.as_bytes(),
+            )
+            .map_err(|e| format!("XINFO GROUPS: {e}"))?;
+            if let Some(group) = group {
+                stream.group_exists = true;
+                stream.pending = Some(group.pending);
+                stream.lag = group.lag;
+                stream.consumers = Some(group.consumers);
+            }
+        }
+        let dead = source.dead_stream();
+        if let Reply::Other(Some(n)) = replies.call(&[b"XLEN", dead.as_bytes()])? {
+            stream.dead_letters = n.parse().ok().filter(|&n: &u64| n > 0);
+        }
+        if !stream.group_exists {
+            if source.create_group {
+                note = Some(format!(
+                    "{} '{}' does not exist yet: ferry run will create it (XGROUP CREATE … {} MKSTREAM)",
+                    if stream.stream_exists { "group" } else { "stream and group" },
+                    source.group,
+                    source.start
+                ));
+            } else {
+                return Err(format!(
+                    "group '{}' of stream '{}' does not exist (\"create_group\": false)",
+                    source.group, source.stream
+                ));
+            }
+        }
+        Ok(())
+    })()
+    .err();
+    (details, stream, note, error)
+}
+
+fn connect(
+    url: &RedisUrl,
+    deadline: Instant,
+    details: &mut RedisDetails,
+) -> Result<Replies, String> {
     let conn = Conn::connect_tcp(&url.host, url.port, deadline)
         .map_err(|e| format!("connect {}:{}: {e}", url.host, url.port))?;
     let mut replies = Replies {
@@ -147,7 +269,7 @@ fn run(url: &RedisUrl, deadline: Instant, details: &mut RedisDetails) -> Result<
             return Err(format!("SELECT {db}: {e}"));
         }
     }
-    Ok(())
+    Ok(replies)
 }
 
 /// Before Redis 6: AUTH, PING, and the version from INFO.

@@ -1076,13 +1076,13 @@ fn skip(rest: &[u8], remaining: &mut usize) -> Result<usize, SubscriberError> {
 
 /// HELLO's refusals that mean "speak RESP2": a server before 6.0 does not know the
 /// command; one that does but refuses version 3 says NOPROTO.
-fn is_hello_unsupported(text: &[u8]) -> bool {
+pub(super) fn is_hello_unsupported(text: &[u8]) -> bool {
     text.starts_with(b"NOPROTO") || starts_with_ignore_case(text, b"ERR unknown command")
 }
 
 /// Refusals about credentials: a wrong password, a password required but not given,
 /// and pre-6.0 servers' wording.
-fn is_auth_error(text: &[u8]) -> bool {
+pub(super) fn is_auth_error(text: &[u8]) -> bool {
     text.starts_with(b"WRONGPASS")
         || text.starts_with(b"NOAUTH")
         || starts_with_ignore_case(text, b"ERR invalid password")
@@ -1094,7 +1094,7 @@ fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {
 }
 
 /// A client name Redis accepts: bytes outside `!`..=`~` become `_`.
-fn client_name(name: &[u8]) -> Vec<u8> {
+pub(super) fn client_name(name: &[u8]) -> Vec<u8> {
     name.iter()
         .map(|&byte| match byte {
             b'!'..=b'~' => byte,
@@ -1105,7 +1105,7 @@ fn client_name(name: &[u8]) -> Vec<u8> {
 
 /// Text for an error: `secret` (when non-empty) replaced, cut to [`MAX_ERROR_TEXT`]
 /// bytes, decoded lossily.
-fn truncated_text(text: &[u8], secret: Option<&[u8]>) -> String {
+pub(super) fn truncated_text(text: &[u8], secret: Option<&[u8]>) -> String {
     let redacted;
     let text = match secret {
         Some(secret) if !secret.is_empty() && text.windows(secret.len()).any(|w| w == secret) => {
