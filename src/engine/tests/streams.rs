@@ -9,7 +9,7 @@ use super::*;
 /// Stream source `orders` (stream `s`, group `g`, consumer `me`) and pool `php` (2 slots).
 const STREAM_CONFIG: &str = r#"{
   "control": {"listen": null},
-  "pools": {"php": {"address": "unix:/php.sock", "max_in_flight": 2}},
+  "pools": {"php": {"address": "unix:/php.sock", "max_in_flight": 2, "keep_conn": false}},
   "sources": [{"name": "orders", "kind": "redis_stream", "url": "redis://127.0.0.1:6379",
                "stream": "s", "group": "g", "consumer": "me", "max_attempts": 3,
                "retry_delays_ms": [1000], "claim_idle_ms": 60000,
