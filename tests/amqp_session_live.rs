@@ -5,10 +5,14 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ferry::proto::amqp::session::table_from_json;
 use ferry::proto::amqp::*;
+
+#[path = "support/ferry.rs"]
+mod ferry_proc;
+use ferry_proc::unique;
 
 /// Drives a session over a blocking socket until `until` accepts an event.
 struct Driver {
@@ -101,14 +105,6 @@ impl Driver {
             }
         }
     }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `ferry bench` (issue 6) on a small N: every message is accounted for and the JSON has
+//! `ferry bench` (README.md "`ferry bench`: how fast, and who is the bottleneck") on a
+//! small N: every message is accounted for and the JSON has
 //! its documented fields, for each source (Redis, AMQP, ferry's RESP endpoint), both
 //! kinds of worker, the limits, a sweep and `--attach`. Counts only, never speed. Needs
 //! Redis on 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672 (guest/guest) and php-fpm8.2;
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ferry_proc::{unique, Ferry};
+use ferry_proc::{temp_dir, unique, Ferry};
 use serde_json::{json, Value};
 
 const N: u64 = 200;
@@ -185,8 +186,7 @@ fn a_small_sweep_holds_the_requests_in_flight() {
 
 #[test]
 fn attach_measures_a_pipeline_started_elsewhere() {
-    let dir = std::env::temp_dir().join(unique("ferry-bench-attach"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-bench-attach");
     let socket = dir.join("r.sock");
     let log = dir.join("receipts.log");
     // An earlier run's receipt in the log: --attach reads only what is written after.

@@ -1,4 +1,5 @@
-//! RabbitMQ → ferry → a real private php-fpm (issue 3, cases 2, 3, 5 and 7). Needs
+//! RabbitMQ → ferry → a real private php-fpm (`docs/SEMANTICS.md` "AMQP: at-least-once",
+//! "Retries", "Dead-lettering"). Needs
 //! RabbitMQ on 127.0.0.1:5672 (guest/guest) and php-fpm8.2; fails without them. Every
 //! test uses its own queue.
 
@@ -10,7 +11,7 @@ mod ferry_proc;
 mod php_fpm;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferry_proc::{
     logging_worker, numbers, publish, unique, wait_for_lines, wait_for_numbers, worker_lines, Ferry,
@@ -22,17 +23,6 @@ const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 fn pool(fpm: &PhpFpm, max_in_flight: u32) -> Value {
     json!({ "address": format!("unix:{}", fpm.socket().display()), "max_in_flight": max_in_flight })
-}
-
-fn wait_until_empty(queue: &str, timeout: Duration) -> u32 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let depth = amqp::queue_depth(queue);
-        if depth == 0 || Instant::now() > deadline {
-            return depth;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -70,7 +60,7 @@ fn ten_thousand_persistent_messages_all_processed_and_the_queue_empty() {
         "nothing processed twice when nothing failed"
     );
     assert_eq!(
-        wait_until_empty(&queue, Duration::from_secs(10)),
+        amqp::wait_for_depth(&queue, Duration::from_secs(10), |depth| depth == 0),
         0,
         "queue empty"
     );
@@ -122,7 +112,10 @@ fn kill_9_mid_run_loses_nothing() {
         (1..=2000).collect(),
         "every number processed at least once"
     );
-    assert_eq!(wait_until_empty(&queue, Duration::from_secs(20)), 0);
+    assert_eq!(
+        amqp::wait_for_depth(&queue, Duration::from_secs(20), |depth| depth == 0),
+        0
+    );
     // Duplicates are only messages that were unacked at the kill: at most the prefetch
     // window plus what the workers were running (and what finished before the ack left).
     let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
@@ -204,12 +197,8 @@ fn failures_retry_then_dead_letter_and_permanent_ones_at_once() {
         r#"{"n": 4, "action": "retry"}"#,
     ]);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while amqp::queue_depth(&dlq) < 4 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert_eq!(
-        amqp::queue_depth(&dlq),
+        amqp::wait_for_depth(&dlq, Duration::from_secs(20), |depth| depth >= 4),
         4,
         "500×3, 422, non-JSON, retry×3 dead-lettered; log:\n{}",
         ferry.log()
@@ -312,12 +301,8 @@ fn dead_letter_publish_sends_a_confirmed_copy_with_the_reason() {
         &queue,
         r#"{"n": 1, "status": "422"}"#,
     ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while amqp::queue_depth(&dead) < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert_eq!(
-        amqp::queue_depth(&dead),
+        amqp::wait_for_depth(&dead, Duration::from_secs(20), |depth| depth >= 2),
         2,
         "the copy arrived; log:\n{}",
         ferry.log()

@@ -1,7 +1,7 @@
-//! Hostile peers (issue 3, case 9): scripted sockets that play a broken Redis, a broken
-//! RabbitMQ and a broken php-fpm. ferry logs, recovers (reconnects with backoff, retries
-//! the job), keeps its memory bounded and never panics. The Redis-sourced cases publish
-//! through the real Redis on 127.0.0.1:6379.
+//! Hostile peers (`docs/SEMANTICS.md` "Reconnecting", "Retries"): scripted sockets that
+//! play a broken Redis, a broken RabbitMQ and a broken php-fpm. ferry logs, recovers
+//! (reconnects with backoff, retries the job), keeps its memory bounded and never panics.
+//! The Redis-sourced cases publish through the real Redis on 127.0.0.1:6379.
 
 #[path = "support/ferry.rs"]
 mod ferry_proc;
@@ -13,14 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_proc::{publish, rss_kib, unique, Ferry};
+use ferry_proc::{publish, rss_kib, temp_dir, unique, Ferry};
 use serde_json::json;
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(unique(tag));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A TCP "server" that answers every connection with `reply` after reading a little,
 /// counting connections.

@@ -1,6 +1,6 @@
-//! Outages under a running ferry (issue 3, cases 4, 6 and 8): php-fpm stopped mid-run,
-//! RabbitMQ closing ferry's connection, a Redis server restarted, two ferry processes on
-//! one queue. Needs RabbitMQ, Redis (`redis-server` binary) and php-fpm8.2.
+//! Outages under a running ferry (`docs/SEMANTICS.md` "Circuit breaker", "Reconnecting",
+//! "Hand-back"): php-fpm stopped mid-run, RabbitMQ closing ferry's connection, a Redis
+//! server restarted, two ferry processes on one queue. Needs RabbitMQ, Redis (`redis-server` binary) and php-fpm8.2.
 
 #[path = "support/amqp.rs"]
 mod amqp;
@@ -58,8 +58,9 @@ fn php_fpm_down_for_three_seconds_loses_nothing_and_burns_no_attempt() {
     ]);
     wait_for_lines(&log, 200, Duration::from_secs(30));
     // The pool goes away between jobs (SIGQUIT lets requests in flight finish: a request
-    // cut mid-way is retryable by the SPEC and counts an attempt, which is not what this
-    // case measures). Messages keep arriving during the outage.
+    // cut mid-way is retryable (`docs/SEMANTICS.md` "Outcome of a request") and counts an
+    // attempt, which is not what this case measures). Messages keep arriving during the
+    // outage.
     fpm.stop();
     let ticks_before = cpu_ticks(ferry.pid());
     publish(&[
@@ -145,24 +146,17 @@ fn rabbitmq_closing_the_connection_is_survived_without_loss() {
         "nothing lost; log:\n{}",
         ferry.log()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while amqp::queue_depth(&queue) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert_eq!(
-        amqp::queue_depth(&queue),
+        amqp::wait_for_depth(&queue, Duration::from_secs(20), |depth| depth == 0),
         0,
         "all acked after the reconnect"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ferry.log().matches("source tasks: consuming").count() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "no reconnect; log:\n{}",
-            ferry.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    ferry.wait_for_log_count(
+        "source tasks: consuming",
+        2,
+        "no reconnect",
+        Duration::from_secs(20),
+    );
     ferry.signal("TERM");
     assert!(ferry.wait(Duration::from_secs(10)).success());
 }
@@ -221,15 +215,12 @@ fn a_restarted_redis_server_is_resubscribed() {
     redis.wait().unwrap();
     let mut redis = start_redis();
     wait_redis();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ferry.log().matches("source events: subscribed").count() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "no resubscribe; log:\n{}",
-            ferry.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    ferry.wait_for_log_count(
+        "source events: subscribed",
+        2,
+        "no resubscribe",
+        Duration::from_secs(30),
+    );
     publish(&["--redis", &url, "--channel", "jobs", r#"{"n": 2}"#]);
     let lines = wait_for_lines(&log, 2, Duration::from_secs(10));
     assert_eq!(numbers(&lines), vec![1, 2]);
@@ -309,15 +300,12 @@ fn a_pool_down_past_circuit_release_hands_the_messages_back_until_it_answers() {
     let mut ferry = Ferry::start(fpm.dir(), &config);
     ferry.wait_for_log("handing messages back", Duration::from_secs(10));
     // Every message is back in the queue for other hosts (none was started).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while amqp::queue_depth(&queue) < 20 {
-        assert!(
-            Instant::now() < deadline,
-            "messages not handed back; log:\n{}",
-            ferry.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let depth = amqp::wait_for_depth(&queue, Duration::from_secs(10), |depth| depth >= 20);
+    assert!(
+        depth >= 20,
+        "messages not handed back ({depth}); log:\n{}",
+        ferry.log()
+    );
     assert!(worker_lines(&log).is_empty());
     fpm.restart();
     let lines = wait_for_lines(&log, 20, Duration::from_secs(30));

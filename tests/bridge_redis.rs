@@ -1,4 +1,5 @@
-//! Redis pub/sub → ferry → a real private php-fpm (issue 3, cases 1 and 6): every message
+//! Redis pub/sub → ferry → a real private php-fpm (`docs/SEMANTICS.md` "Redis pub/sub and
+//! the RESP endpoint: at-most-once"): every message
 //! published while ferry is subscribed reaches the worker exactly once, through channels
 //! and patterns, in RESP3 (ferry's default, with HELLO 3). Needs Redis on 127.0.0.1:6379
 //! and php-fpm8.2; fails without them.

@@ -1,4 +1,4 @@
-//! `ferry check` against the real servers (issue 4, "ferry check"): Redis on
+//! `ferry check` against the real servers (`docs/OPERATIONS.md` "Other commands"): Redis on
 //! 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672 (guest/guest) and a private php-fpm. Runs
 //! the real binary and reads its `--json` report (or its text and exit code).
 
@@ -10,7 +10,7 @@ mod php_fpm;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ferry_proc::{publish, unique};
+use ferry_proc::{publish, temp_dir, unique};
 use php_fpm::{PhpFpm, PhpFpmOptions};
 use serde_json::{json, Value};
 
@@ -166,8 +166,7 @@ fn a_missing_queue_with_declare_false_fails() {
 
 #[test]
 fn a_pool_socket_that_does_not_exist_fails_with_the_reason() {
-    let dir = std::env::temp_dir().join(unique("ferry-check"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-check");
     let socket = dir.join("absent.sock");
     let config = json!({
         "pools": { "php": { "address": format!("unix:{}", socket.display()) } },
@@ -215,8 +214,7 @@ fn a_missing_job_script_is_reported_as_missing() {
 
 #[test]
 fn config_errors_exit_2_naming_the_key() {
-    let dir = std::env::temp_dir().join(unique("ferry-check"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-check");
     let config = json!({ "pools": {}, "sources": [], "shutdown_timeout": 5 });
     let output = check(&dir, &config, &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -240,8 +238,7 @@ fn config_errors_exit_2_naming_the_key() {
 
 #[test]
 fn a_resp_endpoint_address_in_use_fails_and_a_free_one_passes() {
-    let dir = std::env::temp_dir().join(unique("ferry-check-endpoint"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-check-endpoint");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
     let config = |listen: String| {
@@ -282,8 +279,7 @@ fn a_resp_endpoint_address_in_use_fails_and_a_free_one_passes() {
 
 #[test]
 fn a_spawned_pool_with_a_missing_program_fails_and_ferry_itself_passes() {
-    let dir = std::env::temp_dir().join(unique("ferry-check-spawn"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-check-spawn");
     let config = |program: &str| {
         json!({
             "control": { "listen": null },

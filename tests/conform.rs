@@ -20,7 +20,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_proc::{unique, Ferry};
+use ferry_proc::{temp_dir, Ferry};
 use serde_json::Value;
 
 /// The PHP script every FastCGI request names: STDERR before and between STDOUT.
@@ -170,8 +170,7 @@ impl Drop for PhpCgi {
 #[test]
 fn fastcgi_against_php_cgi() {
     let cgi = PhpCgi::start();
-    let dir = std::env::temp_dir().join(unique("ferry-conform-cgi"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-conform-cgi");
     let script = dir.join("conform.php");
     std::fs::write(&script, SCRIPT).unwrap();
     let address = format!("127.0.0.1:{}", cgi.port);
@@ -182,8 +181,7 @@ fn fastcgi_against_php_cgi() {
 
 #[test]
 fn fastcgi_against_ferry_responder() {
-    let dir = std::env::temp_dir().join(unique("ferry-conform-responder"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-conform-responder");
     let socket = dir.join("r.sock");
     let listen = format!("unix:{}", socket.display());
     let mut responder = Ferry::start_args(&dir, &["responder", "--listen", &listen]);

@@ -1,6 +1,7 @@
-//! The control endpoint of a running ferry (issue 4, first part): health, readiness with
-//! reasons, status and jobs as JSON, the bearer token on POST, keep-alive, and hostile
-//! requests refused without disturbing anything. Needs Redis on 127.0.0.1:6379.
+//! The control endpoint of a running ferry (`docs/OPERATIONS.md` "Control endpoint"):
+//! health, readiness with reasons, status and jobs as JSON, the bearer token on POST,
+//! keep-alive, and hostile requests refused without disturbing anything. Needs Redis on
+//! 127.0.0.1:6379.
 
 #[path = "support/ferry.rs"]
 mod ferry_proc;
@@ -11,14 +12,13 @@ use std::io::{Read, Write};
 
 use std::time::Duration;
 
-use ferry_proc::{publish, unique, Ferry};
+use ferry_proc::{publish, temp_dir, unique, Ferry};
 use http::{exchange, free_port, get};
 use serde_json::{json, Value};
 
 #[test]
 fn health_readiness_status_jobs_and_refusals() {
-    let dir = std::env::temp_dir().join(unique("ferry-control"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-control");
     let port = free_port();
     let channel = unique("ferry-control");
     let config = json!({
@@ -184,8 +184,7 @@ fn health_readiness_status_jobs_and_refusals() {
 
 #[test]
 fn a_taken_control_address_is_a_startup_error() {
-    let dir = std::env::temp_dir().join(unique("ferry-control-taken"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-control-taken");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let config = json!({
@@ -204,12 +203,12 @@ fn a_taken_control_address_is_a_startup_error() {
     );
 }
 
-/// SPEC "Process": ferry raises its open-files soft limit to the hard limit. Started with
-/// a soft limit of 256 (a shell lowers it), it runs with soft = hard.
+/// `docs/OPERATIONS.md` "Process management": ferry raises its open-files soft limit to
+/// the hard limit. Started with a soft limit of 256 (a shell lowers it), it runs with
+/// soft = hard.
 #[test]
 fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
-    let dir = std::env::temp_dir().join(unique("ferry-nofile"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-nofile");
     let config_path = dir.join("ferry.json");
     let config = json!({
         "control": { "listen": null },
@@ -250,12 +249,12 @@ fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
     assert_eq!(files[3], files[4], "soft = hard: {limits}");
 }
 
-/// SPEC "Process": passwords never appear in logs — not in URLs, not in errors, not at
-/// debug level. A wrong AMQP password and a Redis password both show up only as `***`.
+/// `docs/CONFIGURATION.md` "Passwords": passwords never appear in logs — not in URLs, not
+/// in errors, not at debug level. A wrong AMQP password and a Redis password both show up
+/// only as `***`.
 #[test]
 fn passwords_never_reach_the_log() {
-    let dir = std::env::temp_dir().join(unique("ferry-secrets"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-secrets");
     let config = json!({
         "control": { "listen": null },
         "pools": { "php": { "address": "unix:/nonexistent.sock" } },
@@ -293,8 +292,7 @@ fn passwords_never_reach_the_log() {
 #[test]
 fn unix_control_socket_and_log_reopen() {
     use std::os::unix::net::UnixStream;
-    let dir = std::env::temp_dir().join(unique("ferry-unix-control"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ferry-unix-control");
     let socket = dir.join("control.sock");
     let config_path = dir.join("ferry.json");
     std::fs::write(

@@ -1,4 +1,5 @@
-//! The control endpoint under abuse (issue 4): 1,000 idle connections and a 1 MB header
+//! The control endpoint under abuse (`docs/OPERATIONS.md` "Control endpoint", its
+//! limits): 1,000 idle connections and a 1 MB header
 //! while messages flow — every message is still delivered, the endpoint keeps answering,
 //! and ferry's memory stays bounded; `/jobs` shows a slow job while it runs; JSON logs
 //! are one JSON object per line. Needs Redis on 127.0.0.1:6379 and php-fpm8.2.

@@ -1,4 +1,5 @@
-//! Pause and resume through the control endpoint (issue 4): an AMQP source cancels its
+//! Pause and resume through the control endpoint (`docs/SEMANTICS.md` "Pause and
+//! resume"): an AMQP source cancels its
 //! consumer and hands unstarted messages back while paused, and takes them up again on
 //! resume with nothing lost; a Redis source stays subscribed and drops what arrives while
 //! paused (counted with reason "paused"). Needs RabbitMQ, Redis and php-fpm8.2.

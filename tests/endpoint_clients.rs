@@ -1,4 +1,5 @@
-//! Real Redis clients against the RESP endpoint (SPEC "Embedded deployment"): redis-cli
+//! Real Redis clients against the RESP endpoint (README.md "RESP endpoint (no broker)"):
+//! redis-cli
 //! (publish, subscribe, raw inline commands), PHP's phpredis (`publish()` from a caller
 //! script, a subscriber script), and redis-benchmark publishing through ferry with every
 //! accepted message reaching the worker exactly once. Needs redis-tools and php8.2-redis.

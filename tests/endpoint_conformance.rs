@@ -1,5 +1,5 @@
-//! The RESP endpoint answers byte for byte as Redis 7.0 does (SPEC "Embedded
-//! deployment"): every supported command, in RESP2 and RESP3, multibulk and inline, every
+//! The RESP endpoint answers byte for byte as Redis 7.0 does (README.md "RESP endpoint
+//! (no broker)"): every supported command, in RESP2 and RESP3, multibulk and inline, every
 //! error case, is sent to the redis-server on 127.0.0.1:6379 (a private one started with
 //! `--requirepass` for the password cases) and to ferry, and the raw replies compared.
 //!

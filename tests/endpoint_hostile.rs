@@ -1,8 +1,8 @@
-//! Hostile clients of the RESP endpoint (SPEC "Embedded deployment", limits like Redis's
-//! own): each is refused or disconnected, counted, and a well-behaved client keeps being
-//! answered during and after — a 1 MB inline request, `*2147483648`, `$-5`, an
-//! unterminated bulk, a bulk above `max_message_bytes`, ten thousand idle connections,
-//! one client past `max_clients`, and a subscriber that never reads.
+//! Hostile clients of the RESP endpoint (README.md "RESP endpoint (no broker)", limits like
+//! Redis's own): each is refused or disconnected, counted, and a well-behaved client keeps
+//! being answered during and after — a 1 MB inline request, `*2147483648`, `$-5`, an
+//! unterminated bulk, a bulk above `max_message_bytes`, ten thousand idle connections, one
+//! client past `max_clients`, and a subscriber that never reads.
 
 #[path = "support/endpoint.rs"]
 mod endpoint;

@@ -1,4 +1,5 @@
-//! The RESP endpoint through ferry's life (SPEC "Control endpoint", "Process"): paused it
+//! The RESP endpoint through ferry's life (`docs/SEMANTICS.md` "Pause and resume",
+//! "Reload", "Drain"): paused it
 //! keeps listening and drops what is published to its job channels (`paused`), a reload
 //! that keeps `listen` keeps the connected clients and takes the new channels, a reload
 //! that changes `listen` binds the new address and retires the old one, and SIGTERM
@@ -24,11 +25,12 @@ fn publish(port: u16, channel: &str) -> Vec<u8> {
 fn reload(ep: &Endpoint, config: &serde_json::Value, needle_count: usize) {
     std::fs::write(&ep.config_path, config.to_string()).unwrap();
     ep.ferry.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ep.ferry.log().matches("configuration reloaded").count() < needle_count {
-        assert!(Instant::now() < deadline, "no reload:\n{}", ep.ferry.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ep.ferry.wait_for_log_count(
+        "configuration reloaded",
+        needle_count,
+        "no reload",
+        Duration::from_secs(10),
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! The RESP endpoint under load (SPEC "Embedded deployment"; conn.rs's backpressure): a
-//! big pipeline of publishes to many subscribers does not keep other clients waiting,
-//! replies are never thrown away (`QUIT` after a big pipeline), a slow reader is slowed
-//! down rather than disconnected, and a subscriber closed for its output buffer is counted
-//! once. Every assertion is on counts and order, never on time.
+//! The RESP endpoint under load (README.md "RESP endpoint (no broker)"; conn.rs's
+//! backpressure): a big pipeline of publishes to many subscribers does not keep other
+//! clients waiting, replies are never thrown away (`QUIT` after a big pipeline), a slow
+//! reader is slowed down rather than disconnected, and a subscriber closed for its output
+//! buffer is counted once. Every assertion is on counts and order, never on time.
 
 #[path = "support/endpoint.rs"]
 mod endpoint;

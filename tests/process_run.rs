@@ -1,7 +1,8 @@
-//! SPEC "Process" against the real `ferry run` binary (issue 4): the `--pidfile` lock,
-//! `--daemonize`, and `NOTIFY_SOCKET` with a unix datagram socket standing in for
-//! systemd. Each ferry reads a unique channel on the Redis at 127.0.0.1:6379 and has a
-//! pool at a unix socket that does not exist: no php-fpm is needed, nothing is sent.
+//! Process management (`docs/OPERATIONS.md` "Process management", "systemd") against the
+//! real `ferry run` binary: the `--pidfile` lock, `--daemonize`, and `NOTIFY_SOCKET` with a
+//! unix datagram socket standing in for systemd. Each ferry reads a unique channel on the
+//! Redis at 127.0.0.1:6379 and has a pool at a unix socket that does not exist: no php-fpm
+//! is needed, nothing is sent.
 
 #[path = "support/ferry.rs"]
 mod ferry_proc;
@@ -11,18 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_proc::{unique, Ferry};
+use ferry_proc::{temp_dir, unique, Ferry};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
 
 const EXIT: Duration = Duration::from_secs(30);
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique(tag));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Writes a config to `dir` and returns its path.
 fn config(dir: &Path) -> PathBuf {

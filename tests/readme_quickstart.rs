@@ -1,4 +1,5 @@
-//! The README's quick start, run exactly as a newcomer types it (issue 5): the first
+//! The README's quick start (README.md "Using the quick start"), run exactly as a newcomer
+//! types it: the first
 //! shell block of README.md starts ferry (its RESP endpoint on 127.0.0.1:6380 and a
 //! spawned pool), the block marked `readme-test: publish` publishes three messages, and
 //! the worker's log must then hold messages 1, 2 and 3. Ctrl-C (SIGINT) must stop ferry

@@ -1,7 +1,7 @@
-//! SIGHUP reload (SPEC "Process"): a source added by a reload receives messages, a
-//! removed one stops, a changed one is restarted with its counters, the untouched one is
-//! left alone, and a bad new configuration is refused with the old one kept. Needs Redis
-//! on 127.0.0.1:6379 and php-fpm8.2.
+//! SIGHUP reload (`docs/SEMANTICS.md` "Reload"): a source added by a reload receives
+//! messages, a removed one stops, a changed one is restarted with its counters, the
+//! untouched one is left alone, and a bad new configuration is refused with the old one
+//! kept. Needs Redis on 127.0.0.1:6379 and php-fpm8.2.
 
 #[path = "support/ferry.rs"]
 mod ferry_proc;

@@ -6,22 +6,18 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ferry::proto::resp::{
     encode_command, DropReason, Subscriber, SubscriberConfig, SubscriberError, SubscriberEvent,
     Subscription, Version,
 };
 
-const REDIS: &str = "127.0.0.1:6379";
+#[path = "support/ferry.rs"]
+mod ferry_proc;
+use ferry_proc::unique;
 
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("ferry-test.{prefix}.{}.{nanos}", std::process::id())
-}
+const REDIS: &str = "127.0.0.1:6379";
 
 fn connect(address: &str) -> TcpStream {
     let stream = TcpStream::connect(address)
@@ -114,8 +110,8 @@ fn call(stream: &mut TcpStream, args: &[&[u8]]) -> Vec<u8> {
 
 #[test]
 fn subscribes_receives_pings_and_unsubscribes_on_the_real_redis() {
-    let channel = unique("chan");
-    let pattern_base = unique("pat");
+    let channel = unique("ferry-test.chan");
+    let pattern_base = unique("ferry-test.pat");
     let pattern = format!("{pattern_base}.*");
     let mut config = SubscriberConfig::new(
         vec![channel.clone().into_bytes()],
@@ -278,7 +274,7 @@ impl Drop for PrivateRedis {
 #[test]
 fn authenticates_with_hello_and_reports_bad_credentials() {
     let server = PrivateRedis::start("s3cret");
-    let base = SubscriberConfig::new(vec![unique("auth").into_bytes()], vec![]);
+    let base = SubscriberConfig::new(vec![unique("ferry-test.auth").into_bytes()], vec![]);
     let ready = |config: SubscriberConfig| {
         Driver::new(&server.address, config)
             .run_until(Duration::from_secs(5), |events| !events.is_empty())

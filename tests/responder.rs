@@ -1,4 +1,5 @@
-//! `ferry responder` (issue 5, SPEC "Built-in responder"): ferry run delivers to it, it
+//! `ferry responder` (`docs/OPERATIONS.md` "Other commands", README.md "Status"): ferry
+//! run delivers to it, it
 //! reports spec violations on stderr and keeps serving, and it answers many delayed
 //! requests concurrently from one loop. The first test needs Redis on 127.0.0.1:6379.
 
@@ -13,14 +14,8 @@ use std::time::{Duration, Instant};
 
 use ferry::proto::fastcgi::{decode_get_values_result, encode_get_values, encode_request};
 use ferry::proto::Status;
-use ferry_proc::{publish, unique, wait_for_lines, Ferry};
+use ferry_proc::{publish, temp_dir, unique, wait_for_lines, Ferry};
 use serde_json::json;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique(name));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn start_responder(dir: &Path, extra: &[&str]) -> (Ferry, PathBuf) {
     let socket = dir.join("r.sock");

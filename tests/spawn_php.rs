@@ -1,4 +1,5 @@
-//! Spawned `php-cgi` pools (issue 5, SPEC "Embedded deployment"): ferry binds the socket,
+//! Spawned `php-cgi` pools (`docs/SEMANTICS.md` "Spawned pools", README.md "Spawned
+//! pools: ferry as the process manager"): ferry binds the socket,
 //! starts php-cgi workers on fd 0, recycles them through `max_requests`, replaces one
 //! that is `kill -9`ed while its job runs (the job is retried and nothing else is lost),
 //! and leaves no worker behind. Needs php-cgi8.2 (package php8.2-cgi), Redis on
@@ -18,7 +19,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ferry_proc::{publish, unique, worker_lines, Ferry};
+use ferry_proc::{publish, temp_dir, unique, worker_lines, Ferry};
 use serde_json::{json, Value};
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -30,12 +31,6 @@ fn php_cgi() -> String {
         }
     }
     panic!("php-cgi is missing: apt-get install php8.2-cgi (scripts/test.sh does)");
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique(name));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A worker that appends `{"phase", "pid", "n", "attempt", "env": {...}}` lines to `log`
@@ -65,14 +60,8 @@ echo "ok";
     script
 }
 
-fn status(port: u16) -> Value {
-    let (code, body) = http::get(port, "/status");
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 fn pool_pids(port: u16) -> Vec<u32> {
-    status(port)["pools"][0]["processes"]["pids"]
+    http::get_json(port, "/status")["pools"][0]["processes"]["pids"]
         .as_array()
         .unwrap()
         .iter()
@@ -192,7 +181,7 @@ fn php_cgi_workers_recycle_after_max_requests_and_every_message_runs_once() {
     }
     assert!(ferry.log().contains("exited with status 0"));
     assert!(
-        status(port)["pools"][0]["processes"]["restarts"]
+        http::get_json(port, "/status")["pools"][0]["processes"]["restarts"]
             .as_u64()
             .unwrap()
             >= 6

@@ -1,9 +1,10 @@
-//! Spawned pools as a process manager (issue 5, SPEC "Process"): `ferry responder` as
-//! the worker (recycled through `PHP_FCGI_MAX_REQUESTS`, reached over unix or loopback
-//! TCP), the environment workers get, shutdown leaving no process and no socket
-//! directory (also when a worker ignores SIGTERM, and on a second signal), backed-off
-//! restarts of a command that cannot run, and a reload that replaces only the changed
-//! pool's workers. Needs Redis on 127.0.0.1:6379; fails without it.
+//! Spawned pools as a process manager (`docs/SEMANTICS.md` "Spawned pools", README.md
+//! "Spawned pools: ferry as the process manager"): `ferry responder` as the worker
+//! (recycled through `PHP_FCGI_MAX_REQUESTS`, reached over unix or loopback TCP), the
+//! environment workers get, shutdown leaving no process and no socket directory (also when
+//! a worker ignores SIGTERM, and on a second signal), backed-off restarts of a command that
+//! cannot run, and a reload that replaces only the changed pool's workers. Needs Redis on
+//! 127.0.0.1:6379; fails without it.
 
 #[path = "support/ferry.rs"]
 mod ferry_proc;
@@ -16,27 +17,15 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferry_proc::{publish, unique, worker_lines, Ferry};
+use ferry_proc::{publish, temp_dir, unique, worker_lines, Ferry};
 use serde_json::{json, Value};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique(name));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn status(port: u16) -> Value {
-    let (code, body) = http::get(port, "/status");
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 /// The `processes` object of pool `name` in `/status`.
 fn processes(port: u16, name: &str) -> Value {
-    status(port)["pools"]
+    http::get_json(port, "/status")["pools"]
         .as_array()
         .unwrap()
         .iter()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Capture real AMQP 0-9-1 frames from the local RabbitMQ (127.0.0.1:5672, guest/guest)
-into tests/data/amqp/, for tests/amqp_captured.rs.
+into tests/data/amqp/, for tests/sans_io/amqp_captured.rs.
 
 A minimal raw-socket client (stdlib only): handshake with frame_max 4096 so the server
 splits a ~10 KB body over several body frames, declare a uniquely named auto-delete

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Captures real Redis 7 pub/sub bytes for tests/resp_captured.rs.
+"""Captures real Redis 7 pub/sub bytes for tests/sans_io/resp_captured.rs.
 
 Talks only to 127.0.0.1:6379, uses channel names unique to this run (then fixed in the
 README so the test can assert them), and unsubscribes before closing. Writes raw reply

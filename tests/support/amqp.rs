@@ -1,5 +1,6 @@
 //! Asks RabbitMQ (127.0.0.1:5672, guest/guest) how many messages a queue holds, with
-//! ferry's own session over a blocking socket (a passive declare, no consumer). Panics
+//! ferry's own session over a blocking socket (a passive declare, no consumer), and
+//! waits for a depth. Panics
 //! when RabbitMQ is unreachable: the tests that use it need the real broker.
 #![allow(dead_code)]
 
@@ -8,6 +9,19 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ferry::proto::amqp::{DeclareMode, Event, Session, SessionConfig};
+
+/// Polls [`queue_depth`] every 100 ms until `done(depth)` holds or `timeout` passes;
+/// returns the last depth seen, for the caller to assert on.
+pub fn wait_for_depth(queue: &str, timeout: Duration, done: impl Fn(u32) -> bool) -> u32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let depth = queue_depth(queue);
+        if done(depth) || Instant::now() > deadline {
+            return depth;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// Messages ready in `queue` (0 for a missing queue is an error: check-only declare).
 pub fn queue_depth(queue: &str) -> u32 {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::ferry_proc::{unique, worker_lines, Ferry};
+use super::ferry_proc::{temp_dir, unique, worker_lines, Ferry};
 use super::http::{free_port, get};
 
 /// The request appended to a script so its replies have a known end.
@@ -47,8 +47,7 @@ pub fn start_with(
     source: serde_json::Value,
     launch: impl FnOnce(&std::path::Path, &serde_json::Value) -> Ferry,
 ) -> Endpoint {
-    let dir = std::env::temp_dir().join(unique(name));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir(name);
     let socket = dir.join("r.sock");
     let jobs_log = dir.join("jobs.log");
     let listen = format!("unix:{}", socket.display());

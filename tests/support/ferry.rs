@@ -21,6 +21,14 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A fresh directory under the system temp dir, named with [`unique`]`(prefix)`, for a
+/// test's configs, sockets and logs.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A running ferry.
 pub struct Ferry {
     child: Option<Child>,
@@ -93,6 +101,16 @@ impl Ferry {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("ferry never logged {needle:?}; log:\n{}", self.log());
+    }
+
+    /// Waits until the log contains `needle` at least `count` times (a second reconnect,
+    /// a third reload); panics with `what` and the log after `timeout`.
+    pub fn wait_for_log_count(&self, needle: &str, count: usize, what: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(needle).count() < count {
+            assert!(Instant::now() < deadline, "{what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The process id.

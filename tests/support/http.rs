@@ -35,6 +35,13 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
     request(port, "GET", path)
 }
 
+/// `GET path`, which must answer 200, with its JSON body parsed (`/status`, `/jobs`).
+pub fn get_json(port: u16, path: &str) -> serde_json::Value {
+    let (status, body) = get(port, path);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 /// `POST path` without a token: the status code and the body.
 pub fn post(port: u16, path: &str) -> (u16, String) {
     request(port, "POST", path)

@@ -50,6 +50,7 @@
 pub mod content;
 pub mod error;
 pub mod frame;
+#[cfg(any(test, feature = "invariants"))]
 #[doc(hidden)]
 pub mod invariants;
 pub mod method;

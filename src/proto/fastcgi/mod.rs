@@ -20,12 +20,14 @@
 //! - [`responder`]: [`RequestDecoder`] and the answer encoders.
 //! - [`exchange`]: [`Exchange`], one request on one connection as a sans-IO session.
 //! - [`error`]: the error enum, [`FcgiError`].
-//! - [`invariants`]: checks the fuzz targets and the corpus test run.
+//! - `invariants.rs`: checks the fuzz targets and the corpus test run (feature
+//!   `invariants` or tests only).
 
 pub mod cgi;
 pub mod client;
 pub mod error;
 pub mod exchange;
+#[cfg(any(test, feature = "invariants"))]
 #[doc(hidden)]
 pub mod invariants;
 pub mod nv;

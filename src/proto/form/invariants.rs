@@ -1,5 +1,5 @@
 //! Fuzz invariants for the form encoder (`fuzz/fuzz_targets/form.rs` and
-//! `tests/fuzz_corpus.rs` both call [`check`]).
+//! `tests/sans_io/fuzz_corpus.rs` both call [`check`]).
 #![doc(hidden)]
 #![allow(
     clippy::panic,

@@ -62,6 +62,8 @@
 
 mod emit;
 mod error;
+#[cfg(any(test, feature = "invariants"))]
+#[doc(hidden)]
 pub mod invariants;
 mod number;
 mod stream;

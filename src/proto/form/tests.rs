@@ -1,4 +1,5 @@
-//! Table tests beside the codec; PHP-generated vectors live in `tests/form_vectors.rs`.
+//! Table tests beside the codec; PHP-generated vectors live in
+//! `tests/sans_io/form_vectors.rs`.
 
 use super::*;
 

@@ -1,7 +1,8 @@
-//! Invariants the `resp` fuzz target asserts on arbitrary bytes (and `tests/fuzz_corpus.rs`
-//! replays on stable): no panic, bytes used within the input and never zero, re-encoding
-//! a frame decodes to an equal frame, and the resumable decoder fed the same bytes in
-//! small chunks answers exactly what one-shot decoding answers.
+//! Invariants the `resp` fuzz target asserts on arbitrary bytes (and
+//! `tests/sans_io/fuzz_corpus.rs` replays on stable): no panic, bytes used within the input
+//! and never zero, re-encoding a frame decodes to an equal frame, and the resumable
+//! decoder fed the same bytes in small chunks answers exactly what one-shot decoding
+//! answers.
 #![doc(hidden)]
 #![allow(clippy::panic, clippy::indexing_slicing)]
 

@@ -24,7 +24,7 @@
 //! - `frame.rs`: [`Frame`], [`Aggregate`] and its iterators.
 //! - `encode.rs`: [`encode_command`], the reply encoders, [`Frame::encode`].
 //! - `pubsub.rs`: [`PubSubEvent`].
-//! - `invariants.rs`: the fuzz target's assertions.
+//! - `invariants.rs`: the fuzz target's assertions (feature `invariants` or tests only).
 //! - `subscriber/`: [`Subscriber`], the pub/sub subscriber session built on all of the above.
 //! - `server/`: the server side — command reader, per-client session, glob matching —
 //!   for the RESP endpoint.
@@ -34,6 +34,8 @@ mod encode;
 mod error;
 mod frame;
 mod head;
+#[cfg(any(test, feature = "invariants"))]
+#[doc(hidden)]
 pub mod invariants;
 mod pubsub;
 pub mod server;

@@ -56,7 +56,10 @@ pub fn encode_message(
 
 /// The fuzz target's assertions: any bytes, read and run command by command, never panic;
 /// every complete command consumes at least one byte and no more than it was given; a
-/// protocol error always has a message.
+/// protocol error always has a message. Compiled only for tests and with the feature
+/// `invariants` (the fuzz targets, the integration tests).
+#[cfg(any(test, feature = "invariants"))]
+#[doc(hidden)]
 pub fn check_invariants(data: &[u8]) {
     let password = data.first().is_some_and(|b| b & 1 == 1);
     let mut session = ClientSession::new(SessionConfig {

@@ -1,5 +1,5 @@
-//! SPEC "Outcome of a request", row by row, plus the header overrides: every case builds
-//! the `Finished` summary an exchange would produce and checks `classify`.
+//! `docs/SEMANTICS.md` "Outcome of a request", row by row, plus the header overrides: every
+//! case builds the `Finished` summary an exchange would produce and checks `classify`.
 
 use std::time::Duration;
 

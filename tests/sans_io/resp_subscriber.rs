@@ -9,13 +9,13 @@ use ferry::proto::resp::{
     SubscriberError, SubscriberEvent, Subscription, Version,
 };
 
-const RESP3_HELLO: &[u8] = include_bytes!("data/redis/resp3-hello3.resp");
-const RESP3_SUBSCRIBE: &[u8] = include_bytes!("data/redis/resp3-subscribe.resp");
-const RESP3_MESSAGES: &[u8] = include_bytes!("data/redis/resp3-messages.resp");
-const RESP3_PING: &[u8] = include_bytes!("data/redis/resp3-ping.resp");
-const RESP2_SUBSCRIBE: &[u8] = include_bytes!("data/redis/resp2-subscribe.resp");
-const RESP2_MESSAGES: &[u8] = include_bytes!("data/redis/resp2-messages.resp");
-const RESP2_PING: &[u8] = include_bytes!("data/redis/resp2-ping.resp");
+const RESP3_HELLO: &[u8] = include_bytes!("../data/redis/resp3-hello3.resp");
+const RESP3_SUBSCRIBE: &[u8] = include_bytes!("../data/redis/resp3-subscribe.resp");
+const RESP3_MESSAGES: &[u8] = include_bytes!("../data/redis/resp3-messages.resp");
+const RESP3_PING: &[u8] = include_bytes!("../data/redis/resp3-ping.resp");
+const RESP2_SUBSCRIBE: &[u8] = include_bytes!("../data/redis/resp2-subscribe.resp");
+const RESP2_MESSAGES: &[u8] = include_bytes!("../data/redis/resp2-messages.resp");
+const RESP2_PING: &[u8] = include_bytes!("../data/redis/resp2-ping.resp");
 
 const OLD_REDIS_HELLO: &[u8] = b"-ERR unknown command 'HELLO', with args beginning with: '3' \r\n";
 const WRONGPASS: &[u8] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
@@ -1059,7 +1059,7 @@ fn unsubscribe_confirmations_are_checked() {
     // The captured drain: RESP3, names as subscribed, counts down to 0.
     let mut peer = Peer::subscribed_resp3();
     peer.session.unsubscribe();
-    let captured = include_bytes!("data/redis/resp3-unsubscribe.resp");
+    let captured = include_bytes!("../data/redis/resp3-unsubscribe.resp");
     // The capture's third frame answers a bare UNSUBSCRIBE this session never sends.
     let two_frames = captured.len() - b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n".len();
     peer.feed(&captured[..two_frames]).unwrap();
@@ -1096,7 +1096,7 @@ fn unsubscribe_before_subscribed() {
     expected.extend(command(&[b"PUNSUBSCRIBE", b"ferry-capture.resp3.p.*"]));
     assert_eq!(peer.sent(), expected);
     assert!(peer.events().is_empty());
-    let captured = include_bytes!("data/redis/resp3-unsubscribe.resp");
+    let captured = include_bytes!("../data/redis/resp3-unsubscribe.resp");
     let two_frames = captured.len() - b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n".len();
     peer.feed(&captured[..two_frames]).unwrap();
     assert_eq!(peer.events(), [SubscriberEvent::Unsubscribed]);

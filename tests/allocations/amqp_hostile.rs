@@ -3,32 +3,8 @@
 
 use ferry::proto::amqp::*;
 use ferry::proto::Status;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
-/// Counts bytes allocated by the current thread (tests run in parallel threads).
-struct Counting;
-
-thread_local! {
-    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
-}
-
-fn allocated() -> usize {
-    ALLOCATED.with(Cell::get)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATED.try_with(|n| n.set(n.get() + layout.size()));
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use crate::alloc_count::allocated_bytes;
 
 const FRAME_MAX: u32 = 4096;
 
@@ -191,10 +167,10 @@ fn shortstr_length_beyond_payload() {
 
 #[test]
 fn longstr_length_u32_max() {
-    let before = allocated();
+    let before = allocated_bytes();
     let err = method_err(&method_payload(10, 21, &[0xFF, 0xFF, 0xFF, 0xFF, b'x']));
     assert_eq!(err, AmqpError::Truncated("longstr"));
-    assert!(allocated() - before < 1024);
+    assert!(allocated_bytes() - before < 1024);
 }
 
 #[test]
@@ -261,7 +237,7 @@ fn header_body_size_2_pow_63_allocates_nothing() {
     assembler
         .on_method(&Method::BasicDeliver(BasicDeliver::default()))
         .unwrap();
-    let before = allocated();
+    let before = allocated_bytes();
     let Status::Complete(frame, _) = decode_frame(&bytes, FRAME_MAX).unwrap() else {
         panic!()
     };
@@ -269,7 +245,11 @@ fn header_body_size_2_pow_63_allocates_nothing() {
         panic!()
     };
     let err = assembler.on_header(&header).unwrap_err();
-    assert_eq!(allocated(), before, "allocated for a hostile body size");
+    assert_eq!(
+        allocated_bytes(),
+        before,
+        "allocated for a hostile body size"
+    );
     assert_eq!(
         err,
         AmqpError::BodyTooLarge {

@@ -1,6 +1,4 @@
-//! Runs PHP 8.2 for the form tests (`form_vectors.rs`, `form_props.rs` include this file
-//! as a module). As a test crate of its own it holds no tests.
-#![allow(dead_code)]
+//! Runs PHP 8.2 for the form tests (`form_vectors.rs`, `form_props.rs`).
 
 use std::process::Command;
 

@@ -8,20 +8,13 @@
 //! END_REQUEST's reserved bytes nor pad to 8 bytes; GET_VALUES answers only
 //! `FCGI_MPXS_CONNS=0`.
 
-use std::path::PathBuf;
-
 use ferry::proto::fastcgi::{
     decode_get_values_result, CgiHead, FerryAction, ProtocolStatus, RequestDecoder, RequestEvent,
     ResponseDecoder, ResponseEvent,
 };
 use ferry::proto::Status;
 
-fn data(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/fastcgi")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use crate::data;
 
 #[derive(Debug, Default)]
 struct Answer {
@@ -66,7 +59,7 @@ fn decode_answer(bytes: &[u8]) -> Answer {
 
 #[test]
 fn normal_response_echoes_post_and_asks_for_retry() {
-    let answer = decode_answer(&data("normal.response.bin"));
+    let answer = decode_answer(&data::read("fastcgi/normal.response.bin"));
     assert_eq!(answer.order, ["stdout", "end"]);
     assert_eq!(answer.head.status(), None);
     assert_eq!(answer.head.status_or_200(), 200);
@@ -82,7 +75,7 @@ fn normal_response_echoes_post_and_asks_for_retry() {
 
 #[test]
 fn stderr_response_comes_before_stdout() {
-    let answer = decode_answer(&data("stderr.response.bin"));
+    let answer = decode_answer(&data::read("fastcgi/stderr.response.bin"));
     assert_eq!(answer.order, ["stderr", "stdout", "end"]);
     assert_eq!(
         answer.stderr,
@@ -95,7 +88,7 @@ fn stderr_response_comes_before_stdout() {
 
 #[test]
 fn status_503_from_the_script() {
-    let answer = decode_answer(&data("status_503.response.bin"));
+    let answer = decode_answer(&data::read("fastcgi/status_503.response.bin"));
     assert_eq!(answer.head.status(), Some(503));
     assert_eq!(answer.head.ferry_action(), None);
     assert_eq!(answer.body, br#"{"busy":true}"#);
@@ -104,7 +97,7 @@ fn status_503_from_the_script() {
 
 #[test]
 fn primary_script_unknown() {
-    let answer = decode_answer(&data("missing_script.response.bin"));
+    let answer = decode_answer(&data::read("fastcgi/missing_script.response.bin"));
     assert_eq!(answer.order, ["stderr", "stdout", "end"]);
     assert_eq!(answer.stderr, b"Primary script unknown");
     assert_eq!(answer.head.status(), Some(404));
@@ -118,7 +111,7 @@ fn primary_script_unknown() {
 
 #[test]
 fn get_values_answers_only_mpxs_conns() {
-    let bytes = data("get_values.response.bin");
+    let bytes = data::read("fastcgi/get_values.response.bin");
     let Status::Complete(pairs, used) = decode_get_values_result(&bytes).unwrap() else {
         panic!("partial")
     };
@@ -126,7 +119,7 @@ fn get_values_answers_only_mpxs_conns() {
     let pairs: Vec<_> = pairs.map(Result::unwrap).collect();
     assert_eq!(pairs, vec![(&b"FCGI_MPXS_CONNS"[..], &b"0"[..])]);
 
-    let request = data("get_values.request.bin");
+    let request = data::read("fastcgi/get_values.request.bin");
     let mut decoder = RequestDecoder::default();
     let Status::Complete(RequestEvent::GetValues(names), _) = decoder.decode(&request).unwrap()
     else {
@@ -138,7 +131,7 @@ fn get_values_answers_only_mpxs_conns() {
 #[test]
 fn captured_requests_decode() {
     for name in ["normal", "stderr", "status_503", "missing_script"] {
-        let bytes = data(&format!("{name}.request.bin"));
+        let bytes = data::read(&format!("fastcgi/{name}.request.bin"));
         let mut decoder = RequestDecoder::default();
         let mut pos = 0;
         let mut params = Vec::new();

@@ -5,14 +5,11 @@
 use ferry::proto::amqp::*;
 use ferry::proto::Status;
 
-fn data(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/amqp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+use crate::data;
 
 #[test]
 fn connection_start_from_rabbitmq() {
-    let bytes = data("connection_start.bin");
+    let bytes = data::read("amqp/connection_start.bin");
     let Status::Complete(frame, used) = decode_frame(&bytes, FRAME_MIN_SIZE).unwrap() else {
         panic!("partial")
     };
@@ -60,8 +57,8 @@ fn connection_start_from_rabbitmq() {
 
 #[test]
 fn deliver_with_properties_and_multiframe_body() {
-    let bytes = data("deliver_multiframe.bin");
-    let published = data("published_body.bin");
+    let bytes = data::read("amqp/deliver_multiframe.bin");
+    let published = data::read("amqp/published_body.bin");
     let mut assembler = ContentAssembler::new(1 << 20);
     let mut pos = 0;
     let mut deliver = None;

@@ -2,7 +2,6 @@
 //! in `tests/data/fastcgi/` fed whole and split at every byte, STDERR capping, a large
 //! STDOUT body discarded, timeouts on a fake clock, EOF cases and hostile input.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferry::proto::fastcgi::{
@@ -11,14 +10,9 @@ use ferry::proto::fastcgi::{
     STDERR_EXCERPT_CAP,
 };
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+use crate::data;
 
-fn data(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/fastcgi")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn request_bytes() -> Vec<u8> {
     let mut out = Vec::new();
@@ -92,7 +86,7 @@ const COMPLETE: Ending = Ending::EndRequest {
 
 #[test]
 fn captured_normal_response() {
-    whole_and_every_split(&data("normal.response.bin"), |f| {
+    whole_and_every_split(&data::read("fastcgi/normal.response.bin"), |f| {
         assert_eq!(f.ending, COMPLETE);
         assert!(f.head_complete);
         assert_eq!(f.status, None);
@@ -111,7 +105,7 @@ fn captured_normal_response() {
 
 #[test]
 fn captured_stderr_response() {
-    whole_and_every_split(&data("stderr.response.bin"), |f| {
+    whole_and_every_split(&data::read("fastcgi/stderr.response.bin"), |f| {
         assert_eq!(f.ending, COMPLETE);
         assert_eq!(
             f.stderr.excerpt,
@@ -127,7 +121,7 @@ fn captured_stderr_response() {
 
 #[test]
 fn captured_status_503() {
-    whole_and_every_split(&data("status_503.response.bin"), |f| {
+    whole_and_every_split(&data::read("fastcgi/status_503.response.bin"), |f| {
         assert_eq!(f.ending, COMPLETE);
         assert_eq!(f.status, Some(503));
         assert_eq!(f.action, None);
@@ -137,7 +131,7 @@ fn captured_status_503() {
 
 #[test]
 fn captured_missing_script() {
-    whole_and_every_split(&data("missing_script.response.bin"), |f| {
+    whole_and_every_split(&data::read("fastcgi/missing_script.response.bin"), |f| {
         assert_eq!(f.ending, COMPLETE);
         assert_eq!(f.status, Some(404));
         assert_eq!(f.stderr.excerpt, b"Primary script unknown");
@@ -294,7 +288,7 @@ fn eof_before_any_response_byte() {
 fn eof_inside_a_record_counts_as_a_response_byte() {
     let now = Instant::now();
     let mut exchange = new_exchange(ExchangeOptions::new(TIMEOUT), now);
-    let wire = data("normal.response.bin");
+    let wire = data::read("fastcgi/normal.response.bin");
     // Three bytes of a header: nothing decodable, but the peer did answer.
     assert_eq!(exchange.handle_input(&wire[..3], now).unwrap(), 0);
     exchange.handle_eof(now);
@@ -322,9 +316,13 @@ fn eof_after_some_stdout() {
 fn eof_after_end_request_is_normal() {
     let now = Instant::now();
     let mut exchange = new_exchange(ExchangeOptions::new(TIMEOUT), now);
-    let finished = converse(&mut exchange, [&data("normal.response.bin")[..]], now)
-        .unwrap()
-        .unwrap();
+    let finished = converse(
+        &mut exchange,
+        [&data::read("fastcgi/normal.response.bin")[..]],
+        now,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(finished.ending, COMPLETE);
     exchange.handle_eof(now);
     assert_eq!(exchange.poll_event(), None);
@@ -342,9 +340,13 @@ fn keep_conn() -> ExchangeOptions {
 fn kept_connection_is_reusable_and_tolerates_a_duplicate_end() {
     let now = Instant::now();
     let mut exchange = new_exchange(keep_conn(), now);
-    let finished = converse(&mut exchange, [&data("status_503.response.bin")[..]], now)
-        .unwrap()
-        .unwrap();
+    let finished = converse(
+        &mut exchange,
+        [&data::read("fastcgi/status_503.response.bin")[..]],
+        now,
+    )
+    .unwrap()
+    .unwrap();
     assert!(finished.reusable);
     assert!(exchange.is_reusable());
     // A duplicate END_REQUEST, later (pm.max_requests recycling a child).
@@ -370,7 +372,7 @@ fn kept_connection_is_reusable_and_tolerates_a_duplicate_end() {
 fn duplicate_end_in_the_same_read() {
     let now = Instant::now();
     let mut exchange = new_exchange(keep_conn(), now);
-    let mut wire = data("status_503.response.bin");
+    let mut wire = data::read("fastcgi/status_503.response.bin");
     encode_end_request(&mut wire, 1, 0, ProtocolStatus::RequestComplete);
     let finished = converse(&mut exchange, [&wire[..]], now).unwrap().unwrap();
     assert!(finished.reusable);
@@ -381,7 +383,12 @@ fn duplicate_end_in_the_same_read() {
 fn kept_connection_closed_after_end_is_not_reusable() {
     let now = Instant::now();
     let mut exchange = new_exchange(keep_conn(), now);
-    converse(&mut exchange, [&data("normal.response.bin")[..]], now).unwrap();
+    converse(
+        &mut exchange,
+        [&data::read("fastcgi/normal.response.bin")[..]],
+        now,
+    )
+    .unwrap();
     exchange.handle_eof(now);
     assert!(!exchange.is_reusable());
 }

@@ -1,4 +1,5 @@
-//! The Prometheus text of ferry's metrics, byte for byte (SPEC "Control endpoint"): a
+//! The Prometheus text of ferry's metrics, byte for byte (`docs/OPERATIONS.md`
+//! "Metrics"): a
 //! small registry rendered against a golden text, label escaping, cumulative histogram
 //! buckets, and a removed source's series disappearing.
 

@@ -6,24 +6,15 @@
 //! are current. Run `php -n scripts/form-vectors.php > tests/data/form/vectors.json` after
 //! editing the inputs.
 
-use std::path::{Path, PathBuf};
-
-#[path = "form_php.rs"]
-mod php;
-use php::run_php;
-
 use ferry::proto::form::{
     encode_json_object, encode_with_limits, FormError, JsonFault, JsonKind, Limits,
 };
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/form")
-        .join(name)
-}
+use super::form_php::run_php;
+use crate::data;
 
 fn vectors() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(data("vectors.json")).expect("vectors.json");
+    let text = std::fs::read_to_string(data::path("form/vectors.json")).expect("vectors.json");
     let parsed: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_str(&text).expect("vectors.json is a list of objects");
     parsed
@@ -60,7 +51,7 @@ fn committed_vectors_are_what_php_prints_today() {
         &["scripts/form-vectors.php", "tests/data/form/inputs.json"],
         None,
     );
-    let committed = std::fs::read(data("vectors.json")).expect("vectors.json");
+    let committed = std::fs::read(data::path("form/vectors.json")).expect("vectors.json");
     assert!(
         printed == committed,
         "tests/data/form/vectors.json is stale: run `php -n scripts/form-vectors.php > tests/data/form/vectors.json`"

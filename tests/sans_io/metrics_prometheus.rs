@@ -1,6 +1,6 @@
 //! ferry's `/metrics` text read back by the reference parser, Python's
-//! `prometheus_client.parser.text_string_to_metric_families` (SPEC "Control endpoint":
-//! valid Prometheus text format 0.0.4, HELP and TYPE on every family).
+//! `prometheus_client.parser.text_string_to_metric_families` (`docs/OPERATIONS.md`
+//! "Metrics": valid Prometheus text format 0.0.4, HELP and TYPE on every family).
 //!
 //! A populated registry is rendered, piped to `python3`, and the families, their types
 //! and every sample value the parser saw are compared with what was counted. The test

@@ -4,28 +4,8 @@
 
 use ferry::proto::amqp::*;
 use ferry::proto::Status;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
-/// Counts allocations made by the current thread (tests run in parallel threads).
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use crate::alloc_count::allocations;
 
 fn stream(messages: u64) -> Vec<u8> {
     let mut headers = TableBuilder::new();
@@ -65,7 +45,7 @@ fn decoding_deliveries_allocates_nothing() {
     let mut assembler = ContentAssembler::new(16 << 20);
     let mut bodies = 0usize;
     let mut attempts = 0i64;
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = allocations();
     let mut pos = 0;
     while let Status::Complete(frame, used) = decode_frame(&bytes[pos..], 131_072).unwrap() {
         pos += used;
@@ -94,8 +74,7 @@ fn decoding_deliveries_allocates_nothing() {
             break;
         }
     }
-    let allocations = ALLOCATIONS.with(Cell::get) - before;
-    assert_eq!(allocations, 0);
+    assert_eq!(allocations() - before, 0);
     assert_eq!(bodies, 200 * 128);
     assert_eq!(attempts, 200);
 }
@@ -139,7 +118,7 @@ fn multi_frame_bodies_reuse_the_assembler_buffer() {
                     assert_eq!(body.len(), 10_000);
                     complete += 1;
                     if complete == 1 {
-                        allocations_after_first = Some(ALLOCATIONS.with(Cell::get));
+                        allocations_after_first = Some(allocations());
                     }
                 }
             }
@@ -147,8 +126,5 @@ fn multi_frame_bodies_reuse_the_assembler_buffer() {
         }
     }
     assert_eq!(complete, 50);
-    assert_eq!(
-        ALLOCATIONS.with(Cell::get),
-        allocations_after_first.unwrap()
-    );
+    assert_eq!(allocations(), allocations_after_first.unwrap());
 }

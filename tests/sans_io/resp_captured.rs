@@ -4,10 +4,7 @@
 use ferry::proto::resp::{Decoder, Frame, PubSubEvent, SubscribeKind};
 use ferry::proto::Status;
 
-fn read(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/redis/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+use crate::data;
 
 /// Every frame of a file (which must end on a frame boundary), in 5-byte reads.
 fn frames(bytes: &[u8]) -> Vec<Frame<'_>> {
@@ -31,7 +28,7 @@ fn frames(bytes: &[u8]) -> Vec<Frame<'_>> {
 }
 
 fn events(name: &str) -> Vec<Option<PubSubEvent<'static>>> {
-    let bytes: &'static [u8] = read(name).leak();
+    let bytes: &'static [u8] = data::read(&format!("redis/{name}")).leak();
     frames(bytes)
         .iter()
         .map(|frame| PubSubEvent::from_frame(frame).unwrap())
@@ -74,7 +71,7 @@ fn resp2_subscribe_and_messages() {
 
 #[test]
 fn resp3_subscribe_and_messages_are_pushes() {
-    let bytes = read("resp3-messages.resp");
+    let bytes = data::read("redis/resp3-messages.resp");
     assert!(frames(&bytes)
         .iter()
         .all(|frame| matches!(frame, Frame::Push(_))));
@@ -98,7 +95,7 @@ fn resp2_ping_while_subscribed() {
 
 #[test]
 fn resp3_ping_while_subscribed_is_a_plain_reply() {
-    let bytes = read("resp3-ping.resp");
+    let bytes = data::read("redis/resp3-ping.resp");
     let frames = frames(&bytes);
     assert_eq!(
         frames,
@@ -147,7 +144,7 @@ fn unsubscribe_ends_with_a_null_name() {
 
 #[test]
 fn hello3_reply_is_a_map() {
-    let bytes = read("resp3-hello3.resp");
+    let bytes = data::read("redis/resp3-hello3.resp");
     let frames = frames(&bytes);
     assert_eq!(frames.len(), 1);
     let Frame::Map(map) = frames[0] else {

@@ -208,9 +208,6 @@ proptest! {
     }
 }
 
-#[path = "form_php.rs"]
-mod php;
-
 /// ~300 generated objects (floats included) through ONE php process, compared line by
 /// line with ferry. Fails when php is missing.
 #[test]
@@ -225,7 +222,7 @@ fn php_agrees_on_generated_objects() {
         inputs.push(text);
     }
     let stdin = inputs.join("\n") + "\n";
-    let printed = php::run_php(
+    let printed = super::form_php::run_php(
         &["scripts/form-vectors.php", "--lines"],
         Some(stdin.as_bytes()),
     );

@@ -11,12 +11,9 @@ use ferry::proto::amqp::session::{
 use ferry::proto::amqp::*;
 use ferry::proto::Status;
 
-const QUEUE: &str = "jobs";
+use crate::data;
 
-fn data(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/amqp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+const QUEUE: &str = "jobs";
 
 fn config() -> SessionConfig {
     SessionConfig {
@@ -167,7 +164,7 @@ impl Harness {
 
 /// Everything the server says from connection.start to consume-ok.
 fn handshake_script(publisher: bool, tune: ConnectionTune) -> Vec<u8> {
-    let mut script = data("connection_start.bin");
+    let mut script = data::read("amqp/connection_start.bin");
     script.extend(frame(0, tune));
     script.extend(frame(0, ConnectionOpenOk { known_hosts: b"" }));
     if publisher {
@@ -219,7 +216,7 @@ fn consuming(config: SessionConfig, frame_max: u32) -> Harness {
 #[test]
 fn handshake_sends_exactly_these_methods() {
     let mut h = Harness::new(config());
-    h.feed(&data("connection_start.bin")).unwrap();
+    h.feed(&data::read("amqp/connection_start.bin")).unwrap();
     let sent = h.sent();
     let [(0, FramePayloadOwned::Method(payload))] = &decode_all(&sent)[..] else {
         panic!("one method expected")
@@ -393,7 +390,7 @@ fn handshake_split_at_every_byte_gives_the_same_conversation() {
 #[test]
 fn publisher_channel_is_set_up_before_the_consumer() {
     let mut h = Harness::new(publisher_config());
-    h.feed(&data("connection_start.bin")).unwrap();
+    h.feed(&data::read("amqp/connection_start.bin")).unwrap();
     h.feed(&frame(0, tune(0, 0))).unwrap();
     h.sent();
     // frame_max 0 means no limit: ours; heartbeat 0 from the server: ours.
@@ -430,7 +427,7 @@ fn tune_negotiation() {
             heartbeat_s: our_hb,
             ..config()
         });
-        h.feed(&data("connection_start.bin")).unwrap();
+        h.feed(&data::read("amqp/connection_start.bin")).unwrap();
         h.feed(&frame(0, tune(frame_max, server_hb))).unwrap();
         let tuning = h.session.tuning().unwrap();
         assert_eq!(
@@ -440,7 +437,7 @@ fn tune_negotiation() {
         );
     }
     let mut h = Harness::new(config());
-    h.feed(&data("connection_start.bin")).unwrap();
+    h.feed(&data::read("amqp/connection_start.bin")).unwrap();
     assert_eq!(
         h.feed(&frame(0, tune(2048, 60))),
         Err(SessionError::Incompatible(
@@ -470,7 +467,7 @@ fn a_server_without_plain_is_incompatible() {
 #[test]
 fn auth_failure_is_a_typed_error_with_the_broker_text() {
     let mut h = Harness::new(config());
-    h.feed(&data("connection_start.bin")).unwrap();
+    h.feed(&data::read("amqp/connection_start.bin")).unwrap();
     h.sent();
     let text = b"ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN.";
     h.feed(&frame(
@@ -501,7 +498,7 @@ fn auth_failure_is_a_typed_error_with_the_broker_text() {
 
 fn until_declare(config: SessionConfig) -> Harness {
     let mut h = Harness::new(config);
-    h.feed(&data("connection_start.bin")).unwrap();
+    h.feed(&data::read("amqp/connection_start.bin")).unwrap();
     h.feed(&frame(0, tune(131_072, 60))).unwrap();
     h.feed(&frame(0, ConnectionOpenOk { known_hosts: b"" }))
         .unwrap();
@@ -626,7 +623,9 @@ fn exactly_declares_with_the_arguments_and_reports_a_precondition_failure() {
         },
         ..config()
     });
-    fresh.feed(&data("connection_start.bin")).unwrap();
+    fresh
+        .feed(&data::read("amqp/connection_start.bin"))
+        .unwrap();
     fresh.feed(&frame(0, tune(131_072, 60))).unwrap();
     fresh
         .feed(&frame(0, ConnectionOpenOk { known_hosts: b"" }))
@@ -736,8 +735,8 @@ fn empty_body_delivery_completes_at_the_header() {
 fn multi_frame_delivery_captured_from_rabbitmq() {
     // The capture was made with frame_max 4096 negotiated: the body spans several frames.
     let mut h = consuming(config(), 4096);
-    let captured = data("deliver_multiframe.bin");
-    let published = data("published_body.bin");
+    let captured = data::read("amqp/deliver_multiframe.bin");
+    let published = data::read("amqp/published_body.bin");
     // Split at every byte boundary of the first frames too: the result is the same.
     for split in [1, 7, 100, 4095, 4096, captured.len() - 1] {
         let mut h2 = consuming(config(), 4096);
@@ -1638,7 +1637,7 @@ fn heartbeat_zero_disables_the_timers() {
 #[test]
 fn a_stalled_handshake_times_out() {
     let mut h = Harness::new(config());
-    h.feed(&data("connection_start.bin")).unwrap();
+    h.feed(&data::read("amqp/connection_start.bin")).unwrap();
     assert_eq!(h.session.poll_timeout(), Some(h.now + HANDSHAKE_TIMEOUT));
     h.advance(HANDSHAKE_TIMEOUT);
     assert_eq!(

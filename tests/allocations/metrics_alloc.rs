@@ -1,9 +1,7 @@
 //! Counting a metric never allocates, and a scrape rendered into a reused buffer
-//! allocates nothing once the buffer has grown to size (SPEC "Control endpoint"; the
+//! allocates nothing once the buffer has grown to size (`docs/OPERATIONS.md` "Metrics"; the
 //! daemon counts on its hot path and renders on every `GET /metrics`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Duration;
 
 use ferry::dispatch::outcome::{AttemptResult, PoolFailureReason};
@@ -12,32 +10,7 @@ use ferry::metrics::{
     SourceGauges, SourceMetrics, SourceSeries,
 };
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
+use crate::alloc_count::allocations;
 
 #[test]
 fn counting_and_rerendering_allocate_nothing() {
