@@ -38,6 +38,8 @@
 //! RESP3 push is ignored), so the session keeps a queue of what each outstanding command
 //! expects.
 
+#[cfg(any(test, feature = "invariants"))]
+#[doc(hidden)]
 pub mod invariants;
 pub mod reply;
 
