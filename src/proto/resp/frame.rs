@@ -258,6 +258,27 @@ impl<'b> Frame<'b> {
     pub fn is_null(&self) -> bool {
         matches!(self, Frame::NullBulk | Frame::NullArray | Frame::Null)
     }
+
+    /// The frame's type in words, for errors ("bulk string", "map", …).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Frame::SimpleString(_) => "simple string",
+            Frame::Error(_) => "error reply",
+            Frame::Integer(_) => "integer",
+            Frame::BulkString(_) => "bulk string",
+            Frame::NullBulk | Frame::NullArray | Frame::Null => "null",
+            Frame::Boolean(_) => "boolean",
+            Frame::Double(_) => "double",
+            Frame::BigNumber(_) => "big number",
+            Frame::BulkError(_) => "bulk error",
+            Frame::Verbatim { .. } => "verbatim string",
+            Frame::Array(_) => "array",
+            Frame::Set(_) => "set",
+            Frame::Map(_) => "map",
+            Frame::Attribute(_) => "attribute",
+            Frame::Push(_) => "push",
+        }
+    }
 }
 
 impl PartialEq for Frame<'_> {

@@ -944,7 +944,7 @@ impl StreamConsumer {
         let Some(expect) = self.expects.pop_front() else {
             return Err(StreamError::UnexpectedFrame {
                 waiting_for: "nothing",
-                found: reply::frame_kind(frame),
+                found: frame.kind_name(),
             });
         };
         let error_text = match frame {
@@ -1339,7 +1339,7 @@ impl StreamConsumer {
     fn unexpected(&self, waiting_for: &'static str, frame: &Frame<'_>) -> StreamError {
         StreamError::UnexpectedFrame {
             waiting_for,
-            found: reply::frame_kind(frame),
+            found: frame.kind_name(),
         }
     }
 }

@@ -133,33 +133,12 @@ impl std::error::Error for StreamReplyError {}
 
 type Result<T> = std::result::Result<T, StreamReplyError>;
 
-/// A frame's type, for errors.
-pub(crate) fn frame_kind(frame: &Frame<'_>) -> &'static str {
-    match frame {
-        Frame::SimpleString(_) => "simple string",
-        Frame::Error(_) => "error reply",
-        Frame::Integer(_) => "integer",
-        Frame::BulkString(_) => "bulk string",
-        Frame::NullBulk | Frame::NullArray | Frame::Null => "null",
-        Frame::Boolean(_) => "boolean",
-        Frame::Double(_) => "double",
-        Frame::BigNumber(_) => "big number",
-        Frame::BulkError(_) => "bulk error",
-        Frame::Verbatim { .. } => "verbatim string",
-        Frame::Array(_) => "array",
-        Frame::Set(_) => "set",
-        Frame::Map(_) => "map",
-        Frame::Attribute(_) => "attribute",
-        Frame::Push(_) => "push",
-    }
-}
-
 fn array<'b>(frame: &Frame<'b>, part: &'static str) -> Result<Aggregate<'b>> {
     match frame {
         Frame::Array(a) | Frame::Set(a) => Ok(*a),
         other => Err(StreamReplyError::UnexpectedType {
             part,
-            found: frame_kind(other),
+            found: other.kind_name(),
         }),
     }
 }
@@ -197,7 +176,7 @@ fn bytes<'b>(frame: &Frame<'b>, part: &'static str) -> Result<&'b [u8]> {
         Frame::BulkString(text) | Frame::SimpleString(text) => Ok(text),
         other => Err(StreamReplyError::UnexpectedType {
             part,
-            found: frame_kind(other),
+            found: other.kind_name(),
         }),
     }
 }
@@ -401,7 +380,7 @@ pub fn xreadgroup<'b>(frame: &Frame<'b>, stream: &[u8]) -> Result<Option<EntryLi
         other => {
             return Err(StreamReplyError::UnexpectedType {
                 part: "XREADGROUP",
-                found: frame_kind(other),
+                found: other.kind_name(),
             })
         }
     };
@@ -670,7 +649,7 @@ fn keyed<'b>(frame: &Frame<'b>, part: &'static str) -> Result<Aggregate<'b>> {
         }),
         other => Err(StreamReplyError::UnexpectedType {
             part,
-            found: frame_kind(other),
+            found: other.kind_name(),
         }),
     }
 }

@@ -1025,7 +1025,7 @@ impl Subscriber {
     fn unexpected(&self, frame: &Frame<'_>) -> SubscriberError {
         SubscriberError::UnexpectedFrame {
             waiting_for: self.state.waiting_for(),
-            found: frame_kind(frame),
+            found: frame.kind_name(),
         }
     }
 
@@ -1148,27 +1148,6 @@ fn describe_confirmation(subscribing: bool, kind: SubscribeKind, name: Option<&[
     match name {
         Some(name) => format!("{kind} {:?}", truncated_text(name, None)),
         None => format!("{kind} (null)"),
-    }
-}
-
-/// A frame's type, for errors.
-fn frame_kind(frame: &Frame<'_>) -> &'static str {
-    match frame {
-        Frame::SimpleString(_) => "simple string",
-        Frame::Error(_) => "error reply",
-        Frame::Integer(_) => "integer",
-        Frame::BulkString(_) => "bulk string",
-        Frame::NullBulk | Frame::NullArray | Frame::Null => "null",
-        Frame::Boolean(_) => "boolean",
-        Frame::Double(_) => "double",
-        Frame::BigNumber(_) => "big number",
-        Frame::BulkError(_) => "bulk error",
-        Frame::Verbatim { .. } => "verbatim string",
-        Frame::Array(_) => "array",
-        Frame::Set(_) => "set",
-        Frame::Map(_) => "map",
-        Frame::Attribute(_) => "attribute",
-        Frame::Push(_) => "push",
     }
 }
 
