@@ -207,8 +207,9 @@ impl Engine {
     }
 
     /// `/metrics`: every family `docs/OPERATIONS.md` lists, gauges read from the live
-    /// state.
-    pub(super) fn render_metrics(&self, io: &mut dyn Io) -> String {
+    /// state. Public so the deterministic simulation (`docs/SIMULATION.md`) can compare
+    /// ferry's counters with what its simulated peers saw, even after ferry has exited.
+    pub fn render_metrics(&self, io: &mut dyn Io) -> String {
         let sources: Vec<SourceSeries<'_>> = self
             .sources
             .values()
