@@ -339,6 +339,23 @@ impl Ledger {
         *self.requeued_unacked.entry(message).or_default() += 1;
     }
 
+    /// Redis messages that ran at least once and may come back into the backlog (a
+    /// retry after its delay, a pool failure, a resend): the backlog bounds what ferry
+    /// takes in, and those were taken in before.
+    pub fn redis_may_return(&self) -> usize {
+        self.by_message
+            .iter()
+            .filter(|(_, procs)| {
+                let last = &self.procs[*procs.last().expect("a request")];
+                last.kind == Kind::Redis
+                    && !matches!(
+                        last.effective(),
+                        Effective::Seen(Intent::Success | Intent::Permanent)
+                    )
+            })
+            .count()
+    }
+
     /// Every published AMQP message was settled for good (at least once).
     pub fn all_completed(&self) -> bool {
         self.published

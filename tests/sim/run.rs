@@ -884,9 +884,26 @@ impl Sim {
             .count();
         // One more than max_in_flight: a circuit probe may be out.
         if open_workers > self.limits.0 as usize + 1 {
+            let states: Vec<String> = self
+                .w
+                .net
+                .conns
+                .iter()
+                .filter(|(_, c)| c.peer == PeerKind::Fpm && c.ferry.is_some())
+                .map(|(id, c)| {
+                    format!(
+                        "conn {id}{}{}{}, {} requests unread",
+                        if c.connecting.is_some() { " connecting" } else { "" },
+                        if c.fin { " closed by php-fpm" } else { "" },
+                        if c.reset { " reset" } else { "" },
+                        c.tap.unread.len()
+                    )
+                })
+                .collect();
             self.w.ledger.violation(format!(
-                "ferry holds {open_workers} worker connections with max_in_flight {}",
-                self.limits.0
+                "ferry holds {open_workers} worker connections with max_in_flight {}: {}",
+                self.limits.0,
+                states.join("; ")
             ));
         }
         if self.steps % 64 == 0 {
@@ -923,7 +940,7 @@ impl Sim {
         if unacked > f64::from(prefetch) {
             self.w.ledger.violation(format!("{unacked} unacked deliveries, prefetch {prefetch}"));
         }
-        if waiting > backlog as f64 {
+        if waiting > (backlog + self.w.ledger.redis_may_return()) as f64 {
             self.w.ledger.violation(format!("{waiting} messages in the Redis backlog, backlog {backlog}"));
         }
     }
