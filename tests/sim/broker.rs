@@ -394,7 +394,7 @@ impl Broker {
         rng: &mut Rng,
         now: Instant,
     ) -> Option<After> {
-        let _ = (id, rng);
+        let _ = rng;
         match m {
             Method::ConnectionStartOk(_) => method(
                 out,
@@ -515,15 +515,15 @@ impl Broker {
                 if a.multiple {
                     ledger.violation("broker: ferry acked with multiple".into());
                 }
-                self.settle(bc, channel, a.delivery_tag, Settle::Ack, out, ledger, now);
+                self.settle(bc, id, channel, a.delivery_tag, Settle::Ack, out, ledger, now);
             }
             Method::BasicNack(n) => {
                 let how = if n.requeue { Settle::Requeue } else { Settle::DeadLetter };
-                self.settle(bc, channel, n.delivery_tag, how, out, ledger, now);
+                self.settle(bc, id, channel, n.delivery_tag, how, out, ledger, now);
             }
             Method::BasicReject(r) => {
                 let how = if r.requeue { Settle::Requeue } else { Settle::DeadLetter };
-                self.settle(bc, channel, r.delivery_tag, how, out, ledger, now);
+                self.settle(bc, id, channel, r.delivery_tag, how, out, ledger, now);
             }
             other => ledger.violation(format!("broker: unexpected {} from ferry", other.name())),
         }
@@ -534,6 +534,7 @@ impl Broker {
     fn settle(
         &mut self,
         bc: &mut BConn,
+        id: u64,
         channel: u16,
         tag: u64,
         how: Settle,
@@ -561,7 +562,7 @@ impl Broker {
         match how {
             Settle::Ack => {
                 *ledger.finals_written.entry(bc.incarnation).or_default() += 1;
-                ledger.on_ack(u.delivery);
+                ledger.on_ack(u.delivery, id);
             }
             Settle::Requeue => self.requeue(u),
             Settle::DeadLetter => {
@@ -588,7 +589,6 @@ impl Broker {
         rng: &mut Rng,
         now: Instant,
     ) {
-        let _ = id;
         let Some(chan) = bc.channels.get_mut(&channel) else {
             return;
         };
@@ -605,17 +605,18 @@ impl Broker {
             method(out, channel, amqp::BasicNack { delivery_tag: seq, multiple: false, requeue: false });
             return;
         }
-        // The delivery this copy was made from: held unacked on this connection.
-        let source = bc
+        // The deliveries this copy may have been made from: held unacked on this connection.
+        let held: Vec<usize> = bc
             .channels
             .get(&1)
-            .and_then(|c| {
-                c.unacked.values().find(|u| {
-                    u.msg.logical == logical
-                        && (failure.is_some() || u.msg.attempt.unwrap_or(1) + 1 == attempt.unwrap_or(0))
-                })
+            .map(|c| {
+                c.unacked
+                    .values()
+                    .filter(|u| u.msg.logical == logical)
+                    .map(|u| u.delivery)
+                    .collect()
             })
-            .map(|u| u.delivery);
+            .unwrap_or_default();
         let target = match p.exchange.as_str() {
             "" if self.queues.contains_key(&p.routing_key) => Some(p.routing_key.clone()),
             "dlx" if p.routing_key == DEAD => Some(DEAD.to_string()),
@@ -624,12 +625,14 @@ impl Broker {
         match &target {
             Some(queue) => {
                 trace!("broker: publish {seq}: {logical} attempt {attempt:?} to {queue}");
-                match source {
-                    Some(d) if queue == DEAD => ledger.on_dead_letter_copy(d),
-                    Some(d) => ledger.on_retry_copy(d, attempt.unwrap_or(0)),
-                    None => ledger.violation(format!(
+                if held.is_empty() {
+                    ledger.violation(format!(
                         "broker: ferry published a copy of {logical} (attempt {attempt:?}) that matches no delivery it holds"
-                    )),
+                    ));
+                } else if queue == DEAD {
+                    ledger.on_dead_letter_copy(&logical, &held, id);
+                } else {
+                    ledger.on_retry_copy(&logical, &held, attempt.unwrap_or(0), id);
                 }
                 let msg = Msg {
                     logical: logical.clone(),

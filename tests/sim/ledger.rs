@@ -77,8 +77,13 @@ pub struct Delivery {
     /// `x-ferry-attempt` of the delivered copy (absent: 1).
     pub attempt: u32,
     pub seq: u64,
-    /// A retry or dead-letter copy of it was published and confirmed.
-    pub copy_confirmed: bool,
+}
+
+/// A confirmed copy waiting for the ack of its original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copy {
+    Retry,
+    DeadLetter,
 }
 
 /// The source settings the checks need.
@@ -111,6 +116,10 @@ pub struct Ledger {
     pub redis_received: BTreeMap<u32, u64>,
     pub violations: Vec<String>,
     pub rules: Option<Rules>,
+    /// Confirmed copies per (broker connection, message) whose original is not acked
+    /// yet: several deliveries of one message can be held at once (after requeues), so
+    /// a copy justifies the ack of any of them on that connection.
+    copies: BTreeMap<(u64, String), Vec<Copy>>,
 }
 
 impl Ledger {
@@ -255,7 +264,6 @@ impl Ledger {
             message: message.to_string(),
             attempt,
             seq,
-            copy_confirmed: false,
         });
         self.deliveries.len() - 1
     }
@@ -272,22 +280,26 @@ impl Ledger {
         })
     }
 
-    /// ferry acked `delivery`.
-    pub fn on_ack(&mut self, delivery: usize) {
+    /// ferry acked `delivery` on broker connection `conn`.
+    pub fn on_ack(&mut self, delivery: usize, conn: u64) {
         let d = &self.deliveries[delivery];
         let message = d.message.clone();
-        if d.copy_confirmed {
-            return; // the retry or dead-letter copy carries the message on
-        }
         let succeeded = self.procs_of(&message).any(|p| {
             p.seq > d.seq && p.attempt >= d.attempt && p.effective() == Effective::Seen(Intent::Success)
         });
+        let attempt = d.attempt;
+        if let Some(copy) = self.copies.get_mut(&(conn, message.clone())).and_then(Vec::pop) {
+            // The retry copy carries the message on; a dead-letter copy ended it.
+            if copy == Copy::DeadLetter {
+                *self.completions.entry(message).or_default() += 1;
+            }
+            return;
+        }
         if succeeded {
             *self.completions.entry(message).or_default() += 1;
         } else if !self.rules().on_dispatch {
             self.violation(format!(
-                "{message}: acked (attempt {}) before any worker succeeded with it and without a confirmed copy",
-                d.attempt
+                "{message}: acked (attempt {attempt}) before any worker succeeded with it and without a confirmed copy"
             ));
         }
     }
@@ -303,34 +315,36 @@ impl Ledger {
         *self.completions.entry(message).or_default() += 1;
     }
 
-    /// The broker confirmed a retry copy with `x-ferry-attempt: attempt`.
-    pub fn on_retry_copy(&mut self, delivery: usize, attempt: u32) {
-        let d = &self.deliveries[delivery];
-        let message = d.message.clone();
+    /// The broker confirmed a retry copy of `message` with `x-ferry-attempt: attempt`,
+    /// published on `conn`, which holds `held` deliveries of that message.
+    pub fn on_retry_copy(&mut self, message: &str, held: &[usize], attempt: u32, conn: u64) {
         let max = self.rules().amqp_max_attempts;
-        let failed = self.procs_of(&message).any(|p| {
-            p.seq > d.seq && p.attempt + 1 == attempt && p.retryable()
+        let justified = held.iter().any(|&d| {
+            let d = &self.deliveries[d];
+            attempt == d.attempt + 1
+                && attempt <= max
+                && self
+                    .procs_of(message)
+                    .any(|p| p.seq > d.seq && p.attempt + 1 == attempt && p.retryable())
         });
-        if attempt != d.attempt + 1 || attempt > max || !failed {
+        if !justified {
+            let held: Vec<u32> = held.iter().map(|&d| self.deliveries[d].attempt).collect();
             self.violation(format!(
-                "{message}: retry copy with attempt {attempt} from a delivery of attempt {} (max {max}) without a retryable failure of attempt {}",
-                d.attempt,
+                "{message}: retry copy with attempt {attempt} (max {max}) while ferry holds deliveries of attempts {held:?}, without a retryable failure of attempt {}",
                 attempt.saturating_sub(1)
             ));
         }
-        self.deliveries[delivery].copy_confirmed = true;
+        self.copies.entry((conn, message.to_string())).or_default().push(Copy::Retry);
     }
 
-    /// The broker confirmed a dead-letter copy of `delivery`.
-    pub fn on_dead_letter_copy(&mut self, delivery: usize) {
-        let message = self.deliveries[delivery].message.clone();
-        if !self.gives_up(delivery) {
+    /// The broker confirmed a dead-letter copy of `message` published on `conn`.
+    pub fn on_dead_letter_copy(&mut self, message: &str, held: &[usize], conn: u64) {
+        if !held.iter().any(|&d| self.gives_up(d)) {
             self.violation(format!(
                 "{message}: dead-letter copy published without a permanent failure or a last attempt that failed"
             ));
         }
-        self.deliveries[delivery].copy_confirmed = true;
-        *self.completions.entry(message).or_default() += 1;
+        self.copies.entry((conn, message.to_string())).or_default().push(Copy::DeadLetter);
     }
 
     /// The connection of an unacked `delivery` ended: the broker requeued it.

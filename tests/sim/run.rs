@@ -44,6 +44,9 @@ pub struct World {
     /// Broker connections reset while ferry held them, per incarnation (acks ferry
     /// counted may have been lost on the way).
     broker_resets: BTreeMap<u32, u32>,
+    /// A control request is on its way: the next one waits for its answer (an operator
+    /// pausing then resuming does it in that order).
+    control_pending: bool,
 }
 
 impl World {
@@ -76,7 +79,21 @@ impl World {
             }
             PeerKind::Redis => self.redis.conn_gone(id),
             PeerKind::Fpm => self.fpm.conn_gone(id, &mut self.ledger),
-            PeerKind::Control => {}
+            PeerKind::Control => self.control_answer(&mut conn),
+        }
+    }
+
+    /// The control client reads ferry's answer.
+    fn control_answer(&mut self, conn: &mut Conn) {
+        if conn.to_peer.is_empty() {
+            return;
+        }
+        let answer = String::from_utf8_lossy(&conn.to_peer).into_owned();
+        conn.to_peer.clear();
+        trace!("control: {}", answer.lines().next().unwrap_or_default());
+        self.control_pending = false;
+        if !answer.starts_with("HTTP/1.1 200") {
+            self.ledger.violation(format!("control endpoint answered: {answer}"));
         }
     }
 
@@ -323,6 +340,7 @@ impl Sim {
             redis_refuses_hello: scenario.redis_refuses_hello,
             write_split_percent: scenario.write_split_percent,
             broker_resets: BTreeMap::new(),
+            control_pending: false,
         };
         let schedule: VecDeque<(Instant, Event)> =
             scenario.events.iter().map(|(at, e)| (epoch + *at, *e)).collect();
@@ -418,6 +436,7 @@ impl Sim {
     /// Everything ferry held is gone (a crash, or its exit).
     fn engine_gone(&mut self) {
         self.engine = None;
+        self.w.control_pending = false;
         let ids: Vec<u64> = self
             .w
             .net
@@ -692,14 +711,7 @@ impl Sim {
                     return;
                 }
             }
-            PeerKind::Control => {
-                let answer = String::from_utf8_lossy(&conn.to_peer).into_owned();
-                conn.to_peer.clear();
-                trace!("control: {}", answer.lines().next().unwrap_or_default());
-                if !answer.starts_with("HTTP/1.1 200") {
-                    w.ledger.violation(format!("control endpoint answered: {answer}"));
-                }
-            }
+            PeerKind::Control => w.control_answer(&mut conn),
         }
         w.net.conns.insert(id, conn);
         w.broker.pump(&mut w.net.conns, &mut w.ledger, w.now);
@@ -823,6 +835,12 @@ impl Sim {
                     self.turn();
                 }
             }
+            Fault::Pause(_) | Fault::Resume(_) if self.w.control_pending => {
+                let at = now + Duration::from_millis(50);
+                let index = self.schedule.partition_point(|(t, _)| *t <= at);
+                self.schedule.insert(index, (at, Event::Fault(fault)));
+                self.last_event = self.last_event.max(at);
+            }
             Fault::Pause(source) => self.control(&format!("/sources/{source}/pause")),
             Fault::Resume(source) => self.control(&format!("/sources/{source}/resume")),
         }
@@ -840,6 +858,7 @@ impl Sim {
         let mut c = Conn::new(PeerKind::Control, conn, self.w.incarnation);
         c.send(format!("POST {path} HTTP/1.1\r\nHost: ferry\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
         self.w.net.open(c);
+        self.w.control_pending = true;
         trace!("control: POST {path}");
         self.turn();
     }
