@@ -92,8 +92,9 @@ enum Peer {
     Worker(Box<Worker>),
     /// The control endpoint's listener.
     ControlListener,
-    /// A control endpoint client.
-    ControlClient(Buffers),
+    /// A control endpoint client; `closing` once its last answer (`Connection: close`)
+    /// is queued: it is closed when that answer is written, not before.
+    ControlClient { buffers: Buffers, closing: bool },
     /// A RESP endpoint source's listener.
     RespListener { source: SourceId },
     /// A Redis client of a RESP endpoint.
@@ -104,7 +105,7 @@ impl Peer {
     /// The buffers, for every peer that is a connection.
     fn buffers_mut(&mut self) -> Option<&mut Buffers> {
         match self {
-            Peer::Source { buffers, .. } | Peer::ControlClient(buffers) => Some(buffers),
+            Peer::Source { buffers, .. } | Peer::ControlClient { buffers, .. } => Some(buffers),
             Peer::Worker(worker) => Some(&mut worker.buffers),
             Peer::RespClient(client) => Some(&mut client.buffers),
             Peer::ControlListener | Peer::RespListener { .. } => None,
@@ -381,7 +382,7 @@ impl Engine {
                 self.on_source_ready(source, conn, fill, now, io);
             }
             Some(Peer::Worker(_)) => self.on_worker_ready(conn, fill, now),
-            Some(Peer::ControlClient(_)) => self.on_client_ready(conn, fill, now, io),
+            Some(Peer::ControlClient { .. }) => self.on_client_ready(conn, fill, now, io),
             Some(Peer::RespClient(_)) => self.on_resp_client_ready(conn, fill, now, io),
             // Listeners are accepted on by the reactor; a closed id is a stale event.
             Some(Peer::ControlListener | Peer::RespListener { .. }) | None => {}

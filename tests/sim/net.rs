@@ -49,6 +49,8 @@ pub struct Conn {
     pub marks: VecDeque<(u64, Mark)>,
     /// Worker connections: the requests ferry wrote that no child read yet.
     pub tap: crate::fpm::WireTap,
+    /// Control clients: the answer read so far.
+    pub answer: Vec<u8>,
 }
 
 impl Conn {
@@ -67,6 +69,7 @@ impl Conn {
             delivered: 0,
             marks: VecDeque::new(),
             tap: crate::fpm::WireTap::default(),
+            answer: Vec::new(),
         }
     }
 

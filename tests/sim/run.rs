@@ -47,6 +47,8 @@ pub struct World {
     /// A control request is on its way: the next one waits for its answer (an operator
     /// pausing then resuming does it in that order).
     control_pending: bool,
+    /// A control client was closed without an answer (fine only when ferry exits).
+    control_unanswered: bool,
 }
 
 impl World {
@@ -83,17 +85,21 @@ impl World {
         }
     }
 
-    /// The control client reads ferry's answer.
+    /// The control client's connection ended: ferry's whole answer is in.
     fn control_answer(&mut self, conn: &mut Conn) {
-        if conn.to_peer.is_empty() {
-            return;
-        }
-        let answer = String::from_utf8_lossy(&conn.to_peer).into_owned();
-        conn.to_peer.clear();
+        conn.answer.append(&mut conn.to_peer);
+        let answer = String::from_utf8_lossy(&conn.answer).into_owned();
         trace!("control: {}", answer.lines().next().unwrap_or_default());
         self.control_pending = false;
-        if !answer.starts_with("HTTP/1.1 200") {
-            self.ledger.violation(format!("control endpoint answered: {answer}"));
+        if answer.is_empty() {
+            self.control_unanswered = true;
+            return;
+        }
+        let complete = answer
+            .split_once("\r\n\r\n")
+            .is_some_and(|(head, body)| head.contains(&format!("Content-Length: {}", body.len())));
+        if !answer.starts_with("HTTP/1.1 200") || !complete {
+            self.ledger.violation(format!("control endpoint answered: {answer:?}"));
         }
     }
 
@@ -341,6 +347,7 @@ impl Sim {
             write_split_percent: scenario.write_split_percent,
             broker_resets: BTreeMap::new(),
             control_pending: false,
+            control_unanswered: false,
         };
         let schedule: VecDeque<(Instant, Event)> =
             scenario.events.iter().map(|(at, e)| (epoch + *at, *e)).collect();
@@ -385,6 +392,9 @@ impl Sim {
                 trace!("step {}: {action:?}", self.steps);
             }
             self.perform(action);
+            if std::mem::take(&mut self.w.control_unanswered) && self.engine.is_some() {
+                self.w.ledger.violation("the control endpoint closed a client without an answer".into());
+            }
             self.check_step();
         }
         if self.w.ledger.violations.is_empty() {
@@ -437,6 +447,7 @@ impl Sim {
     fn engine_gone(&mut self) {
         self.engine = None;
         self.w.control_pending = false;
+        self.w.control_unanswered = false;
         let ids: Vec<u64> = self
             .w
             .net
@@ -711,7 +722,7 @@ impl Sim {
                     return;
                 }
             }
-            PeerKind::Control => w.control_answer(&mut conn),
+            PeerKind::Control => conn.answer.append(&mut conn.to_peer),
         }
         w.net.conns.insert(id, conn);
         w.broker.pump(&mut w.net.conns, &mut w.ledger, w.now);
@@ -878,7 +889,12 @@ impl Sim {
 
     /// Once the workload is done and every message settled, the last SIGTERM.
     fn maybe_final_term(&mut self) {
-        if self.final_term || !self.schedule.is_empty() || self.restart_at.is_some() || self.term_at.is_some() {
+        if self.final_term
+            || !self.schedule.is_empty()
+            || self.restart_at.is_some()
+            || self.term_at.is_some()
+            || self.w.control_pending
+        {
             return;
         }
         if self.engine.is_none() || self.w.broker.outstanding() > 0 {
