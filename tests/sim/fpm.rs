@@ -325,6 +325,15 @@ impl Fpm {
         true
     }
 
+    pub fn summary(&self) -> String {
+        let conns: Vec<String> = self
+            .conns
+            .iter()
+            .map(|(id, c)| format!("{id}:{}{}{}", if c.child { "child" } else { "waiting" }, if c.job.is_some() { "+job" } else { "" }, if c.orphan { "+orphan" } else { "" }))
+            .collect();
+        format!("php-fpm: {} busy of {}, {} waiting; {}", self.busy, self.children, self.waiting.len(), conns.join(" "))
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         self.conns.values().filter_map(|c| c.job.as_ref().map(|j| j.ready_at)).min()
     }

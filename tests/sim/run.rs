@@ -204,7 +204,14 @@ impl Io for World {
         let n = if out.is_empty() {
             0
         } else if self.rng.chance(split) {
-            self.rng.below(out.len() as u64 + 1) as usize
+            // A worker's socket takes a whole request or nothing (a FastCGI request is
+            // far smaller than a socket buffer); the ledger could not name a message
+            // whose request was cut before its body.
+            if c.peer == PeerKind::Fpm {
+                0
+            } else {
+                self.rng.below(out.len() as u64 + 1) as usize
+            }
         } else {
             out.len()
         };
@@ -1024,14 +1031,20 @@ impl Sim {
                 ));
             }
         }
-        if self.final_term {
+        // Only where php-fpm can take `max_in_flight` connections at once: with fewer
+        // children than that (a misconfiguration the docs warn about) connects get
+        // EAGAIN and the pool's circuit keeps opening, which can outlast any timeout.
+        let fpm_fits = self.w.fpm.children + self.w.fpm.backlog >= self.limits.0 as usize;
+        if self.final_term && fpm_fits {
             let in_time = self
                 .term_at
                 .is_some_and(|t| self.w.now < t + Duration::from_millis(self.params.shutdown_timeout_ms));
             if !in_time {
-                self.w.ledger.violation(
-                    "the last drain, with every peer healthy, ran into shutdown_timeout_ms".into(),
+                let why = format!(
+                    "the last drain, with every peer healthy, ran into shutdown_timeout_ms; {}",
+                    self.w.fpm.summary()
                 );
+                self.w.ledger.violation(why);
             }
         }
     }
