@@ -45,7 +45,10 @@ const DEFAULT_SEEDS: u64 = 2000;
 
 fn seeds_from_env() -> Option<Vec<u64>> {
     if let Ok(seed) = std::env::var("FERRY_SIM_SEED") {
-        return Some(vec![seed.trim().parse().expect("FERRY_SIM_SEED is a number")]);
+        return Some(vec![seed
+            .trim()
+            .parse()
+            .expect("FERRY_SIM_SEED is a number")]);
     }
     let range = std::env::var("FERRY_SIM_SEEDS").ok()?;
     let (start, end) = range
@@ -95,7 +98,10 @@ fn run_all(seeds: Vec<u64>, threads: usize) -> (Vec<String>, u64) {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("a sim thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a sim thread"))
+            .collect()
     });
     let steps = results.iter().map(|(_, s)| s).sum();
     (results.into_iter().flat_map(|(f, _)| f).collect(), steps)

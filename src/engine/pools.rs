@@ -494,7 +494,11 @@ impl Engine {
         self.mark_close(conn);
         self.timers.cancel(TimerKey::Worker(conn));
         self.pools[pool].in_flight = self.pools[pool].in_flight.saturating_sub(1);
-        let outcome = classify(Attempt::ConnectFailed(ConnectFailure::Refused), false, false);
+        let outcome = classify(
+            Attempt::ConnectFailed(ConnectFailure::Refused),
+            false,
+            false,
+        );
         self.on_outcome(assignment.job, outcome, now);
     }
 

@@ -241,36 +241,15 @@ impl Broker {
         }
     }
 
-    /// Counts the acks and rejects (requeue false) in bytes ferry wrote that the broker
-    /// never read (a reset lost them): ferry counted them when it queued them.
-    pub fn unread_finals(&mut self, id: u64, unread: &[u8]) -> u64 {
-        let mut bytes = self
-            .conns
-            .get_mut(&id)
-            .map(|c| std::mem::take(&mut c.inbuf))
-            .unwrap_or_default();
-        bytes.extend_from_slice(unread);
-        let mut rest: &[u8] = &bytes;
-        if rest.starts_with(b"AMQP") {
-            rest = &rest[8.min(rest.len())..];
-        }
-        let mut finals = 0;
-        while let Ok(Status::Complete(frame, used)) = decode_frame(rest, u32::MAX) {
-            if let FramePayload::Method(payload) = frame.payload {
-                match Method::decode(payload) {
-                    Ok(Method::BasicAck(_)) => finals += 1,
-                    Ok(Method::BasicReject(m)) if !m.requeue => finals += 1,
-                    Ok(Method::BasicNack(m)) if !m.requeue => finals += 1,
-                    _ => {}
-                }
-            }
-            rest = &rest[used..];
-        }
-        finals
-    }
-
     /// The broker reads what ferry wrote on `id`.
-    pub fn input(&mut self, id: u64, conn: &mut Conn, ledger: &mut Ledger, rng: &mut Rng, now: Instant) -> After {
+    pub fn input(
+        &mut self,
+        id: u64,
+        conn: &mut Conn,
+        ledger: &mut Ledger,
+        rng: &mut Rng,
+        now: Instant,
+    ) -> After {
         let bytes = std::mem::take(&mut conn.to_peer);
         let Some(mut bc) = self.conns.remove(&id) else {
             return After::Open;
@@ -324,21 +303,27 @@ impl Broker {
                             break;
                         }
                     };
-                    if let Some(a) = self.on_method(&mut bc, id, channel, m, &mut out, ledger, rng, now) {
+                    if let Some(a) =
+                        self.on_method(&mut bc, id, channel, m, &mut out, ledger, rng, now)
+                    {
                         after = a;
                     }
                 }
                 FramePayload::Header(header) => {
                     let p = header.properties;
                     let headers = p.headers;
-                    let attempt = headers.and_then(|h| h.get(b"x-ferry-attempt")).and_then(|v| match v {
-                        FieldValue::I64(n) => u32::try_from(n).ok(),
-                        _ => None,
-                    });
-                    let failure = headers.and_then(|h| h.get(b"x-ferry-failure")).and_then(|v| match v {
-                        FieldValue::LongStr(s) => Some(text(s)),
-                        _ => None,
-                    });
+                    let attempt = headers
+                        .and_then(|h| h.get(b"x-ferry-attempt"))
+                        .and_then(|v| match v {
+                            FieldValue::I64(n) => u32::try_from(n).ok(),
+                            _ => None,
+                        });
+                    let failure = headers
+                        .and_then(|h| h.get(b"x-ferry-failure"))
+                        .and_then(|v| match v {
+                            FieldValue::LongStr(s) => Some(text(s)),
+                            _ => None,
+                        });
                     let message_id = p.message_id.map(text);
                     let mut done = false;
                     if let Some(chan) = bc.channels.get_mut(&channel) {
@@ -357,7 +342,11 @@ impl Broker {
                 }
                 FramePayload::Body(chunk) => {
                     let mut done = false;
-                    if let Some(pubg) = bc.channels.get_mut(&channel).and_then(|c| c.publishing.as_mut()) {
+                    if let Some(pubg) = bc
+                        .channels
+                        .get_mut(&channel)
+                        .and_then(|c| c.publishing.as_mut())
+                    {
                         pubg.body.extend_from_slice(chunk);
                         done = pubg.body.len() as u64 >= pubg.size;
                     }
@@ -406,7 +395,9 @@ impl Broker {
                 },
             ),
             Method::ConnectionTuneOk(t) => bc.heartbeat_s = t.heartbeat,
-            Method::ConnectionOpen(_) => method(out, 0, amqp::ConnectionOpenOk { known_hosts: b"" }),
+            Method::ConnectionOpen(_) => {
+                method(out, 0, amqp::ConnectionOpenOk { known_hosts: b"" })
+            }
             Method::ConnectionClose(_) => {
                 method(out, 0, amqp::ConnectionCloseOk {});
                 bc.phase = Phase::Closed;
@@ -461,10 +452,13 @@ impl Broker {
                     FieldValue::I64(n) => u64::try_from(n).ok(),
                     _ => None,
                 });
-                let dl = d.arguments.get(b"x-dead-letter-routing-key").and_then(|v| match v {
-                    FieldValue::LongStr(s) => Some(text(s)),
-                    _ => None,
-                });
+                let dl = d
+                    .arguments
+                    .get(b"x-dead-letter-routing-key")
+                    .and_then(|v| match v {
+                        FieldValue::LongStr(s) => Some(text(s)),
+                        _ => None,
+                    });
                 let q = self.queues.entry(name.clone()).or_default();
                 if !d.passive && ttl.is_some() {
                     q.ttl_ms = ttl;
@@ -491,14 +485,26 @@ impl Broker {
                 if let Some(chan) = bc.channels.get_mut(&channel) {
                     chan.consumer = Some((text(c.queue), text(c.consumer_tag)));
                 }
-                method(out, channel, amqp::BasicConsumeOk { consumer_tag: c.consumer_tag });
+                method(
+                    out,
+                    channel,
+                    amqp::BasicConsumeOk {
+                        consumer_tag: c.consumer_tag,
+                    },
+                );
             }
             Method::BasicCancel(c) => {
                 if let Some(chan) = bc.channels.get_mut(&channel) {
                     chan.consumer = None;
                 }
                 if !c.no_wait {
-                    method(out, channel, amqp::BasicCancelOk { consumer_tag: c.consumer_tag });
+                    method(
+                        out,
+                        channel,
+                        amqp::BasicCancelOk {
+                            consumer_tag: c.consumer_tag,
+                        },
+                    );
                 }
             }
             Method::BasicPublish(p) => {
@@ -515,14 +521,31 @@ impl Broker {
                 if a.multiple {
                     ledger.violation("broker: ferry acked with multiple".into());
                 }
-                self.settle(bc, id, channel, a.delivery_tag, Settle::Ack, out, ledger, now);
+                self.settle(
+                    bc,
+                    id,
+                    channel,
+                    a.delivery_tag,
+                    Settle::Ack,
+                    out,
+                    ledger,
+                    now,
+                );
             }
             Method::BasicNack(n) => {
-                let how = if n.requeue { Settle::Requeue } else { Settle::DeadLetter };
+                let how = if n.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::DeadLetter
+                };
                 self.settle(bc, id, channel, n.delivery_tag, how, out, ledger, now);
             }
             Method::BasicReject(r) => {
-                let how = if r.requeue { Settle::Requeue } else { Settle::DeadLetter };
+                let how = if r.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::DeadLetter
+                };
                 self.settle(bc, id, channel, r.delivery_tag, how, out, ledger, now);
             }
             other => ledger.violation(format!("broker: unexpected {} from ferry", other.name())),
@@ -542,7 +565,11 @@ impl Broker {
         ledger: &mut Ledger,
         now: Instant,
     ) {
-        let Some(u) = bc.channels.get_mut(&channel).and_then(|c| c.unacked.remove(&tag)) else {
+        let Some(u) = bc
+            .channels
+            .get_mut(&channel)
+            .and_then(|c| c.unacked.remove(&tag))
+        else {
             ledger.violation(format!(
                 "broker: ferry settled ({how:?}) delivery tag {tag} on channel {channel}, which is not outstanding there (RabbitMQ closes the channel: 406 PRECONDITION_FAILED)"
             ));
@@ -558,7 +585,11 @@ impl Broker {
             );
             return;
         };
-        trace!("broker: {how:?} {} (tag {tag}, attempt {:?})", u.msg.logical, u.msg.attempt);
+        trace!(
+            "broker: {how:?} {} (tag {tag}, attempt {:?})",
+            u.msg.logical,
+            u.msg.attempt
+        );
         match how {
             Settle::Ack => {
                 *ledger.finals_written.entry(bc.incarnation).or_default() += 1;
@@ -568,7 +599,10 @@ impl Broker {
             Settle::DeadLetter => {
                 *ledger.finals_written.entry(bc.incarnation).or_default() += 1;
                 ledger.on_reject(u.delivery);
-                let target = self.queues.get(&u.queue).and_then(|q| q.dead_letter_to.clone());
+                let target = self
+                    .queues
+                    .get(&u.queue)
+                    .and_then(|q| q.dead_letter_to.clone());
                 if let Some(target) = target {
                     let mut msg = u.msg;
                     msg.failure = Some("rejected".into());
@@ -601,8 +635,20 @@ impl Broker {
         let (message_id, attempt, failure) = p.header.clone().unwrap_or_default();
         let logical = message_id.unwrap_or_default();
         if confirm && rng.chance(self.nack_percent) {
-            trace!("broker: nacks publish {seq} ({logical} to '{}' '{}')", p.exchange, p.routing_key);
-            method(out, channel, amqp::BasicNack { delivery_tag: seq, multiple: false, requeue: false });
+            trace!(
+                "broker: nacks publish {seq} ({logical} to '{}' '{}')",
+                p.exchange,
+                p.routing_key
+            );
+            method(
+                out,
+                channel,
+                amqp::BasicNack {
+                    delivery_tag: seq,
+                    multiple: false,
+                    requeue: false,
+                },
+            );
             return;
         }
         // The deliveries this copy may have been made from: held unacked on this connection.
@@ -644,7 +690,11 @@ impl Broker {
                 self.enqueue(queue, msg, now);
             }
             None => {
-                trace!("broker: publish {seq} unroutable ('{}' '{}')", p.exchange, p.routing_key);
+                trace!(
+                    "broker: publish {seq} unroutable ('{}' '{}')",
+                    p.exchange,
+                    p.routing_key
+                );
                 if p.mandatory {
                     method(
                         out,
@@ -657,12 +707,20 @@ impl Broker {
                         },
                     );
                     let props = BasicProperties::default();
-                    encode_content(out, channel, CLASS_BASIC, &props, &p.body, FRAME_MAX).expect("content");
+                    encode_content(out, channel, CLASS_BASIC, &props, &p.body, FRAME_MAX)
+                        .expect("content");
                 }
             }
         }
         if confirm {
-            method(out, channel, amqp::BasicAck { delivery_tag: seq, multiple: false });
+            method(
+                out,
+                channel,
+                amqp::BasicAck {
+                    delivery_tag: seq,
+                    multiple: false,
+                },
+            );
         }
     }
 
@@ -707,7 +765,9 @@ impl Broker {
                     );
                     let mut table = TableBuilder::new();
                     if let Some(n) = msg.attempt {
-                        table.insert(b"x-ferry-attempt", FieldValue::I64(i64::from(n))).expect("header");
+                        table
+                            .insert(b"x-ferry-attempt", FieldValue::I64(i64::from(n)))
+                            .expect("header");
                     }
                     let props = BasicProperties {
                         message_id: Some(msg.logical.as_bytes()),
@@ -715,13 +775,24 @@ impl Broker {
                         headers: msg.attempt.map(|_| table.as_table()),
                         ..BasicProperties::default()
                     };
-                    encode_content(&mut out, *channel, CLASS_BASIC, &props, msg.logical.as_bytes(), FRAME_MAX)
-                        .expect("content");
+                    encode_content(
+                        &mut out,
+                        *channel,
+                        CLASS_BASIC,
+                        &props,
+                        msg.logical.as_bytes(),
+                        FRAME_MAX,
+                    )
+                    .expect("content");
                     let attempt = msg.attempt.unwrap_or(1);
                     trace!(
                         "broker: deliver {} attempt {attempt} tag {delivery_tag}{}",
                         msg.logical,
-                        if msg.redelivered { " (redelivered)" } else { "" }
+                        if msg.redelivered {
+                            " (redelivered)"
+                        } else {
+                            ""
+                        }
                     );
                     let delivery = ledger.on_delivery(&msg.logical, attempt);
                     chan.unacked.insert(
@@ -744,7 +815,12 @@ impl Broker {
 
     /// Retry queues expire their heads; heartbeats go out and are checked. Returns the
     /// connections the broker closes for missed heartbeats.
-    pub fn on_time(&mut self, conns: &mut BTreeMap<u64, Conn>, ledger: &mut Ledger, now: Instant) -> Vec<u64> {
+    pub fn on_time(
+        &mut self,
+        conns: &mut BTreeMap<u64, Conn>,
+        ledger: &mut Ledger,
+        now: Instant,
+    ) -> Vec<u64> {
         let mut expired = Vec::new();
         for q in self.queues.values_mut() {
             while let Some((&order, msg)) = q.msgs.first_key_value() {
@@ -801,7 +877,8 @@ impl Broker {
             .filter(|c| c.heartbeat_s > 0 && c.phase != Phase::Header)
             .map(|c| {
                 let interval = Duration::from_secs(u64::from(c.heartbeat_s));
-                (c.last_sent + interval / 2).min(c.last_heard + 2 * interval + Duration::from_secs(1))
+                (c.last_sent + interval / 2)
+                    .min(c.last_heard + 2 * interval + Duration::from_secs(1))
             })
             .min();
         [expiry, beats, self.down_until].into_iter().flatten().min()

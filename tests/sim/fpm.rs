@@ -39,7 +39,9 @@ enum Answer {
 impl Answer {
     fn intent(self) -> Intent {
         match self {
-            Answer::Ok200 | Answer::OkNoStatus | Answer::AckDespite500 | Answer::StderrOk => Intent::Success,
+            Answer::Ok200 | Answer::OkNoStatus | Answer::AckDespite500 | Answer::StderrOk => {
+                Intent::Success
+            }
             Answer::Client400 | Answer::ActionDeadLetter => Intent::Permanent,
             Answer::ScriptUnknown => Intent::PoolFailure,
             _ => Intent::Retryable,
@@ -70,7 +72,10 @@ impl WireTap {
             match event {
                 RequestEvent::Begin { .. } => self.body.clear(),
                 RequestEvent::Params(params) => {
-                    self.params = params.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+                    self.params = params
+                        .iter()
+                        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                        .collect()
                 }
                 RequestEvent::Stdin(chunk) => self.body.extend_from_slice(chunk),
                 RequestEvent::StdinEnd => {
@@ -99,7 +104,9 @@ fn describe(params: &[(Vec<u8>, Vec<u8>)], body: &[u8]) -> (String, u32, Kind) {
         Some("amqp") => Kind::Amqp,
         _ => Kind::Redis,
     };
-    let attempt = param(params, b"FERRY_ATTEMPT").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let attempt = param(params, b"FERRY_ATTEMPT")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
     (message, attempt, kind)
 }
 
@@ -142,7 +149,13 @@ pub struct Fpm {
 }
 
 impl Fpm {
-    pub fn new(children: usize, backlog: usize, slow_ms: u64, max_requests: u32, failure_percent: u64) -> Fpm {
+    pub fn new(
+        children: usize,
+        backlog: usize,
+        slow_ms: u64,
+        max_requests: u32,
+        failure_percent: u64,
+    ) -> Fpm {
         Fpm {
             children,
             backlog,
@@ -209,11 +222,9 @@ impl Fpm {
 
     /// A child is free to read `id`.
     pub fn can_read(&self, id: u64) -> bool {
-        self.conns.get(&id).is_some_and(|c| c.child && c.job.is_none())
-    }
-
-    pub fn conn_ids(&self) -> Vec<u64> {
-        self.conns.keys().copied().collect()
+        self.conns
+            .get(&id)
+            .is_some_and(|c| c.child && c.job.is_none())
     }
 
     /// ferry closed the connection (or it was reset).
@@ -244,7 +255,14 @@ impl Fpm {
     }
 
     /// A child reads what ferry wrote.
-    pub fn input(&mut self, id: u64, conn: &mut Conn, ledger: &mut Ledger, rng: &mut Rng, now: Instant) -> bool {
+    pub fn input(
+        &mut self,
+        id: u64,
+        conn: &mut Conn,
+        ledger: &mut Ledger,
+        rng: &mut Rng,
+        now: Instant,
+    ) -> bool {
         let Some(c) = self.conns.get_mut(&id) else {
             conn.to_peer.clear();
             return true;
@@ -258,14 +276,21 @@ impl Fpm {
                 Ok(Status::Complete(event, n)) => {
                     used += n;
                     match event {
-                        RequestEvent::Begin { request_id, keep_conn, .. } => {
+                        RequestEvent::Begin {
+                            request_id,
+                            keep_conn,
+                            ..
+                        } => {
                             c.request_id = request_id;
                             c.keep = keep_conn;
                             c.params.clear();
                             c.body.clear();
                         }
                         RequestEvent::Params(params) => {
-                            c.params = params.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+                            c.params = params
+                                .iter()
+                                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                                .collect();
                         }
                         RequestEvent::Stdin(chunk) => c.body.extend_from_slice(chunk),
                         RequestEvent::StdinEnd => {
@@ -290,7 +315,9 @@ impl Fpm {
         let (message, attempt, kind) = describe(&c.params, &c.body);
         let message_id = param(&c.params, b"FERRY_MESSAGE_ID");
         if kind == Kind::Amqp && message_id.as_deref() != Some(message.as_str()) {
-            ledger.violation(format!("php-fpm: {message}: FERRY_MESSAGE_ID is {message_id:?}"));
+            ledger.violation(format!(
+                "php-fpm: {message}: FERRY_MESSAGE_ID is {message_id:?}"
+            ));
         }
         let answer = if rng.chance(self.failure_percent) {
             rng.weighted(&[
@@ -310,7 +337,7 @@ impl Fpm {
         } else {
             rng.weighted(&[(9, Answer::Ok200), (1, Answer::OkNoStatus)])
         };
-        let proc = ledger.on_request(&message, attempt, kind, answer.intent(), conn.incarnation);
+        let proc = ledger.on_request(&message, attempt, kind, answer.intent());
         let ms = match answer {
             Answer::Slow => self.slow_ms,
             _ => rng.range(1, 150),
@@ -329,13 +356,29 @@ impl Fpm {
         let conns: Vec<String> = self
             .conns
             .iter()
-            .map(|(id, c)| format!("{id}:{}{}{}", if c.child { "child" } else { "waiting" }, if c.job.is_some() { "+job" } else { "" }, if c.orphan { "+orphan" } else { "" }))
+            .map(|(id, c)| {
+                format!(
+                    "{id}:{}{}{}",
+                    if c.child { "child" } else { "waiting" },
+                    if c.job.is_some() { "+job" } else { "" },
+                    if c.orphan { "+orphan" } else { "" }
+                )
+            })
             .collect();
-        format!("php-fpm: {} busy of {}, {} waiting; {}", self.busy, self.children, self.waiting.len(), conns.join(" "))
+        format!(
+            "php-fpm: {} busy of {}, {} waiting; {}",
+            self.busy,
+            self.children,
+            self.waiting.len(),
+            conns.join(" ")
+        )
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns.values().filter_map(|c| c.job.as_ref().map(|j| j.ready_at)).min()
+        self.conns
+            .values()
+            .filter_map(|c| c.job.as_ref().map(|j| j.ready_at))
+            .min()
     }
 
     /// Children whose request is done answer.
@@ -349,7 +392,9 @@ impl Fpm {
         for id in due {
             let c = self.conns.get_mut(&id).expect("due");
             let job = c.job.take().expect("due");
-            let conn = conns.get_mut(&id).filter(|conn| conn.ferry.is_some() && !conn.reset);
+            let conn = conns
+                .get_mut(&id)
+                .filter(|conn| conn.ferry.is_some() && !conn.reset);
             let (Some(conn), false) = (conn, c.orphan) else {
                 self.release(id);
                 continue;
@@ -359,14 +404,23 @@ impl Fpm {
             let head = |out: &mut Vec<u8>, head: &str| encode_stdout(out, id16, head.as_bytes());
             let mut app_status = 0;
             match job.answer {
-                Answer::Ok200 => head(&mut out, "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nok"),
+                Answer::Ok200 => head(
+                    &mut out,
+                    "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nok",
+                ),
                 Answer::OkNoStatus => head(&mut out, "Content-Type: text/html\r\n\r\n<p>done</p>"),
-                Answer::AckDespite500 => head(&mut out, "Status: 500\r\nX-Ferry-Action: ack\r\n\r\n"),
+                Answer::AckDespite500 => {
+                    head(&mut out, "Status: 500\r\nX-Ferry-Action: ack\r\n\r\n")
+                }
                 Answer::Error500 => head(&mut out, "Status: 500 Internal Server Error\r\n\r\nboom"),
-                Answer::RetryAfter503 => head(&mut out, "Status: 503\r\nX-Ferry-Retry-After: 1\r\n\r\n"),
+                Answer::RetryAfter503 => {
+                    head(&mut out, "Status: 503\r\nX-Ferry-Retry-After: 1\r\n\r\n")
+                }
                 Answer::TooMany429 => head(&mut out, "Status: 429\r\n\r\n"),
                 Answer::Client400 => head(&mut out, "Status: 400 Bad Request\r\n\r\nno"),
-                Answer::ActionRetry => head(&mut out, "Status: 200\r\nX-Ferry-Action: retry\r\n\r\n"),
+                Answer::ActionRetry => {
+                    head(&mut out, "Status: 200\r\nX-Ferry-Action: retry\r\n\r\n")
+                }
                 Answer::ActionDeadLetter => head(&mut out, "X-Ferry-Action: dead-letter\r\n\r\n"),
                 Answer::AppStatus => {
                     head(&mut out, "Content-Type: text/plain\r\n\r\n");
@@ -382,7 +436,11 @@ impl Fpm {
                     );
                 }
                 Answer::StderrOk => {
-                    encode_stderr(&mut out, id16, b"PHP message: PHP Warning:  Undefined variable $x\n");
+                    encode_stderr(
+                        &mut out,
+                        id16,
+                        b"PHP message: PHP Warning:  Undefined variable $x\n",
+                    );
                     head(&mut out, "Status: 200\r\n\r\nok");
                 }
             }

@@ -47,7 +47,6 @@ pub struct Proc {
     pub intent: Intent,
     pub delivered: bool,
     pub cut: bool,
-    pub incarnation: u32,
 }
 
 impl Proc {
@@ -148,7 +147,7 @@ impl Ledger {
     // ---- php-fpm -----------------------------------------------------------------------
 
     /// A child read a whole request: checks the attempt it carries, records it.
-    pub fn on_request(&mut self, message: &str, attempt: u32, kind: Kind, intent: Intent, incarnation: u32) -> usize {
+    pub fn on_request(&mut self, message: &str, attempt: u32, kind: Kind, intent: Intent) -> usize {
         let rules = self.rules();
         let max = match kind {
             Kind::Amqp => rules.amqp_max_attempts,
@@ -208,7 +207,6 @@ impl Ledger {
             intent,
             delivered: false,
             cut: false,
-            incarnation,
         });
         self.by_message
             .entry(message.to_string())
@@ -219,9 +217,9 @@ impl Ledger {
 
     /// A request ferry wrote that no worker ran (it waited in the listen backlog, or its
     /// connection ended first): ferry counted it as an attempt all the same.
-    pub fn on_request_never_ran(&mut self, message: &str, attempt: u32, kind: Kind, incarnation: u32) {
+    pub fn on_request_never_ran(&mut self, message: &str, attempt: u32, kind: Kind) {
         trace!("php-fpm: {message} attempt {attempt} written but never run");
-        let proc = self.on_request(message, attempt, kind, Intent::Retryable, incarnation);
+        let proc = self.on_request(message, attempt, kind, Intent::Retryable);
         self.procs[proc].cut = true;
     }
 
@@ -285,10 +283,16 @@ impl Ledger {
         let d = &self.deliveries[delivery];
         let message = d.message.clone();
         let succeeded = self.procs_of(&message).any(|p| {
-            p.seq > d.seq && p.attempt >= d.attempt && p.effective() == Effective::Seen(Intent::Success)
+            p.seq > d.seq
+                && p.attempt >= d.attempt
+                && p.effective() == Effective::Seen(Intent::Success)
         });
         let attempt = d.attempt;
-        if let Some(copy) = self.copies.get_mut(&(conn, message.clone())).and_then(Vec::pop) {
+        if let Some(copy) = self
+            .copies
+            .get_mut(&(conn, message.clone()))
+            .and_then(Vec::pop)
+        {
             // The retry copy carries the message on; a dead-letter copy ended it.
             if copy == Copy::DeadLetter {
                 *self.completions.entry(message).or_default() += 1;
@@ -334,7 +338,10 @@ impl Ledger {
                 attempt.saturating_sub(1)
             ));
         }
-        self.copies.entry((conn, message.to_string())).or_default().push(Copy::Retry);
+        self.copies
+            .entry((conn, message.to_string()))
+            .or_default()
+            .push(Copy::Retry);
     }
 
     /// The broker confirmed a dead-letter copy of `message` published on `conn`.
@@ -344,7 +351,10 @@ impl Ledger {
                 "{message}: dead-letter copy published without a permanent failure or a last attempt that failed"
             ));
         }
-        self.copies.entry((conn, message.to_string())).or_default().push(Copy::DeadLetter);
+        self.copies
+            .entry((conn, message.to_string()))
+            .or_default()
+            .push(Copy::DeadLetter);
     }
 
     /// The connection of an unacked `delivery` ended: the broker requeued it.
@@ -387,7 +397,9 @@ impl Ledger {
             let done = self.completions.get(&message).copied().unwrap_or(0);
             let requeued = self.requeued_unacked.get(&message).copied().unwrap_or(0);
             if done == 0 {
-                self.violation(format!("{message}: lost (never acked after success nor dead-lettered)"));
+                self.violation(format!(
+                    "{message}: lost (never acked after success nor dead-lettered)"
+                ));
             } else if done > 1 + requeued {
                 self.violation(format!(
                     "{message}: settled {done} times, but only {requeued} of its deliveries were in flight when a connection ended"

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use ferry::proto::resp::server::{encode_message, ClientSession, CommandReader, ReaderLimits, SessionConfig};
+use ferry::proto::resp::server::{
+    encode_message, ClientSession, CommandReader, ReaderLimits, SessionConfig,
+};
 use ferry::proto::Status;
 
 use crate::net::{Conn, Mark};
@@ -93,7 +95,10 @@ impl Redis {
                     for change in rc.session.take_changes() {
                         if change.name == CHANNEL {
                             rc.subscribed = change.subscribed;
-                            trace!("redis: conn {id} {}subscribed", if change.subscribed { "" } else { "un" });
+                            trace!(
+                                "redis: conn {id} {}subscribed",
+                                if change.subscribed { "" } else { "un" }
+                            );
                         }
                     }
                 }
@@ -126,7 +131,13 @@ impl Redis {
                 continue;
             }
             let mut out = Vec::new();
-            encode_message(&mut out, rc.session.version(), None, CHANNEL, payload.as_bytes());
+            encode_message(
+                &mut out,
+                rc.session.version(),
+                None,
+                CHANNEL,
+                payload.as_bytes(),
+            );
             conn.send(&out);
             conn.mark(Mark::RedisMessage);
             receivers += 1;

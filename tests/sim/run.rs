@@ -63,7 +63,7 @@ impl World {
         };
         conn.ferry = None;
         for (message, attempt, kind) in conn.tap.unread.drain(..) {
-            self.ledger.on_request_never_ran(&message, attempt, kind, conn.incarnation);
+            self.ledger.on_request_never_ran(&message, attempt, kind);
         }
         for (_, mark) in conn.marks.drain(..) {
             if let Mark::Answer(proc) = mark {
@@ -99,7 +99,8 @@ impl World {
             .split_once("\r\n\r\n")
             .is_some_and(|(head, body)| head.contains(&format!("Content-Length: {}", body.len())));
         if !answer.starts_with("HTTP/1.1 200") || !complete {
-            self.ledger.violation(format!("control endpoint answered: {answer:?}"));
+            self.ledger
+                .violation(format!("control endpoint answered: {answer:?}"));
         }
     }
 
@@ -116,7 +117,7 @@ impl World {
         conn.to_peer.clear();
         conn.to_ferry.clear();
         for (message, attempt, kind) in conn.tap.unread.drain(..) {
-            self.ledger.on_request_never_ran(&message, attempt, kind, conn.incarnation);
+            self.ledger.on_request_never_ran(&message, attempt, kind);
         }
         for (_, mark) in conn.marks.drain(..) {
             if let Mark::Answer(proc) = mark {
@@ -145,10 +146,19 @@ impl Io for World {
         } else if text.contains("6379") {
             PeerKind::Redis
         } else {
-            self.ledger.violation(format!("ferry connected to an unknown address {text}"));
-            return Err(ConnectError { failure: ConnectFailure::Other, message: "unknown".into() });
+            self.ledger
+                .violation(format!("ferry connected to an unknown address {text}"));
+            return Err(ConnectError {
+                failure: ConnectFailure::Other,
+                message: "unknown".into(),
+            });
         };
-        let refuse = |failure, message: &str| Err(ConnectError { failure, message: message.into() });
+        let refuse = |failure, message: &str| {
+            Err(ConnectError {
+                failure,
+                message: message.into(),
+            })
+        };
         let mut c = Conn::new(peer, conn, self.incarnation);
         match peer {
             PeerKind::Fpm => {
@@ -162,7 +172,10 @@ impl Io for World {
                 }
                 if self.fpm.backlog_full() {
                     trace!("net: php-fpm connect EAGAIN (backlog full)");
-                    return refuse(ConnectFailure::BacklogFull, "Resource temporarily unavailable");
+                    return refuse(
+                        ConnectFailure::BacklogFull,
+                        "Resource temporarily unavailable",
+                    );
                 }
                 c.connecting = Some(Ok(()));
                 let id = self.net.open(c);
@@ -173,7 +186,11 @@ impl Io for World {
                     PeerKind::Broker => self.broker.is_down(self.now),
                     _ => self.redis.down_until.is_some_and(|t| self.now < t),
                 };
-                c.connecting = Some(if down { Err(ConnectFailure::Refused) } else { Ok(()) });
+                c.connecting = Some(if down {
+                    Err(ConnectFailure::Refused)
+                } else {
+                    Ok(())
+                });
                 self.net.open(c);
             }
             PeerKind::Control => unreachable!(),
@@ -237,13 +254,22 @@ impl Io for World {
         65536
     }
 
-    fn bind_worker_socket(&mut self, _pool: &str, _listen: Option<&Address>) -> Result<BoundSocket, String> {
+    fn bind_worker_socket(
+        &mut self,
+        _pool: &str,
+        _listen: Option<&Address>,
+    ) -> Result<BoundSocket, String> {
         Err("the simulation has no spawned pools".into())
     }
 
     fn release_worker_socket(&mut self, _socket: SocketKey) {}
 
-    fn spawn_worker(&mut self, _command: &[String], _socket: SocketKey, _max: u32) -> Result<u32, String> {
+    fn spawn_worker(
+        &mut self,
+        _command: &[String],
+        _socket: SocketKey,
+        _max: u32,
+    ) -> Result<u32, String> {
         Err("the simulation has no spawned pools".into())
     }
 
@@ -356,8 +382,11 @@ impl Sim {
             control_pending: false,
             control_unanswered: false,
         };
-        let schedule: VecDeque<(Instant, Event)> =
-            scenario.events.iter().map(|(at, e)| (epoch + *at, *e)).collect();
+        let schedule: VecDeque<(Instant, Event)> = scenario
+            .events
+            .iter()
+            .map(|(at, e)| (epoch + *at, *e))
+            .collect();
         let last_event = schedule.back().map_or(epoch, |(at, _)| *at);
         let limits = (p.max_in_flight, p.prefetch, p.backlog);
         let mut sim = Sim {
@@ -389,7 +418,11 @@ impl Sim {
                 break;
             }
             if self.w.now > self.last_event + SETTLE_LIMIT {
-                let why = format!("not settled {} s after the last event; {}", SETTLE_LIMIT.as_secs(), self.summary());
+                let why = format!(
+                    "not settled {} s after the last event; {}",
+                    SETTLE_LIMIT.as_secs(),
+                    self.summary()
+                );
                 self.w.ledger.violation(why);
                 break;
             }
@@ -400,19 +433,28 @@ impl Sim {
             }
             self.perform(action);
             if std::mem::take(&mut self.w.control_unanswered) && self.engine.is_some() {
-                self.w.ledger.violation("the control endpoint closed a client without an answer".into());
+                self.w
+                    .ledger
+                    .violation("the control endpoint closed a client without an answer".into());
             }
             self.check_step();
         }
         if self.w.ledger.violations.is_empty() {
             self.w.ledger.check_final();
             if self.w.broker.outstanding() > 0 {
-                let why = format!("messages left in the broker at the end; {}", self.w.broker.summary());
+                let why = format!(
+                    "messages left in the broker at the end; {}",
+                    self.w.broker.summary()
+                );
                 self.w.ledger.violation(why);
             }
         }
         if self.w.ledger.violations.is_empty() {
-            Ok(Report { steps: self.steps, virtual_ms: self.w.ms(), digest: trace::digest() })
+            Ok(Report {
+                steps: self.steps,
+                virtual_ms: self.w.ms(),
+                digest: trace::digest(),
+            })
         } else {
             Err(self.w.ledger.violations.join("\n"))
         }
@@ -429,14 +471,22 @@ impl Sim {
         format!(
             "{}; ferry {}; unsettled {:?}",
             self.w.broker.summary(),
-            if self.engine.is_some() { "running" } else { "not running" },
+            if self.engine.is_some() {
+                "running"
+            } else {
+                "not running"
+            },
             unsettled
         )
     }
 
     fn start_engine(&mut self) {
         self.w.incarnation += 1;
-        self.limits = (self.params.max_in_flight, self.params.prefetch, self.params.backlog);
+        self.limits = (
+            self.params.max_in_flight,
+            self.params.prefetch,
+            self.params.backlog,
+        );
         let config = parse(&self.params.config_json());
         let options = Options {
             seed: self.w.rng.next(),
@@ -445,7 +495,8 @@ impl Sim {
             pid: 4000 + self.w.incarnation,
         };
         trace!("ferry: start (incarnation {})", self.w.incarnation);
-        let engine = Engine::start(&config, options, self.w.now, &mut self.w).expect("ferry starts");
+        let engine =
+            Engine::start(&config, options, self.w.now, &mut self.w).expect("ferry starts");
         self.engine = Some(engine);
         self.turn();
     }
@@ -502,7 +553,9 @@ impl Sim {
     fn on_exit(&mut self, code: i32) {
         trace!("ferry: exited with code {code}");
         if code != 0 {
-            self.w.ledger.violation(format!("ferry exited with code {code} after a drain"));
+            self.w
+                .ledger
+                .violation(format!("ferry exited with code {code} after a drain"));
         }
         self.check_exit_metrics();
         self.engine_gone();
@@ -511,7 +564,9 @@ impl Sim {
         } else if let Some(after) = self.restart_after_exit.take() {
             self.restart_at = Some(self.w.now + after);
         } else {
-            self.w.ledger.violation("ferry exited without being told to".into());
+            self.w
+                .ledger
+                .violation("ferry exited without being told to".into());
         }
         self.term_at = None;
     }
@@ -529,9 +584,11 @@ impl Sim {
                 continue;
             }
             if c.readable() {
-                let room = self.engine.as_mut().and_then(|e| e.buffers_mut(f)).map_or(0, |b| {
-                    b.fill_limit().saturating_sub(b.unconsumed())
-                });
+                let room = self
+                    .engine
+                    .as_mut()
+                    .and_then(|e| e.buffers_mut(f))
+                    .map_or(0, |b| b.fill_limit().saturating_sub(b.unconsumed()));
                 if room > 0 || c.to_ferry.is_empty() {
                     candidates.push(Action::Deliver(*id));
                 }
@@ -620,7 +677,10 @@ impl Sim {
             }
             Err(failure) => {
                 trace!("net: connect of conn {id} ({peer:?}) refused");
-                let error = ConnectError { failure, message: "Connection refused".into() };
+                let error = ConnectError {
+                    failure,
+                    message: "Connection refused".into(),
+                };
                 engine.handle_connect_failed(f, &error, self.w.now, &mut self.w);
             }
         }
@@ -669,7 +729,12 @@ impl Sim {
                 match mark {
                     Mark::Answer(proc) => self.w.ledger.answer_delivered(proc),
                     Mark::RedisMessage => {
-                        *self.w.ledger.redis_received.entry(c.incarnation).or_default() += 1
+                        *self
+                            .w
+                            .ledger
+                            .redis_received
+                            .entry(c.incarnation)
+                            .or_default() += 1
                     }
                 }
             }
@@ -710,7 +775,9 @@ impl Sim {
         };
         match conn.peer {
             PeerKind::Broker => {
-                let after = w.broker.input(id, &mut conn, &mut w.ledger, &mut w.rng, w.now);
+                let after = w
+                    .broker
+                    .input(id, &mut conn, &mut w.ledger, &mut w.rng, w.now);
                 if after == broker::After::Close {
                     conn.fin = true;
                     w.broker.conn_gone(id, &mut w.ledger);
@@ -771,7 +838,8 @@ impl Sim {
         match event {
             Event::PublishAmqp(k) => {
                 let w = &mut self.w;
-                w.broker.publish_external(&format!("a{k}"), &mut w.ledger, w.now);
+                w.broker
+                    .publish_external(&format!("a{k}"), &mut w.ledger, w.now);
                 trace!("world: publish a{k}");
                 w.broker.pump(&mut w.net.conns, &mut w.ledger, w.now);
             }
@@ -788,7 +856,9 @@ impl Sim {
             .net
             .conns
             .iter()
-            .filter(|(_, c)| c.peer == peer && c.ferry.is_some() && c.connecting.is_none() && !c.reset)
+            .filter(|(_, c)| {
+                c.peer == peer && c.ferry.is_some() && c.connecting.is_none() && !c.reset
+            })
             .map(|(id, _)| *id)
             .collect()
     }
@@ -866,11 +936,14 @@ impl Sim {
 
     /// A control client POSTs `path`.
     fn control(&mut self, path: &str) {
-        let (Some(engine), Some(listener)) = (self.engine.as_mut(), self.w.net.control_listener) else {
+        let (Some(engine), Some(listener)) = (self.engine.as_mut(), self.w.net.control_listener)
+        else {
             return;
         };
         let Some(Accept::Take(conn)) = engine.handle_accept(listener, self.w.now) else {
-            self.w.ledger.violation("the control endpoint refused a client".into());
+            self.w
+                .ledger
+                .violation("the control endpoint refused a client".into());
             return;
         };
         let mut c = Conn::new(PeerKind::Control, conn, self.w.incarnation);
@@ -922,7 +995,9 @@ impl Sim {
             .net
             .conns
             .values()
-            .filter(|c| c.peer == PeerKind::Fpm && c.ferry.is_some() && c.incarnation == self.w.incarnation)
+            .filter(|c| {
+                c.peer == PeerKind::Fpm && c.ferry.is_some() && c.incarnation == self.w.incarnation
+            })
             .count();
         // One more than max_in_flight: a circuit probe may be out.
         if open_workers > self.limits.0 as usize + 1 {
@@ -935,7 +1010,11 @@ impl Sim {
                 .map(|(id, c)| {
                     format!(
                         "conn {id}{}{}{}, {} requests unread",
-                        if c.connecting.is_some() { " connecting" } else { "" },
+                        if c.connecting.is_some() {
+                            " connecting"
+                        } else {
+                            ""
+                        },
                         if c.fin { " closed by php-fpm" } else { "" },
                         if c.reset { " reset" } else { "" },
                         c.tap.unread.len()
@@ -977,13 +1056,19 @@ impl Sim {
         let unacked = get(r#"ferry_unacked_messages{source="tasks"}"#);
         let waiting = get(r#"ferry_backlog_messages{source="events"}"#);
         if in_flight > f64::from(max_in_flight) {
-            self.w.ledger.violation(format!("{in_flight} jobs in flight, max_in_flight {max_in_flight}"));
+            self.w.ledger.violation(format!(
+                "{in_flight} jobs in flight, max_in_flight {max_in_flight}"
+            ));
         }
         if unacked > f64::from(prefetch) {
-            self.w.ledger.violation(format!("{unacked} unacked deliveries, prefetch {prefetch}"));
+            self.w
+                .ledger
+                .violation(format!("{unacked} unacked deliveries, prefetch {prefetch}"));
         }
         if waiting > (backlog + self.w.ledger.redis_may_return()) as f64 {
-            self.w.ledger.violation(format!("{waiting} messages in the Redis backlog, backlog {backlog}"));
+            self.w.ledger.violation(format!(
+                "{waiting} messages in the Redis backlog, backlog {backlog}"
+            ));
         }
     }
 
@@ -994,7 +1079,11 @@ impl Sim {
         };
         let get = |k: &str| m.get(k).copied().unwrap_or(0.0) as u64;
         let inc = self.w.incarnation;
-        let settled = |outcome: &str| get(&format!(r#"ferry_messages_settled_total{{source="tasks",outcome="{outcome}"}}"#));
+        let settled = |outcome: &str| {
+            get(&format!(
+                r#"ferry_messages_settled_total{{source="tasks",outcome="{outcome}"}}"#
+            ))
+        };
         let ferry_finals = settled("acked") + settled("retried") + settled("dead_lettered");
         let broker_finals = self.w.ledger.finals_written.get(&inc).copied().unwrap_or(0);
         let resets = self.w.broker_resets.get(&inc).copied().unwrap_or(0);
@@ -1014,15 +1103,23 @@ impl Sim {
                     "ferry counts {received} Redis messages received, {seen} reached it"
                 ));
             }
-            let redis_settled = |outcome: &str| get(&format!(r#"ferry_messages_settled_total{{source="events",outcome="{outcome}"}}"#));
+            let redis_settled = |outcome: &str| {
+                get(&format!(
+                    r#"ferry_messages_settled_total{{source="events",outcome="{outcome}"}}"#
+                ))
+            };
             let dropped: u64 = ["backlog_full", "paused", "shutdown", "too_large"]
                 .iter()
-                .map(|r| get(&format!(r#"ferry_messages_dropped_total{{source="events",reason="{r}"}}"#)))
+                .map(|r| {
+                    get(&format!(
+                        r#"ferry_messages_dropped_total{{source="events",reason="{r}"}}"#
+                    ))
+                })
                 .sum();
             let accounted = redis_settled("acked") + redis_settled("discarded") + dropped;
-            let in_time = self
-                .term_at
-                .is_some_and(|t| self.w.now < t + Duration::from_millis(self.params.shutdown_timeout_ms));
+            let in_time = self.term_at.is_some_and(|t| {
+                self.w.now < t + Duration::from_millis(self.params.shutdown_timeout_ms)
+            });
             if accounted > received || (in_time && accounted != received) {
                 self.w.ledger.violation(format!(
                     "Redis: {received} received, but acked {} + discarded {} + dropped {dropped} = {accounted}",
@@ -1036,9 +1133,9 @@ impl Sim {
         // EAGAIN and the pool's circuit keeps opening, which can outlast any timeout.
         let fpm_fits = self.w.fpm.children + self.w.fpm.backlog >= self.limits.0 as usize;
         if self.final_term && fpm_fits {
-            let in_time = self
-                .term_at
-                .is_some_and(|t| self.w.now < t + Duration::from_millis(self.params.shutdown_timeout_ms));
+            let in_time = self.term_at.is_some_and(|t| {
+                self.w.now < t + Duration::from_millis(self.params.shutdown_timeout_ms)
+            });
             if !in_time {
                 let why = format!(
                     "the last drain, with every peer healthy, ran into shutdown_timeout_ms; {}",

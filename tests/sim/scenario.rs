@@ -29,7 +29,9 @@ pub struct Params {
 impl Params {
     pub fn draw(rng: &mut Rng) -> Params {
         let delays = |rng: &mut Rng| -> Vec<u64> {
-            (0..rng.range(1, 3)).map(|_| rng.range(1, 20) * 50).collect()
+            (0..rng.range(1, 3))
+                .map(|_| rng.range(1, 20) * 50)
+                .collect()
         };
         Params {
             max_in_flight: rng.range(1, 4) as u32,
@@ -79,7 +81,11 @@ impl Params {
             self.amqp_max_attempts,
             list(&self.amqp_delays),
             if self.hold { "hold" } else { "republish" },
-            if self.on_dispatch { "on_dispatch" } else { "after_response" },
+            if self.on_dispatch {
+                "on_dispatch"
+            } else {
+                "after_response"
+            },
             self.heartbeat_s,
         )];
         if self.redis {
@@ -163,7 +169,11 @@ impl Scenario {
     pub fn draw(rng: &mut Rng) -> Scenario {
         let params = Params::draw(rng);
         let amqp_messages = rng.range(10, 30) as u32;
-        let redis_messages = if params.redis { rng.range(5, 20) as u32 } else { 0 };
+        let redis_messages = if params.redis {
+            rng.range(5, 20) as u32
+        } else {
+            0
+        };
         let span = rng.range(2, 10) * 1000;
         let mut events = Vec::new();
         for k in 0..amqp_messages {
@@ -171,7 +181,10 @@ impl Scenario {
             events.push((Duration::from_millis(at), Event::PublishAmqp(k)));
         }
         for k in 0..redis_messages {
-            events.push((Duration::from_millis(rng.range(500, span + 500)), Event::PublishRedis(k)));
+            events.push((
+                Duration::from_millis(rng.range(500, span + 500)),
+                Event::PublishRedis(k),
+            ));
         }
         let faults = rng.below(5);
         for _ in 0..faults {
@@ -187,7 +200,11 @@ impl Scenario {
                 8 => Fault::Term(rng.range(1, 4) * 500),
                 9 => Fault::Reload,
                 _ => {
-                    let source = if params.redis && rng.chance(30) { "events" } else { "tasks" };
+                    let source = if params.redis && rng.chance(30) {
+                        "events"
+                    } else {
+                        "tasks"
+                    };
                     let resume = at + Duration::from_millis(rng.range(1, 10) * 300);
                     events.push((resume, Event::Fault(Fault::Resume(source))));
                     Fault::Pause(source)
