@@ -44,7 +44,7 @@ mod spawned;
 mod tests;
 pub mod timers;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -175,8 +175,11 @@ pub struct Engine {
     sources: Table<SourceId, Source>,
     pools: Table<PoolId, Pool>,
     builder: RequestBuilder,
-    /// Jobs waiting out a retry delay.
-    retrying: HashMap<JobId, jobs::Job>,
+    /// Jobs waiting out a retry delay. Ordered by job id, so what walks it (a hand-back
+    /// on drain or pause, the discards at the drain deadline) acts in the same order on
+    /// every run: the deterministic simulation (`docs/SIMULATION.md`) replays a seed bit
+    /// for bit only if the engine has no hash-order-dependent output.
+    retrying: BTreeMap<JobId, jobs::Job>,
     next_job_id: u64,
     phase: Phase,
     shutdown_timeout: Duration,
@@ -222,7 +225,7 @@ impl Engine {
             sources: Table::default(),
             pools: Table::default(),
             builder: RequestBuilder::default(),
-            retrying: HashMap::new(),
+            retrying: BTreeMap::new(),
             next_job_id: 1,
             phase: Phase::Running,
             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
