@@ -42,7 +42,7 @@ impl Engine {
             .peers
             .iter()
             .map(|(key, p)| (ConnId(key), p))
-            .filter(|(c, p)| matches!(p, Peer::ControlClient(_)) && !self.to_close.contains(c))
+            .filter(|(c, p)| matches!(p, Peer::ControlClient { .. }) && !self.to_close.contains(c))
             .map(|(c, _)| c)
             .collect();
         if clients.len() >= self.control_max_clients {
@@ -59,7 +59,10 @@ impl Engine {
             }
         }
         let buffers = Buffers::new(CLIENT_READ_CAP, CLIENT_WRITE_HIGH_WATER);
-        let conn = ConnId(self.peers.insert(Peer::ControlClient(buffers)));
+        let conn = ConnId(self.peers.insert(Peer::ControlClient {
+            buffers,
+            closing: false,
+        }));
         self.timers.arm(TimerKey::Client(conn), now + CLIENT_IDLE);
         Accept::Take(conn)
     }
@@ -78,10 +81,21 @@ impl Engine {
         io: &mut dyn Io,
     ) {
         let mut close = matches!(fill, Fill::Eof | Fill::Failed);
+        if let Some(Peer::ControlClient {
+            buffers,
+            closing: true,
+        }) = self.peers.get(conn.0)
+        {
+            // Its last answer is being written; nothing more is read.
+            if close || !buffers.wants_write() {
+                self.mark_close(conn);
+            }
+            return;
+        }
         let mut consumed_any = false;
         let mut answers = Vec::new();
         loop {
-            let Some(Peer::ControlClient(buffers)) = self.peers.get_mut(conn.0) else {
+            let Some(Peer::ControlClient { buffers, .. }) = self.peers.get_mut(conn.0) else {
                 return;
             };
             let input = buffers.input();
@@ -126,17 +140,26 @@ impl Engine {
                 }
             }
         }
-        if let Some(Peer::ControlClient(buffers)) = self.peers.get_mut(conn.0) {
+        let mut backlogged = false;
+        if let Some(Peer::ControlClient { buffers, .. }) = self.peers.get_mut(conn.0) {
             buffers.write_buf().extend_from_slice(&answers);
-            if buffers.write_backlogged() {
-                close = true;
-            }
+            backlogged = buffers.write_backlogged();
         }
-        if self.flush(conn, io).is_err() {
-            close = true;
-        }
+        let failed = self.flush(conn, io).is_err();
         self.timers.arm(TimerKey::Client(conn), now + CLIENT_IDLE);
-        if close {
+        let unwritten = matches!(self.peers.get(conn.0),
+            Some(Peer::ControlClient { buffers, .. }) if buffers.wants_write());
+        if close && unwritten && !backlogged && !failed && !matches!(fill, Fill::Eof | Fill::Failed)
+        {
+            // `Connection: close` with the answer not all written yet (a /metrics page
+            // larger than the socket takes at once): closing now would cut it off.
+            // Reading stops; the connection closes once the rest is written (or the
+            // idle timeout passes).
+            if let Some(Peer::ControlClient { buffers, closing }) = self.peers.get_mut(conn.0) {
+                buffers.set_read_ahead(Some(0));
+                *closing = true;
+            }
+        } else if close || backlogged || failed {
             self.mark_close(conn);
         } else if fill == Fill::Full && consumed_any {
             // Pipelined requests beyond one buffer: read the rest without a new event.
@@ -207,8 +230,9 @@ impl Engine {
     }
 
     /// `/metrics`: every family `docs/OPERATIONS.md` lists, gauges read from the live
-    /// state.
-    pub(super) fn render_metrics(&self, io: &mut dyn Io) -> String {
+    /// state. Public so the deterministic simulation (`docs/SIMULATION.md`) can compare
+    /// ferry's counters with what its simulated peers saw, even after ferry has exited.
+    pub fn render_metrics(&self, io: &mut dyn Io) -> String {
         let sources: Vec<SourceSeries<'_>> = self
             .sources
             .values()

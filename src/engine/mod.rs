@@ -47,7 +47,7 @@ mod streams;
 mod tests;
 pub mod timers;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -97,8 +97,9 @@ enum Peer {
     Worker(Box<Worker>),
     /// The control endpoint's listener.
     ControlListener,
-    /// A control endpoint client.
-    ControlClient(Buffers),
+    /// A control endpoint client; `closing` once its last answer (`Connection: close`)
+    /// is queued: it is closed when that answer is written, not before.
+    ControlClient { buffers: Buffers, closing: bool },
     /// A RESP endpoint source's listener.
     RespListener { source: SourceId },
     /// A Redis client of a RESP endpoint.
@@ -109,7 +110,7 @@ impl Peer {
     /// The buffers, for every peer that is a connection.
     fn buffers_mut(&mut self) -> Option<&mut Buffers> {
         match self {
-            Peer::Source { buffers, .. } | Peer::ControlClient(buffers) => Some(buffers),
+            Peer::Source { buffers, .. } | Peer::ControlClient { buffers, .. } => Some(buffers),
             Peer::Worker(worker) => Some(&mut worker.buffers),
             Peer::RespClient(client) => Some(&mut client.buffers),
             Peer::ControlListener | Peer::RespListener { .. } => None,
@@ -179,8 +180,11 @@ pub struct Engine {
     sources: Table<SourceId, Source>,
     pools: Table<PoolId, Pool>,
     builder: RequestBuilder,
-    /// Jobs waiting out a retry delay.
-    retrying: HashMap<JobId, jobs::Job>,
+    /// Jobs waiting out a retry delay. Ordered by job id, so what walks it (a hand-back
+    /// on drain or pause, the discards at the drain deadline) acts in the same order on
+    /// every run: the deterministic simulation (`docs/SIMULATION.md`) replays a seed bit
+    /// for bit only if the engine has no hash-order-dependent output.
+    retrying: BTreeMap<JobId, jobs::Job>,
     next_job_id: u64,
     phase: Phase,
     shutdown_timeout: Duration,
@@ -233,7 +237,7 @@ impl Engine {
             sources: Table::default(),
             pools: Table::default(),
             builder: RequestBuilder::default(),
-            retrying: HashMap::new(),
+            retrying: BTreeMap::new(),
             next_job_id: 1,
             phase: Phase::Running,
             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
@@ -400,7 +404,7 @@ impl Engine {
                 self.on_source_ready(source, conn, fill, now, io);
             }
             Some(Peer::Worker(_)) => self.on_worker_ready(conn, fill, now),
-            Some(Peer::ControlClient(_)) => self.on_client_ready(conn, fill, now, io),
+            Some(Peer::ControlClient { .. }) => self.on_client_ready(conn, fill, now, io),
             Some(Peer::RespClient(_)) => self.on_resp_client_ready(conn, fill, now, io),
             // Listeners are accepted on by the reactor; a closed id is a stale event.
             Some(Peer::ControlListener | Peer::RespListener { .. }) | None => {}

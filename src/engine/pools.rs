@@ -368,9 +368,15 @@ impl Engine {
             .poll_transmit(worker.buffers.write_buf());
         let deadline = assignment.exchange.poll_timeout();
         let source = assignment.job.source;
+        let queued = worker.buffers.pending_output();
         if let Err(e) = io.flush(conn, &mut worker.buffers) {
             debug!("worker connection lost while writing: {e}");
-            self.worker_eof(conn, now);
+            let untouched = worker.served == 0 && worker.buffers.pending_output() == queued;
+            if untouched {
+                self.worker_never_reached(conn, now);
+            } else {
+                self.worker_eof(conn, now);
+            }
             return;
         }
         if let Some(at) = deadline {
@@ -530,6 +536,30 @@ impl Engine {
         }
     }
 
+    /// A new connection failed before any byte of its request was written: php-fpm
+    /// reset it between accepting it and reading it (a restart, an outage). No worker
+    /// saw the job, so this is a pool failure like a refused connect — no attempt
+    /// counted (`docs/SEMANTICS.md`, "Outcome of a request") — not the "EOF after the
+    /// request was written" that burns one.
+    fn worker_never_reached(&mut self, conn: ConnId, now: Instant) {
+        let Some(Peer::Worker(worker)) = self.peers.get_mut(conn.0) else {
+            return;
+        };
+        let pool = worker.pool;
+        let Some(assignment) = worker.take_assignment() else {
+            return;
+        };
+        self.mark_close(conn);
+        self.timers.cancel(TimerKey::Worker(conn));
+        self.pools[pool].in_flight = self.pools[pool].in_flight.saturating_sub(1);
+        let outcome = classify(
+            Attempt::ConnectFailed(ConnectFailure::Refused),
+            false,
+            false,
+        );
+        self.on_outcome(assignment.job, outcome, now);
+    }
+
     /// EOF or a write error on a worker.
     fn worker_eof(&mut self, conn: ConnId, now: Instant) {
         let Some(Peer::Worker(worker)) = self.peers.get_mut(conn.0) else {
@@ -645,13 +675,20 @@ impl Engine {
             );
             let release = Duration::from_millis(p.config.circuit_release_ms);
             self.timers.arm(TimerKey::Release(pool), now + release);
+            // No job starts while the circuit is open, and probes open connections of
+            // their own: idle kept connections would only pin php-fpm children (maybe
+            // the very children whose absence made connects fail) and pile up, one per
+            // successful probe, past `max_in_flight`.
+            for conn in self.pools[pool].take_idle() {
+                self.mark_close(conn);
+            }
         } else {
             debug!(
                 "pool {}: still failing ({reason}); next probe in {delay:?}",
                 p.name
             );
         }
-        if let Some(at) = p.circuit.next_deadline() {
+        if let Some(at) = self.pools[pool].circuit.next_deadline() {
             self.timers.arm(TimerKey::Probe(pool), at);
         }
     }

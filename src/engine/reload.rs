@@ -176,7 +176,19 @@ impl Engine {
             if done {
                 self.timers.cancel(TimerKey::Source(source));
                 self.dirty_sources.retain(|d| *d != source);
-                self.sources.remove(source);
+                // Its successor took its counters at the reload; what it counted since,
+                // finishing its in-flight work (acks, retries), joins them now, or the
+                // source's series would miss those settlements for good.
+                let Some(retired) = self.sources.remove(source) else {
+                    continue;
+                };
+                let name = &retired.name;
+                if let Some(successor) = self
+                    .sources
+                    .position(|s| !s.is_retired() && &s.name == name)
+                {
+                    self.sources[successor].metrics.absorb(&retired.metrics);
+                }
             }
         }
         for pool in self.pools.keys() {

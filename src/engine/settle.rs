@@ -296,7 +296,7 @@ impl Engine {
         match job.origin {
             Origin::Amqp {
                 generation, tag, ..
-            } => self.ack_tag(source, generation, tag),
+            } => self.ack_tag(source, generation, tag, Settled::Acked),
             Origin::Redis { .. } => self.sources[source].metrics.on_settled(Settled::Acked),
             Origin::Stream { entry_id, .. } => self.stream_ack(source, entry_id),
         }
@@ -449,14 +449,24 @@ impl Engine {
         self.sources[source].amqp_session_mut()
     }
 
-    pub(super) fn ack_tag(&mut self, source: SourceId, generation: u64, tag: DeliveryTag) {
+    /// Acks `tag` and counts the delivery's one final settlement as `settled`: `Acked`
+    /// after a success, `Retried` or `DeadLettered` when the ack follows a confirmed
+    /// copy. One count per delivery (`docs/OPERATIONS.md`, `ferry_messages_settled_total`):
+    /// counting the ack of a confirmed copy as `acked` as well would count it twice.
+    pub(super) fn ack_tag(
+        &mut self,
+        source: SourceId,
+        generation: u64,
+        tag: DeliveryTag,
+        settled: Settled,
+    ) {
         let name = self.sources[source].name.clone();
         match self.live_session(source, generation) {
             Some(session) => {
                 if let Err(e) = session.ack(tag) {
                     warn!("source {name}: cannot ack {tag:?}: {e}");
                 } else {
-                    self.sources[source].metrics.on_settled(Settled::Acked);
+                    self.sources[source].metrics.on_settled(settled);
                 }
             }
             None => debug!("source {name}: {tag:?} belongs to a closed connection; not acked"),
@@ -515,7 +525,7 @@ impl Engine {
             return; // a resend writes it again: never acked twice
         }
         job.dispatch_acked = true;
-        self.ack_tag(source, generation, tag);
+        self.ack_tag(source, generation, tag, Settled::Acked);
     }
 
     /// A retry delay ended: back into the pool's queue (a stream entry is claimed back

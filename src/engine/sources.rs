@@ -978,10 +978,8 @@ impl Engine {
             }
             AmqpEvent::Confirmed(seq) => {
                 if let Some(pending) = self.sources[source].pending.remove(&seq) {
-                    self.ack_tag(source, pending.generation, pending.tag);
-                    self.sources[source]
-                        .metrics
-                        .on_settled(pending.copy.settled());
+                    let settled = pending.copy.settled();
+                    self.ack_tag(source, pending.generation, pending.tag, settled);
                 }
             }
             AmqpEvent::Nacked(seq) | AmqpEvent::Returned { seq, .. } => {

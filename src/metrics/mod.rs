@@ -78,6 +78,22 @@ impl SourceMetrics {
         self.reconnects += 1;
     }
 
+    /// Adds `other`'s counts (a source retired by a reload hands over what it counted
+    /// while finishing its work, so the source's series keep counting it).
+    pub fn absorb(&mut self, other: &SourceMetrics) {
+        self.received += other.received;
+        self.reconnects += other.reconnects;
+        for (mine, theirs) in self.dropped.iter_mut().zip(other.dropped) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.attempts.iter_mut().zip(other.attempts) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.settled.iter_mut().zip(other.settled) {
+            *mine += theirs;
+        }
+    }
+
     /// Messages received so far.
     pub fn received(&self) -> u64 {
         self.received
