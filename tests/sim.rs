@@ -38,7 +38,7 @@ mod trace;
 use std::time::Instant;
 
 /// Seeds that found bugs: always run.
-const REGRESSIONS: &[u64] = &[5, 12, 33, 131, 143];
+const REGRESSIONS: &[u64] = &[5, 12, 33, 131, 143, 475, 2221, 4357, 4415];
 
 /// Seeds run by default (`cargo test`).
 const DEFAULT_SEEDS: u64 = 2000;

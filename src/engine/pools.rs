@@ -76,6 +76,9 @@ pub(super) struct Assignment {
     exchange: Exchange,
     /// Some answer bytes arrived (a worker took the request).
     answered: bool,
+    /// Bytes queued when the request was handed to the socket: while all of them are
+    /// still queued, no byte of it left ferry (see [`Engine::worker_never_reached`]).
+    queued_at_transmit: usize,
     /// The pool's `completed` count when the request was started: how many other
     /// requests finished while this one waited (see [`Capacity`]).
     started_at_completed: u64,
@@ -292,6 +295,7 @@ impl Engine {
             job,
             exchange: Exchange::new(request, options, now),
             answered: false,
+            queued_at_transmit: 0,
             started_at_completed: self.pools[pool].completed,
         });
         self.pools[pool].in_flight += 1;
@@ -369,6 +373,7 @@ impl Engine {
         let deadline = assignment.exchange.poll_timeout();
         let source = assignment.job.source;
         let queued = worker.buffers.pending_output();
+        assignment.queued_at_transmit = queued;
         if let Err(e) = io.flush(conn, &mut worker.buffers) {
             debug!("worker connection lost while writing: {e}");
             let untouched = worker.served == 0 && worker.buffers.pending_output() == queued;
@@ -390,6 +395,11 @@ impl Engine {
         let Some(Peer::Worker(worker)) = self.peers.get_mut(conn.0) else {
             return;
         };
+        // Only a connection still connecting (a second report of the same connect, or
+        // one for a connection already in use, changes nothing).
+        if !matches!(worker.state, WorkerState::Connecting(_)) {
+            return;
+        }
         let WorkerState::Connecting(assignment) =
             std::mem::replace(&mut worker.state, WorkerState::Idle)
         else {
@@ -426,6 +436,16 @@ impl Engine {
         };
         if worker.buffers.unconsumed() > 0 {
             assignment.answered = true;
+        }
+        // The connection failed while not one byte of the request had left ferry (the
+        // socket took nothing, then php-fpm reset it): no worker saw the job.
+        let untouched = worker.served == 0
+            && !assignment.answered
+            && assignment.queued_at_transmit > 0
+            && worker.buffers.pending_output() == assignment.queued_at_transmit;
+        if untouched && matches!(fill, Fill::Eof | Fill::Failed) {
+            self.worker_never_reached(conn, now);
+            return;
         }
         let exchange = &mut assignment.exchange;
         let buffers = &mut worker.buffers;

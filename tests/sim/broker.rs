@@ -518,19 +518,23 @@ impl Broker {
                 }
             }
             Method::BasicAck(a) => {
+                // `multiple`: every outstanding tag up to and including this one, which
+                // must itself be outstanding (RabbitMQ answers 406 otherwise).
+                let mut tags = vec![a.delivery_tag];
                 if a.multiple {
-                    ledger.violation("broker: ferry acked with multiple".into());
+                    if let Some(chan) = bc.channels.get(&channel) {
+                        if chan.unacked.contains_key(&a.delivery_tag) {
+                            tags = chan
+                                .unacked
+                                .range(..=a.delivery_tag)
+                                .map(|(t, _)| *t)
+                                .collect();
+                        }
+                    }
                 }
-                self.settle(
-                    bc,
-                    id,
-                    channel,
-                    a.delivery_tag,
-                    Settle::Ack,
-                    out,
-                    ledger,
-                    now,
-                );
+                for tag in tags {
+                    self.settle(bc, id, channel, tag, Settle::Ack, out, ledger, now);
+                }
             }
             Method::BasicNack(n) => {
                 let how = if n.requeue {

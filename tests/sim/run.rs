@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use ferry::config::{self, Address};
 use ferry::dispatch::outcome::ConnectFailure;
 use ferry::engine::io::{
-    BoundSocket, Buffers, ConnId, ConnectError, Fill, Io, Notice, ProcessExit, ProcessSignal,
-    SocketKey, WriteError,
+    BoundSocket, Buffers, ConnId, Connect, ConnectError, Fill, Io, Notice, ProcessExit,
+    ProcessSignal, SocketKey, WriteError,
 };
 use ferry::engine::{Accept, Engine, Options};
 use ferry::metrics::ProcessStats;
@@ -137,7 +137,9 @@ impl World {
 }
 
 impl Io for World {
-    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<(), ConnectError> {
+    /// Every connect completes later, through the world's own events (a real unix socket
+    /// connects at once; the engine's `Connect::Done` path is covered by its unit tests).
+    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<Connect, ConnectError> {
         let text = address.to_string();
         let peer = if text.contains("fpm.sock") {
             PeerKind::Fpm
@@ -195,7 +197,7 @@ impl Io for World {
             }
             PeerKind::Control => unreachable!(),
         }
-        Ok(())
+        Ok(Connect::Pending)
     }
 
     fn listen(&mut self, conn: ConnId, _address: &Address) -> Result<(), String> {
@@ -290,6 +292,8 @@ impl Io for World {
     fn process_stats(&mut self) -> ProcessStats {
         ProcessStats::default()
     }
+
+    fn release_startup_code(&mut self) {}
 }
 
 /// What happens next.
