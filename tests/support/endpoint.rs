@@ -75,7 +75,9 @@ pub fn start_with(
     }
     let config = json!({
         "control": { "listen": format!("127.0.0.1:{control}") },
-        "pools": { "w": { "address": listen, "max_in_flight": 4 } },
+        // Not kept: the fd-counting tests need every worker connection gone after its
+        // job, not closed later by an idle timeout.
+        "pools": { "w": { "address": listen, "max_in_flight": 4, "keep_conn": false } },
         "sources": [endpoint]
     });
     let ferry = launch(&dir, &config);
