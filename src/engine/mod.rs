@@ -620,6 +620,13 @@ impl Engine {
                     if !self.processes_stopped(now, io) {
                         return None;
                     }
+                    // Last answers (a control client's `/status` during the drain, a
+                    // RESP client's reply) get one more write before everything closes.
+                    for (key, peer) in self.peers.iter_mut() {
+                        if let Some(buffers) = peer.buffers_mut().filter(|b| b.wants_write()) {
+                            let _ = io.flush(ConnId(key), buffers);
+                        }
+                    }
                     for (conn, _) in self.peers.iter() {
                         self.to_close.push(ConnId(conn));
                     }

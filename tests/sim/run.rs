@@ -98,9 +98,13 @@ impl World {
         let complete = answer
             .split_once("\r\n\r\n")
             .is_some_and(|(head, body)| head.contains(&format!("Content-Length: {}", body.len())));
-        if !answer.starts_with("HTTP/1.1 200") || !complete {
+        if !answer.starts_with("HTTP/1.1 200") {
             self.ledger
                 .violation(format!("control endpoint answered: {answer:?}"));
+        } else if !complete {
+            // Cut off: a fault unless ferry is ending (checked after the step).
+            trace!("control: answer cut off after {} bytes", answer.len());
+            self.control_unanswered = true;
         }
     }
 
@@ -527,6 +531,10 @@ impl Sim {
         }
         self.w.net.by_ferry.clear();
         self.w.net.control_listener = None;
+        // A control client cut off by ferry's end (crash or exit) is no fault of the
+        // endpoint: only one closed while ferry lives is.
+        self.w.control_pending = false;
+        self.w.control_unanswered = false;
     }
 
     /// One loop turn of the reactor: re-reads, due timers, the end of the turn.
