@@ -1,5 +1,7 @@
-//! The settlement table (`settle::decide`), row by row: every outcome × source kind ×
-//! ack mode × first / middle / last attempt.
+//! The settlement table (`settle::decide`): every outcome row × source kind (redis,
+//! amqp, resp_endpoint, redis_stream) × ack mode × first / middle / last attempt, each
+//! cell its own test (`<row>::<kind>::<ack mode>::<attempt>`: 144 of them), plus the
+//! options that change a cell (hold, dead-letter publish, stream, Retry-After).
 
 use std::time::Duration;
 
@@ -8,16 +10,6 @@ use crate::dispatch::outcome::{Outcome, PoolFailureReason, Reason};
 use crate::dispatch::request::SourceKind;
 use crate::dispatch::retry::RetryPolicy;
 use crate::engine::settle::{decide, DeadLetterTarget, RetryWait, Settlement, Situation};
-
-const KINDS: [SourceKind; 4] = [
-    SourceKind::Redis,
-    SourceKind::Amqp,
-    SourceKind::RespEndpoint,
-    SourceKind::RedisStream,
-];
-const ACKS: [AckMode; 2] = [AckMode::AfterResponse, AckMode::OnDispatch];
-/// With `max_attempts` 3: first, middle, last.
-const ATTEMPTS: [u32; 3] = [1, 2, 3];
 
 fn policy() -> RetryPolicy {
     RetryPolicy::new(3, &[1000, 5000])
@@ -36,17 +28,6 @@ fn situation(kind: SourceKind, ack: AckMode, attempt: u32) -> Situation {
     }
 }
 
-/// Every combination of the table's dimensions.
-fn each(mut check: impl FnMut(SourceKind, AckMode, u32, Situation)) {
-    for kind in KINDS {
-        for ack in ACKS {
-            for attempt in ATTEMPTS {
-                check(kind, ack, attempt, situation(kind, ack, attempt));
-            }
-        }
-    }
-}
-
 fn discard_or(kind: SourceKind) -> DeadLetterTarget {
     match kind {
         SourceKind::Amqp => DeadLetterTarget::Reject,
@@ -54,141 +35,207 @@ fn discard_or(kind: SourceKind) -> DeadLetterTarget {
     }
 }
 
-#[test]
-fn success_acks_unless_acked_at_dispatch() {
-    each(|_, _, _, s| {
-        let expected = if s.dispatch_acked {
-            Settlement::AlreadySettled
-        } else {
-            Settlement::Ack
-        };
-        assert_eq!(decide(Outcome::Success, s, &policy()), expected, "{s:?}");
-    });
+/// A row of the table, checked for one kind, ack mode and attempt.
+fn success_acks_unless_acked_at_dispatch(kind: SourceKind, ack: AckMode, attempt: u32) {
+    let s = situation(kind, ack, attempt);
+    let expected = if s.dispatch_acked {
+        Settlement::AlreadySettled
+    } else {
+        Settlement::Ack
+    };
+    assert_eq!(decide(Outcome::Success, s, &policy()), expected, "{s:?}");
 }
 
-#[test]
-fn permanent_dead_letters_at_any_attempt() {
-    each(|kind, _, _, s| {
-        let got = decide(
-            Outcome::Permanent {
-                reason: Reason::ClientError,
-            },
-            s,
-            &policy(),
-        );
-        if s.dispatch_acked {
-            assert_eq!(got, Settlement::AlreadySettled, "{s:?}");
-            return;
-        }
+/// A row of the table, checked for one kind, ack mode and attempt.
+fn permanent_dead_letters_at_any_attempt(kind: SourceKind, ack: AckMode, attempt: u32) {
+    let s = situation(kind, ack, attempt);
+    let got = decide(
+        Outcome::Permanent {
+            reason: Reason::ClientError,
+        },
+        s,
+        &policy(),
+    );
+    if s.dispatch_acked {
+        assert_eq!(got, Settlement::AlreadySettled, "{s:?}");
+        return;
+    }
+    assert_eq!(
+        got,
+        Settlement::DeadLetter {
+            target: discard_or(kind),
+            reason: Reason::ClientError.as_str(),
+            exhausted: false
+        },
+        "{s:?}"
+    );
+}
+
+/// A row of the table, checked for one kind, ack mode and attempt.
+fn retryable_retries_until_the_last_attempt_then_gives_up(
+    kind: SourceKind,
+    ack: AckMode,
+    attempt: u32,
+) {
+    let s = situation(kind, ack, attempt);
+    let got = decide(
+        Outcome::Retryable {
+            reason: Reason::ServerError,
+            retry_after: None,
+        },
+        s,
+        &policy(),
+    );
+    if s.dispatch_acked {
         assert_eq!(
             got,
+            Settlement::AlreadySettled,
+            "never retried once acked: {s:?}"
+        );
+        return;
+    }
+    let expected = match attempt {
+        3 => Settlement::DeadLetter {
+            target: discard_or(kind),
+            reason: Reason::ServerError.as_str(),
+            exhausted: true,
+        },
+        n => Settlement::Retry {
+            delay: Duration::from_millis(if n == 1 { 1000 } else { 5000 }),
+            next_attempt: n + 1,
+            wait: match kind {
+                SourceKind::Amqp => RetryWait::Republish,
+                // Stays pending in its group; claimed back after the delay.
+                SourceKind::RedisStream => RetryWait::Pending,
+                _ => RetryWait::InMemory,
+            },
+        },
+    };
+    assert_eq!(got, expected, "{s:?}");
+}
+
+/// A row of the table, checked for one kind, ack mode and attempt.
+fn a_timeout_is_retryable_like_any_failure(kind: SourceKind, ack: AckMode, attempt: u32) {
+    let s = situation(kind, ack, attempt);
+    let got = decide(
+        Outcome::Retryable {
+            reason: Reason::Timeout,
+            retry_after: None,
+        },
+        s,
+        &policy(),
+    );
+    let retried = matches!(got, Settlement::Retry { .. });
+    assert_eq!(retried, attempt < 3 && !s.dispatch_acked, "{s:?}");
+}
+
+/// A row of the table, checked for one kind, ack mode and attempt.
+fn pool_failures_burn_no_attempt_at_any_attempt(kind: SourceKind, ack: AckMode, attempt: u32) {
+    let s = situation(kind, ack, attempt);
+    let got = decide(
+        Outcome::PoolFailure {
+            reason: PoolFailureReason::ConnectRefused,
+        },
+        s,
+        &policy(),
+    );
+    assert_eq!(got, Settlement::RequeuePoolFailure, "{s:?}");
+}
+
+/// A row of the table, checked for one kind, ack mode and attempt.
+fn a_closed_kept_connection_resends_once_then_counts(kind: SourceKind, ack: AckMode, attempt: u32) {
+    let s = situation(kind, ack, attempt);
+    assert_eq!(
+        decide(Outcome::ResendOnce, s, &policy()),
+        Settlement::Resend,
+        "{s:?}"
+    );
+    let again = Situation { resent: true, ..s };
+    let got = decide(Outcome::ResendOnce, again, &policy());
+    if s.dispatch_acked {
+        assert_eq!(got, Settlement::AlreadySettled);
+    } else if attempt == 3 {
+        assert!(matches!(
+            got,
             Settlement::DeadLetter {
-                target: discard_or(kind),
-                reason: Reason::ClientError.as_str(),
-                exhausted: false
-            },
-            "{s:?}"
-        );
-    });
-}
-
-#[test]
-fn retryable_retries_until_the_last_attempt_then_gives_up() {
-    each(|kind, _, attempt, s| {
-        let got = decide(
-            Outcome::Retryable {
-                reason: Reason::ServerError,
-                retry_after: None,
-            },
-            s,
-            &policy(),
-        );
-        if s.dispatch_acked {
-            assert_eq!(
-                got,
-                Settlement::AlreadySettled,
-                "never retried once acked: {s:?}"
-            );
-            return;
-        }
-        let expected = match attempt {
-            3 => Settlement::DeadLetter {
-                target: discard_or(kind),
-                reason: Reason::ServerError.as_str(),
                 exhausted: true,
-            },
-            n => Settlement::Retry {
-                delay: Duration::from_millis(if n == 1 { 1000 } else { 5000 }),
-                next_attempt: n + 1,
-                wait: match kind {
-                    SourceKind::Amqp => RetryWait::Republish,
-                    // Stays pending in its group; claimed back after the delay.
-                    SourceKind::RedisStream => RetryWait::Pending,
-                    _ => RetryWait::InMemory,
-                },
-            },
-        };
-        assert_eq!(got, expected, "{s:?}");
-    });
+                ..
+            }
+        ));
+    } else {
+        assert!(
+            matches!(got, Settlement::Retry { next_attempt, .. } if next_attempt == attempt + 1)
+        );
+    }
 }
 
-#[test]
-fn a_timeout_is_retryable_like_any_failure() {
-    each(|_, _, attempt, s| {
-        let got = decide(
-            Outcome::Retryable {
-                reason: Reason::Timeout,
-                retry_after: None,
-            },
-            s,
-            &policy(),
-        );
-        let retried = matches!(got, Settlement::Retry { .. });
-        assert_eq!(retried, attempt < 3 && !s.dispatch_acked, "{s:?}");
-    });
-}
-
-#[test]
-fn pool_failures_burn_no_attempt_at_any_attempt() {
-    each(|_, _, _, s| {
-        let got = decide(
-            Outcome::PoolFailure {
-                reason: PoolFailureReason::ConnectRefused,
-            },
-            s,
-            &policy(),
-        );
-        assert_eq!(got, Settlement::RequeuePoolFailure, "{s:?}");
-    });
-}
-
-#[test]
-fn a_closed_kept_connection_resends_once_then_counts() {
-    each(|_, _, attempt, s| {
-        assert_eq!(
-            decide(Outcome::ResendOnce, s, &policy()),
-            Settlement::Resend,
-            "{s:?}"
-        );
-        let again = Situation { resent: true, ..s };
-        let got = decide(Outcome::ResendOnce, again, &policy());
-        if s.dispatch_acked {
-            assert_eq!(got, Settlement::AlreadySettled);
-        } else if attempt == 3 {
-            assert!(matches!(
-                got,
-                Settlement::DeadLetter {
-                    exhausted: true,
-                    ..
-                }
-            ));
-        } else {
-            assert!(
-                matches!(got, Settlement::Retry { next_attempt, .. } if next_attempt == attempt + 1)
-            );
+// One `#[test]` per cell: `<row>::<kind>::<ack mode>::{first, middle, last}` (attempts
+// 1, 2 and 3 of `max_attempts` 3), so a failing cell names itself.
+macro_rules! attempts {
+    ($check:path, $kind:expr, $ack:expr) => {
+        #[test]
+        fn first() {
+            $check($kind, $ack, 1)
         }
-    });
+        #[test]
+        fn middle() {
+            $check($kind, $ack, 2)
+        }
+        #[test]
+        fn last() {
+            $check($kind, $ack, 3)
+        }
+    };
 }
+
+macro_rules! acks {
+    ($check:path, $kind:expr) => {
+        mod after_response {
+            attempts!($check, $kind, crate::config::AckMode::AfterResponse);
+        }
+        mod on_dispatch {
+            attempts!($check, $kind, crate::config::AckMode::OnDispatch);
+        }
+    };
+}
+
+macro_rules! row {
+    ($row:ident) => {
+        mod $row {
+            mod redis {
+                acks!(
+                    crate::engine::tests::settle::$row,
+                    crate::dispatch::request::SourceKind::Redis
+                );
+            }
+            mod amqp {
+                acks!(
+                    crate::engine::tests::settle::$row,
+                    crate::dispatch::request::SourceKind::Amqp
+                );
+            }
+            mod resp_endpoint {
+                acks!(
+                    crate::engine::tests::settle::$row,
+                    crate::dispatch::request::SourceKind::RespEndpoint
+                );
+            }
+            mod redis_stream {
+                acks!(
+                    crate::engine::tests::settle::$row,
+                    crate::dispatch::request::SourceKind::RedisStream
+                );
+            }
+        }
+    };
+}
+
+row!(success_acks_unless_acked_at_dispatch);
+row!(permanent_dead_letters_at_any_attempt);
+row!(retryable_retries_until_the_last_attempt_then_gives_up);
+row!(a_timeout_is_retryable_like_any_failure);
+row!(pool_failures_burn_no_attempt_at_any_attempt);
+row!(a_closed_kept_connection_resends_once_then_counts);
 
 #[test]
 fn retry_after_rounds_up_to_a_step() {
