@@ -272,7 +272,7 @@ impl Engine {
         }
         engine.update_fd_budget(io);
         for pool in engine.pools.keys() {
-            engine.resolve_pool(pool, now, io);
+            engine.start_pool(pool, now, io);
         }
         for source in engine.sources.keys() {
             engine.connect_source(source, now, io);
@@ -321,8 +321,8 @@ impl Engine {
         )))
     }
 
-    /// The earliest deadline; `Some(now)`-like (in the past) when work is queued for the
-    /// next turn without waiting for an event.
+    /// The earliest deadline (`None`: nothing to wake for but an event). Work queued for
+    /// the next turn is told apart by [`Engine::has_queued_work`].
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         self.timers.next_deadline()
     }

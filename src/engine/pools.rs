@@ -220,9 +220,10 @@ impl Pool {
 }
 
 impl Engine {
-    /// A spawned pool binds its socket and starts its workers; an `address` pool needs
-    /// nothing until its first job (the reactor resolves a host name at connect time).
-    pub(super) fn resolve_pool(&mut self, pool: PoolId, now: Instant, io: &mut dyn Io) {
+    /// Readies a pool: a spawned pool binds its socket and starts its workers; an
+    /// `address` pool needs nothing until its first job (the reactor resolves a host name
+    /// at connect time).
+    pub(super) fn start_pool(&mut self, pool: PoolId, now: Instant, io: &mut dyn Io) {
         if self.pools[pool].config.address.is_none() {
             self.start_spawned_pool(pool, now, io);
         }
@@ -745,7 +746,7 @@ impl Engine {
         }
         if self.pools[pool].address.is_none() {
             // A spawned pool whose socket could not be bound: try again.
-            self.resolve_pool(pool, now, io);
+            self.start_pool(pool, now, io);
             if self.pools[pool].address.is_none() {
                 return;
             }

@@ -61,14 +61,14 @@ impl Engine {
                         // Connections in flight now must not come back to the idle list.
                         self.pools[pool].generation = self.next_generation();
                         self.pools[pool].address = pool_config.address.clone();
-                        self.resolve_pool(pool, now, io);
+                        self.start_pool(pool, now, io);
                     }
                     changed += 1;
                 }
                 Some(_) => {}
                 None => {
                     let pool = self.add_pool(name, pool_config);
-                    self.resolve_pool(pool, now, io);
+                    self.start_pool(pool, now, io);
                     added += 1;
                 }
             }
