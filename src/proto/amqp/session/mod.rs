@@ -445,7 +445,8 @@ impl Session {
 
     /// Acknowledges one delivery. The ack is encoded at the next
     /// [`poll_transmit`](Self::poll_transmit) (or before a close), together with the
-    /// other acks of the same loop turn: see [`Session::encode_acks`].
+    /// other acks of the same loop turn (one `basic.ack multiple` for a run below every
+    /// unacked tag).
     pub fn ack(&mut self, tag: DeliveryTag) -> Result<(), CommandError> {
         if self.state.closing() {
             return Err(CommandError::Closed);
