@@ -56,8 +56,8 @@ fn the_spec_example_loads() {
     let SourceConfig::Amqp(tasks) = &config.sources[1] else {
         panic!("second source is amqp")
     };
-    assert_eq!(tasks.url.password.expose(), "s3cret");
-    assert_eq!(tasks.url.vhost, "/");
+    assert_eq!(tasks.urls[0].password.expose(), "s3cret");
+    assert_eq!(tasks.urls[0].vhost, "/");
     assert_eq!(tasks.retry_delays_ms, vec![1000, 10000, 60000]);
     assert_eq!(
         tasks.job.params.get("APP_ENV").map(String::as_str),
@@ -344,7 +344,7 @@ fn a_stream_source_resolves_its_defaults() {
     assert_eq!(s.body, StreamBody::Form);
     assert_eq!(s.dead_letter, StreamDeadLetter::Stream);
     assert_eq!(s.dead_stream(), "orders.ferry-dead");
-    assert_eq!((s.resp, s.url.db, s.max_attempts), (3, 2, 5));
+    assert_eq!((s.resp, s.urls[0].db, s.max_attempts), (3, 2, 5));
     assert_eq!(config.sources[0].kind(), "redis_stream");
 
     let config = parse_str(&stream_source(

@@ -22,6 +22,7 @@ fn config() -> SessionConfig {
         vhost: "/".into(),
         queue: QUEUE.into(),
         declare: DeclareMode::IfMissing,
+        queue_type: QueueType::Classic,
         prefetch: 4,
         heartbeat_s: 30,
         max_message_bytes: 16 << 20,

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use ferry::proto::amqp::{DeclareMode, Event, Session, SessionConfig};
+use ferry::proto::amqp::{DeclareMode, Event, QueueType, Session, SessionConfig};
 
 /// Polls [`queue_depth`] every 100 ms until `done(depth)` holds or `timeout` passes;
 /// returns the last depth seen, for the caller to assert on.
@@ -36,6 +36,7 @@ pub fn queue_depth(queue: &str) -> u32 {
         vhost: "/".into(),
         queue: queue.into(),
         declare: DeclareMode::CheckOnly,
+        queue_type: QueueType::Classic,
         prefetch: 1,
         heartbeat_s: 0,
         max_message_bytes: 1 << 20,

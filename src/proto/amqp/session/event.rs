@@ -251,6 +251,25 @@ impl MessageProperties {
         Ok(())
     }
 
+    /// Removes every header named `name` (the broker's `x-delivery-count` from a copy);
+    /// nothing changes when there is none.
+    pub fn remove_header(&mut self, name: &str) -> Result<(), AmqpError> {
+        let Some(old) = self.headers_table() else {
+            return Ok(());
+        };
+        if old.iter().all(|(key, _)| key != name.as_bytes()) {
+            return Ok(());
+        }
+        let mut table = TableBuilder::new();
+        for (key, v) in old.iter().filter(|(key, _)| *key != name.as_bytes()) {
+            table.insert(key, v)?;
+        }
+        let built = table.as_table();
+        self.headers = render_headers(built);
+        self.headers_raw = Some(built.as_bytes().to_vec());
+        Ok(())
+    }
+
     /// Borrows these properties for [`Session::publish`](super::Session::publish).
     pub fn as_basic(&self) -> BasicProperties<'_> {
         BasicProperties {
