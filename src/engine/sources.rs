@@ -1446,3 +1446,25 @@ fn header_number(header: Option<&crate::proto::amqp::HeaderValue>) -> Option<u32
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::attempt_of;
+    use crate::proto::amqp::HeaderValue;
+
+    #[test]
+    fn the_attempt_is_ferrys_count_else_the_brokers_plus_one_else_one() {
+        let int = HeaderValue::Int;
+        assert_eq!(attempt_of(None, None), 1);
+        assert_eq!(attempt_of(Some(&int(3)), None), 3);
+        assert_eq!(attempt_of(None, Some(&int(0))), 1);
+        assert_eq!(attempt_of(None, Some(&int(4))), 5);
+        assert_eq!(attempt_of(Some(&int(2)), Some(&int(9))), 2);
+        assert_eq!(attempt_of(Some(&int(0)), Some(&int(1))), 2, "0 is unreadable");
+        assert_eq!(
+            attempt_of(Some(&HeaderValue::Text(" 4 ".into())), None),
+            4
+        );
+        assert_eq!(attempt_of(Some(&HeaderValue::Other), Some(&int(-1))), 1);
+    }
+}

@@ -308,6 +308,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn remove_header_drops_that_name_and_keeps_the_rest() {
+        let mut headers = TableBuilder::new();
+        headers
+            .insert(b"x-delivery-count", FieldValue::I64(2))
+            .unwrap()
+            .insert(b"tenant", FieldValue::LongStr(b"acme"))
+            .unwrap();
+        let basic = BasicProperties {
+            headers: Some(headers.as_table()),
+            ..Default::default()
+        };
+        let mut props = MessageProperties::from_basic(&basic);
+        props.remove_header("x-delivery-count").unwrap();
+        assert_eq!(props.header("x-delivery-count"), None);
+        assert_eq!(props.header("tenant"), Some(&HeaderValue::Text("acme".into())));
+        let table = props.headers_table().unwrap();
+        assert_eq!(table.iter().count(), 1, "gone from the raw table too");
+        let mut none = MessageProperties::default();
+        none.remove_header("x").unwrap();
+        assert_eq!(none, MessageProperties::default());
+    }
+
+    #[test]
     fn properties_round_trip_and_headers_are_replaced_not_duplicated() {
         let mut headers = TableBuilder::new();
         headers
