@@ -164,7 +164,10 @@ fn a_quorum_queue_ferry_declares_retries_through_a_quorum_retry_queue() {
                       "job": { "pool": "php", "script": script } }]
     });
     let mut ferry = Ferry::start(fpm.dir(), &config);
-    ferry.wait_for_log(&format!("source {source}: consuming"), Duration::from_secs(15));
+    ferry.wait_for_log(
+        &format!("source {source}: consuming"),
+        Duration::from_secs(15),
+    );
     let retry = format!("{queue}.ferry-retry.300");
     wait_until("the retry queue", Duration::from_secs(10), || {
         ferry.log().contains(&format!("retry queue {retry} ready"))
@@ -180,9 +183,11 @@ fn a_quorum_queue_ferry_declares_retries_through_a_quorum_retry_queue() {
         &queue,
         r#"{"n": 2, "fail_first": "1"}"#,
     ]);
-    wait_until("message 2's second attempt", Duration::from_secs(20), || {
-        lines_of(&log, "2").len() >= 2
-    });
+    wait_until(
+        "message 2's second attempt",
+        Duration::from_secs(20),
+        || lines_of(&log, "2").len() >= 2,
+    );
     let attempts: Vec<i64> = lines_of(&log, "2")
         .iter()
         .map(|l| l["attempt"].as_i64().unwrap())
@@ -234,12 +239,19 @@ fn a_quorum_queue_declared_by_someone_else_is_consumed_without_a_406() {
             "sources": [amqp_source]
         });
         let mut ferry = Ferry::start(fpm.dir(), &config);
-        ferry.wait_for_log(&format!("source {source}: consuming"), Duration::from_secs(15));
+        ferry.wait_for_log(
+            &format!("source {source}: consuming"),
+            Duration::from_secs(15),
+        );
         publish(&["--amqp", AMQP, "--queue", &queue, r#"{"n": 2}"#]);
         wait_until("message 2", Duration::from_secs(15), || {
             !lines_of(&log, "2").is_empty()
         });
-        assert!(!ferry.log().contains("PRECONDITION_FAILED"), "{}", ferry.log());
+        assert!(
+            !ferry.log().contains("PRECONDITION_FAILED"),
+            "{}",
+            ferry.log()
+        );
         ferry.signal("TERM");
         assert!(ferry.wait(Duration::from_secs(10)).success());
         std::fs::remove_file(&log).ok();
@@ -263,7 +275,10 @@ fn x_delivery_count_is_seen_after_the_connection_dies_mid_request() {
                       "job": { "pool": "php", "script": script } }]
     });
     let mut ferry = Ferry::start(fpm.dir(), &config);
-    ferry.wait_for_log(&format!("source {source}: consuming"), Duration::from_secs(15));
+    ferry.wait_for_log(
+        &format!("source {source}: consuming"),
+        Duration::from_secs(15),
+    );
     publish(&[
         "--amqp",
         AMQP,
@@ -318,7 +333,10 @@ fn redis_skips_a_dead_node_and_comes_back_after_its_connection_is_killed() {
                       "channels": [channel], "job": { "pool": "php", "script": script } }]
     });
     let mut ferry = Ferry::start(fpm.dir(), &config);
-    ferry.wait_for_log(&format!("source {source}: subscribed"), Duration::from_secs(10));
+    ferry.wait_for_log(
+        &format!("source {source}: subscribed"),
+        Duration::from_secs(10),
+    );
     let text = ferry.log();
     assert!(
         text.contains(&format!("connecting to 127.0.0.1:{dead} (node 1 of 2)")),
@@ -371,7 +389,10 @@ fn amqp_skips_a_dead_node_and_comes_back_after_its_connection_is_closed() {
                       "job": { "pool": "php", "script": script } }]
     });
     let mut ferry = Ferry::start(fpm.dir(), &config);
-    ferry.wait_for_log(&format!("source {source}: consuming"), Duration::from_secs(15));
+    ferry.wait_for_log(
+        &format!("source {source}: consuming"),
+        Duration::from_secs(15),
+    );
     assert!(ferry
         .log()
         .contains(&format!("connecting to 127.0.0.1:{dead} (node 1 of 2)")));

@@ -438,10 +438,8 @@ fn urls_list_the_nodes_and_url_is_one_node() {
         panic!("redis")
     };
     assert_eq!(redis.urls[1].port, 6380);
-    let SourceConfig::RedisStream(stream) = parse_str(&stream_source(""))
-        .unwrap()
-        .sources
-        .remove(0)
+    let SourceConfig::RedisStream(stream) =
+        parse_str(&stream_source("")).unwrap().sources.remove(0)
     else {
         panic!("stream")
     };
@@ -472,7 +470,9 @@ fn url_and_urls_mistakes_name_the_key() {
     }
     let bad = parse_str(&with(r#""urls": ["amqp://a", "http://b"],"#)).unwrap_err();
     assert!(bad.reason.starts_with("urls[1]: "), "{bad}");
-    let many: Vec<String> = (0..=MAX_NODES).map(|n| format!("\"amqp://h{n}\"")).collect();
+    let many: Vec<String> = (0..=MAX_NODES)
+        .map(|n| format!("\"amqp://h{n}\""))
+        .collect();
     let err = parse_str(&with(&format!(r#""urls": [{}],"#, many.join(", ")))).unwrap_err();
     assert_eq!(err.key, r#"sources[0] ("q").urls"#);
 }

@@ -34,8 +34,8 @@ use super::settle::{retry_queue_name, PendingSettle};
 use super::{Engine, Peer, Phase, TimerKey};
 use crate::config::Address;
 use crate::config::{
-    AmqpSource, AmqpUrl, Declare, JobConfig, QueueType, RedisSource, RedisUrl,
-    RespEndpointSource, RetryMode, SourceConfig,
+    AmqpSource, AmqpUrl, Declare, JobConfig, QueueType, RedisSource, RedisUrl, RespEndpointSource,
+    RetryMode, SourceConfig,
 };
 use crate::dispatch::retry::RetryPolicy;
 use crate::metrics::{DropReason, EndpointMetrics, SourceMetrics};
@@ -1460,11 +1460,12 @@ mod tests {
         assert_eq!(attempt_of(None, Some(&int(0))), 1);
         assert_eq!(attempt_of(None, Some(&int(4))), 5);
         assert_eq!(attempt_of(Some(&int(2)), Some(&int(9))), 2);
-        assert_eq!(attempt_of(Some(&int(0)), Some(&int(1))), 2, "0 is unreadable");
         assert_eq!(
-            attempt_of(Some(&HeaderValue::Text(" 4 ".into())), None),
-            4
+            attempt_of(Some(&int(0)), Some(&int(1))),
+            2,
+            "0 is unreadable"
         );
+        assert_eq!(attempt_of(Some(&HeaderValue::Text(" 4 ".into())), None), 4);
         assert_eq!(attempt_of(Some(&HeaderValue::Other), Some(&int(-1))), 1);
     }
 }

@@ -292,8 +292,7 @@ fn check_source(source: &SourceConfig, node: usize) -> Endpoint {
         SourceConfig::Redis(redis) => {
             let url = &redis.urls[node];
             let (details, error) = redis::check(url, Instant::now() + STEP_TIMEOUT);
-            let mut endpoint =
-                Endpoint::new("redis", &redis.name, url.to_string()).verdict(error);
+            let mut endpoint = Endpoint::new("redis", &redis.name, url.to_string()).verdict(error);
             endpoint.redis = Some(details);
             endpoint
         }
@@ -317,8 +316,7 @@ fn check_source(source: &SourceConfig, node: usize) -> Endpoint {
                     ));
                 }
             }
-            let mut endpoint =
-                Endpoint::new("amqp", &source.name, url.to_string()).verdict(error);
+            let mut endpoint = Endpoint::new("amqp", &source.name, url.to_string()).verdict(error);
             endpoint.note = note;
             endpoint.amqp = Some(details);
             endpoint

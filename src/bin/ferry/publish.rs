@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry::config::{AmqpUrl, RedisUrl};
-use ferry::proto::amqp::{
-    BasicProperties, DeclareMode, Event, QueueType, Session, SessionConfig,
-};
+use ferry::proto::amqp::{BasicProperties, DeclareMode, Event, QueueType, Session, SessionConfig};
 use ferry::proto::resp::{self, Frame};
 use ferry::proto::Status;
 

@@ -322,7 +322,10 @@ mod tests {
         let mut props = MessageProperties::from_basic(&basic);
         props.remove_header("x-delivery-count").unwrap();
         assert_eq!(props.header("x-delivery-count"), None);
-        assert_eq!(props.header("tenant"), Some(&HeaderValue::Text("acme".into())));
+        assert_eq!(
+            props.header("tenant"),
+            Some(&HeaderValue::Text("acme".into()))
+        );
         let table = props.headers_table().unwrap();
         assert_eq!(table.iter().count(), 1, "gone from the raw table too");
         let mut none = MessageProperties::default();
