@@ -121,6 +121,7 @@ fn consume_publish_confirm_ack_close_against_rabbitmq() {
             durable: false,
             arguments: table_from_json(arguments.as_object().unwrap()).unwrap(),
         },
+        queue_type: QueueType::Classic,
         prefetch: 4,
         heartbeat_s: 10,
         max_message_bytes: 1 << 20,

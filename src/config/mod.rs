@@ -235,9 +235,14 @@ impl SourceConfig {
 pub struct RedisSource {
     /// Unique name (metrics label, control API path).
     pub name: String,
-    /// `redis://[user:pass@]host:port[/db]`.
-    #[serde(deserialize_with = "redis_url")]
-    pub url: RedisUrl,
+    /// `url`: `redis://[user:pass@]host:port[/db]`, one node (exclusive with `urls`);
+    /// [`Config::validate`] moves it into `urls`.
+    #[serde(default, rename = "url", deserialize_with = "one_redis_url")]
+    one_url: Option<RedisUrl>,
+    /// The nodes, in the order ferry tries them (`docs/SEMANTICS.md`, "Failover"); after
+    /// validation it holds every node, one when the file gave `url`.
+    #[serde(default, deserialize_with = "redis_urls")]
+    pub urls: Vec<RedisUrl>,
     /// File holding the password (first line), kept out of the URL and `ps`.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -272,9 +277,14 @@ pub struct RedisSource {
 pub struct AmqpSource {
     /// Unique name.
     pub name: String,
-    /// `amqp://user:pass@host:port/vhost`.
-    #[serde(deserialize_with = "amqp_url")]
-    pub url: AmqpUrl,
+    /// `url`: `amqp://user:pass@host:port/vhost`, one node (exclusive with `urls`);
+    /// [`Config::validate`] moves it into `urls`.
+    #[serde(default, rename = "url", deserialize_with = "one_amqp_url")]
+    one_url: Option<AmqpUrl>,
+    /// The nodes of the broker's cluster, in the order ferry tries them
+    /// (`docs/SEMANTICS.md`, "Failover"); after validation it holds every node.
+    #[serde(default, deserialize_with = "amqp_urls")]
+    pub urls: Vec<AmqpUrl>,
     /// File holding the password (first line).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -283,6 +293,11 @@ pub struct AmqpSource {
     /// How to declare the queue (see [`Declare`]).
     #[serde(default)]
     pub declare: Declare,
+    /// The type of the queues ferry declares: the consumed queue when it creates it, and
+    /// its retry queues (`docs/CONFIGURATION.md`, "Quorum queues"). Classic when absent
+    /// (resolved by [`Config::validate`], so always `Some` afterwards).
+    #[serde(default)]
+    pub queue_type: Option<QueueType>,
     /// basic.qos prefetch_count; defaults to the pool's `max_in_flight` (resolved by
     /// [`Config::validate`], so it is always `Some` afterwards).
     #[serde(default)]
@@ -361,9 +376,14 @@ pub struct RespEndpointSource {
 pub struct RedisStreamSource {
     /// Unique name.
     pub name: String,
-    /// `redis://[user:pass@]host:port[/db]`.
-    #[serde(deserialize_with = "redis_url")]
-    pub url: RedisUrl,
+    /// `url`: `redis://[user:pass@]host:port[/db]`, one node (exclusive with `urls`);
+    /// [`Config::validate`] moves it into `urls`.
+    #[serde(default, rename = "url", deserialize_with = "one_redis_url")]
+    one_url: Option<RedisUrl>,
+    /// The nodes, in the order ferry tries them (`docs/SEMANTICS.md`, "Failover"); after
+    /// validation it holds every node.
+    #[serde(default, deserialize_with = "redis_urls")]
+    pub urls: Vec<RedisUrl>,
     /// File holding the password (first line).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -474,6 +494,28 @@ pub enum Declare {
         /// Queue arguments (`x-dead-letter-exchange`, `x-queue-type`, …).
         arguments: serde_json::Map<String, serde_json::Value>,
     },
+}
+
+/// `queue_type`: the type of the queues ferry declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueType {
+    /// RabbitMQ's classic queues: declared without `x-queue-type`, as before this key
+    /// existed, so queues ferry declared then still match.
+    #[default]
+    Classic,
+    /// Quorum queues (`x-queue-type: quorum`): replicated, always durable.
+    Quorum,
+}
+
+impl QueueType {
+    /// The `x-queue-type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
 }
 
 /// When an AMQP delivery is acked.
@@ -635,15 +677,87 @@ fn optional_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Add
     }
 }
 
-fn redis_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RedisUrl, D::Error> {
+fn one_redis_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RedisUrl>, D::Error> {
     let text = String::deserialize(d)?;
-    RedisUrl::parse(&text).map_err(|why| serde::de::Error::custom(format!("url: {why}")))
+    RedisUrl::parse(&text)
+        .map(Some)
+        .map_err(|why| serde::de::Error::custom(format!("url: {why}")))
 }
 
-fn amqp_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AmqpUrl, D::Error> {
+fn one_amqp_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<AmqpUrl>, D::Error> {
     let text = String::deserialize(d)?;
-    AmqpUrl::parse(&text).map_err(|why| serde::de::Error::custom(format!("url: {why}")))
+    AmqpUrl::parse(&text)
+        .map(Some)
+        .map_err(|why| serde::de::Error::custom(format!("url: {why}")))
 }
+
+fn redis_urls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RedisUrl>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .enumerate()
+        .map(|(n, text)| {
+            RedisUrl::parse(text)
+                .map_err(|why| serde::de::Error::custom(format!("urls[{n}]: {why}")))
+        })
+        .collect()
+}
+
+fn amqp_urls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AmqpUrl>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .enumerate()
+        .map(|(n, text)| {
+            AmqpUrl::parse(text)
+                .map_err(|why| serde::de::Error::custom(format!("urls[{n}]: {why}")))
+        })
+        .collect()
+}
+
+/// Resolves `url` / `urls` into the list of nodes: exactly one of the keys, 1 to
+/// [`MAX_NODES`] nodes, none twice (`docs/CONFIGURATION.md`, "Failover").
+fn resolve_nodes<U: fmt::Display>(
+    at: &str,
+    one: Option<U>,
+    urls: &mut Vec<U>,
+) -> Result<(), ConfigError> {
+    match one {
+        Some(_) if !urls.is_empty() => {
+            return Err(ConfigError::new(
+                format!("{at}.urls"),
+                "give either url or urls, not both",
+            ))
+        }
+        Some(url) => urls.push(url),
+        None if urls.is_empty() => {
+            return Err(ConfigError::new(
+                format!("{at}.url"),
+                "missing (give url, or urls with the nodes of one cluster)",
+            ))
+        }
+        None => {}
+    }
+    if urls.len() > MAX_NODES {
+        return Err(ConfigError::new(
+            format!("{at}.urls"),
+            format!("at most {MAX_NODES} nodes"),
+        ));
+    }
+    let texts: Vec<String> = urls.iter().map(ToString::to_string).collect();
+    for (n, text) in texts.iter().enumerate() {
+        if texts[..n].contains(text) {
+            return Err(ConfigError::new(
+                format!("{at}.urls[{n}]"),
+                format!("{text} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most nodes in `urls`: a source tries them in turn, and a longer list is a mistake.
+pub const MAX_NODES: usize = 16;
 
 impl<'de> Deserialize<'de> for Declare {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -877,13 +991,20 @@ impl Config {
                             "give at least one channel or pattern",
                         ));
                     }
+                    resolve_nodes(&at, redis.one_url.take(), &mut redis.urls)?;
                     check_retries(&at, redis.max_attempts, &redis.retry_delays_ms)?;
                     check_backlog(&at, redis.backlog, redis.backlog_bytes)?;
                     if let Some(file) = &redis.password_file {
-                        redis.url.password = Some(read_password(&at, base, file)?);
+                        let password = read_password(&at, base, file)?;
+                        for url in &mut redis.urls {
+                            url.password = Some(password.clone());
+                        }
                     }
                 }
                 SourceConfig::Amqp(amqp) => {
+                    resolve_nodes(&at, amqp.one_url.take(), &mut amqp.urls)?;
+                    check_queue_type(&at, amqp)?;
+                    amqp.queue_type = Some(amqp.queue_type.unwrap_or_default());
                     if amqp.queue.is_empty() || amqp.queue.len() > 255 {
                         return Err(ConfigError::new(
                             format!("{at}.queue"),
@@ -913,10 +1034,14 @@ impl Config {
                         ));
                     }
                     if let Some(file) = &amqp.password_file {
-                        amqp.url.password = read_password(&at, base, file)?;
+                        let password = read_password(&at, base, file)?;
+                        for url in &mut amqp.urls {
+                            url.password = password.clone();
+                        }
                     }
                 }
                 SourceConfig::RedisStream(stream) => {
+                    resolve_nodes(&at, stream.one_url.take(), &mut stream.urls)?;
                     for (field, value) in [("stream", &stream.stream), ("group", &stream.group)] {
                         if value.is_empty() {
                             return Err(ConfigError::new(
@@ -972,7 +1097,10 @@ impl Config {
                     stream.claim_idle_ms = Some(claim);
                     check_retries(&at, stream.max_attempts, &stream.retry_delays_ms)?;
                     if let Some(file) = &stream.password_file {
-                        stream.url.password = Some(read_password(&at, base, file)?);
+                        let password = read_password(&at, base, file)?;
+                        for url in &mut stream.urls {
+                            url.password = Some(password.clone());
+                        }
                     }
                 }
                 SourceConfig::RespEndpoint(endpoint) => {
@@ -1030,6 +1158,37 @@ fn check_retries(at: &str, max_attempts: u32, delays: &[u64]) -> Result<(), Conf
         return Err(ConfigError::new(
             format!("{at}.retry_delays_ms"),
             "give at least one delay",
+        ));
+    }
+    Ok(())
+}
+
+/// `queue_type: "quorum"` with a `declare` that contradicts it: quorum queues are
+/// durable, and `x-queue-type` in `declare.arguments` must agree.
+fn check_queue_type(at: &str, amqp: &AmqpSource) -> Result<(), ConfigError> {
+    let Declare::Exactly { durable, arguments } = &amqp.declare else {
+        return Ok(());
+    };
+    // Without `queue_type`, `declare.arguments` alone says what the queue is (as before
+    // the key existed), and the retry queues stay classic.
+    let Some(queue_type) = amqp.queue_type else {
+        return Ok(());
+    };
+    let wanted = queue_type.as_str();
+    match arguments.get("x-queue-type") {
+        Some(serde_json::Value::String(given)) if given == wanted => {}
+        None => {}
+        Some(given) => {
+            return Err(ConfigError::new(
+                format!("{at}.declare.arguments.x-queue-type"),
+                format!("is {given} but queue_type is \"{wanted}\" (give one of them)"),
+            ))
+        }
+    }
+    if queue_type == QueueType::Quorum && !durable {
+        return Err(ConfigError::new(
+            format!("{at}.declare.durable"),
+            "a quorum queue is always durable",
         ));
     }
     Ok(())

@@ -56,8 +56,8 @@ fn the_spec_example_loads() {
     let SourceConfig::Amqp(tasks) = &config.sources[1] else {
         panic!("second source is amqp")
     };
-    assert_eq!(tasks.url.password.expose(), "s3cret");
-    assert_eq!(tasks.url.vhost, "/");
+    assert_eq!(tasks.urls[0].password.expose(), "s3cret");
+    assert_eq!(tasks.urls[0].vhost, "/");
     assert_eq!(tasks.retry_delays_ms, vec![1000, 10000, 60000]);
     assert_eq!(
         tasks.job.params.get("APP_ENV").map(String::as_str),
@@ -344,7 +344,7 @@ fn a_stream_source_resolves_its_defaults() {
     assert_eq!(s.body, StreamBody::Form);
     assert_eq!(s.dead_letter, StreamDeadLetter::Stream);
     assert_eq!(s.dead_stream(), "orders.ferry-dead");
-    assert_eq!((s.resp, s.url.db, s.max_attempts), (3, 2, 5));
+    assert_eq!((s.resp, s.urls[0].db, s.max_attempts), (3, 2, 5));
     assert_eq!(config.sources[0].kind(), "redis_stream");
 
     let config = parse_str(&stream_source(
@@ -399,4 +399,123 @@ fn stream_source_mistakes_name_the_key() {
         parse_str(&empty).unwrap_err().key,
         "sources[0] (\"orders\").group"
     );
+}
+
+#[test]
+fn urls_list_the_nodes_and_url_is_one_node() {
+    let one = parse_str(MINIMAL).unwrap();
+    let SourceConfig::Amqp(amqp) = &one.sources[0] else {
+        panic!("amqp")
+    };
+    assert_eq!(amqp.urls.len(), 1, "url becomes a list of one node");
+    let dir = temp_dir("urls");
+    std::fs::write(dir.join("secret"), "pw\n").unwrap();
+    let text = MINIMAL.replace(
+        r#""url": "amqp://127.0.0.1""#,
+        &format!(
+            r#""urls": ["amqp://u@r1:5672", "amqp://u@r2:5673/%2f"], "password_file": "{}/secret""#,
+            dir.display()
+        ),
+    );
+    let SourceConfig::Amqp(amqp) = parse_str(&text).unwrap().sources.remove(0) else {
+        panic!("amqp")
+    };
+    let nodes: Vec<_> = amqp
+        .urls
+        .iter()
+        .map(|u| (u.host.as_str(), u.port, u.password.expose()))
+        .collect();
+    assert_eq!(
+        nodes,
+        [("r1", 5672, "pw"), ("r2", 5673, "pw")],
+        "password_file applies to every node"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+    let redis = r#"{ "pools": { "p": { "address": "127.0.0.1:9000" } },
+      "sources": [ { "name": "r", "kind": "redis", "urls": ["redis://a:6379", "redis://b:6380"],
+                     "channels": ["c"], "job": { "pool": "p", "script": "/w.php" } } ] }"#;
+    let SourceConfig::Redis(redis) = parse_str(redis).unwrap().sources.remove(0) else {
+        panic!("redis")
+    };
+    assert_eq!(redis.urls[1].port, 6380);
+    let SourceConfig::RedisStream(stream) =
+        parse_str(&stream_source("")).unwrap().sources.remove(0)
+    else {
+        panic!("stream")
+    };
+    assert_eq!(stream.urls.len(), 1);
+}
+
+#[test]
+fn url_and_urls_mistakes_name_the_key() {
+    let with = |to: &str| MINIMAL.replace(r#""url": "amqp://127.0.0.1","#, to);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            r#""url": "amqp://a", "urls": ["amqp://b"],"#,
+            r#"sources[0] ("q").urls"#,
+            "either url or urls",
+        ),
+        ("", r#"sources[0] ("q").url"#, "missing"),
+        (r#""urls": [],"#, r#"sources[0] ("q").url"#, "missing"),
+        (
+            r#""urls": ["amqp://a", "amqp://a"],"#,
+            r#"sources[0] ("q").urls[1]"#,
+            "listed twice",
+        ),
+    ];
+    for (to, key, reason) in cases {
+        let err = parse_str(&with(to)).unwrap_err();
+        assert_eq!(err.key, *key, "{to}: {err}");
+        assert!(err.reason.contains(reason), "{to}: {err}");
+    }
+    let bad = parse_str(&with(r#""urls": ["amqp://a", "http://b"],"#)).unwrap_err();
+    assert!(bad.reason.starts_with("urls[1]: "), "{bad}");
+    let many: Vec<String> = (0..=MAX_NODES)
+        .map(|n| format!("\"amqp://h{n}\""))
+        .collect();
+    let err = parse_str(&with(&format!(r#""urls": [{}],"#, many.join(", ")))).unwrap_err();
+    assert_eq!(err.key, r#"sources[0] ("q").urls"#);
+}
+
+#[test]
+fn queue_type_defaults_to_classic_and_must_agree_with_declare() {
+    let with = |field: &str| {
+        MINIMAL.replace(
+            r#""queue": "jobs","#,
+            &format!(r#""queue": "jobs", {field},"#),
+        )
+    };
+    let source = |text: &str| match parse_str(text).unwrap().sources.remove(0) {
+        SourceConfig::Amqp(amqp) => amqp,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(source(MINIMAL).queue_type, Some(QueueType::Classic));
+    assert_eq!(
+        source(&with(r#""queue_type": "quorum""#)).queue_type,
+        Some(QueueType::Quorum)
+    );
+    // An object naming the same type, or none, is fine.
+    source(&with(
+        r#""queue_type": "quorum", "declare": {"arguments": {"x-queue-type": "quorum"}}"#,
+    ));
+    source(&with(r#""queue_type": "quorum", "declare": {}"#));
+    // Without queue_type, declare.arguments says what the queue is, as it always did.
+    source(&with(
+        r#""declare": {"arguments": {"x-queue-type": "quorum"}}"#,
+    ));
+    let err = parse_str(&with(
+        r#""queue_type": "classic", "declare": {"arguments": {"x-queue-type": "quorum"}}"#,
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err.key,
+        r#"sources[0] ("q").declare.arguments.x-queue-type"#
+    );
+    let err = parse_str(&with(
+        r#""queue_type": "quorum", "declare": {"durable": false}"#,
+    ))
+    .unwrap_err();
+    assert_eq!(err.key, r#"sources[0] ("q").declare.durable"#);
+    let err = parse_str(&with(r#""queue_type": "stream""#)).unwrap_err();
+    assert!(err.reason.contains("unknown variant `stream`"), "{err}");
 }

@@ -34,6 +34,13 @@ impl Backoff {
         }
     }
 
+    /// The same schedule with its jitter varied by `salt` (one per node of a source, so
+    /// its nodes do not share one sequence).
+    pub fn salted(mut self, salt: u64) -> Backoff {
+        self.rng = splitmix64(self.rng ^ salt) | 1;
+        self
+    }
+
     /// The delay before the next attempt, advancing the schedule.
     pub fn next_delay(&mut self) -> Duration {
         let step = self.step;

@@ -317,6 +317,7 @@ impl Engine {
             .map(|s| {
                 json!({
                     "name": s.name, "kind": s.kind(), "state": s.state_label(),
+                    "node": s.node_label(),
                     "paused": s.paused,
                     "waiting": s.waiting(),
                     "received": s.metrics.received(),

@@ -415,6 +415,11 @@ impl Engine {
         copy: CopyKind,
     ) -> Result<(), String> {
         let mut props = properties.clone();
+        // A copy is a new message: the broker's count of the original's deliveries is not
+        // its own (a quorum queue sets it again when it redelivers the copy).
+        props
+            .remove_header("x-delivery-count")
+            .map_err(|e| e.to_string())?;
         props.set_header(name, value).map_err(|e| e.to_string())?;
         let Some(session) = self.live_session(source, generation) else {
             return Ok(());

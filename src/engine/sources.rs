@@ -11,6 +11,12 @@
 //!   Pausing through the control endpoint is an operator's flag beside it (`paused`),
 //!   since it survives reloads and outlasts a parked spell.
 //!
+//! A broker source has one or more *nodes* (`url` or `urls`: `docs/SEMANTICS.md`,
+//! "Failover"). It is connected to one node at a time; a node whose connection fails or
+//! is lost backs off on its own schedule ([`Node`]), and the source goes on with the next
+//! node that may be tried soonest, in the order of the list — at once when that node has
+//! not failed lately. With one node this is plain reconnecting with backoff.
+//!
 //! Each new AMQP connection is a new *generation*: a job remembers the generation it was
 //! delivered on, and settling a job of an older generation sends nothing — its tag died
 //! with its channel, and the broker has already requeued the message.
@@ -28,12 +34,16 @@ use super::settle::{retry_queue_name, PendingSettle};
 use super::{Engine, Peer, Phase, TimerKey};
 use crate::config::Address;
 use crate::config::{
-    AmqpSource, Declare, JobConfig, RedisSource, RespEndpointSource, RetryMode, SourceConfig,
+    AmqpSource, AmqpUrl, Declare, JobConfig, QueueType, RedisSource, RedisUrl, RespEndpointSource,
+    RetryMode, SourceConfig,
 };
 use crate::dispatch::retry::RetryPolicy;
 use crate::metrics::{DropReason, EndpointMetrics, SourceMetrics};
 use crate::proto::amqp::session::table_from_json;
-use crate::proto::amqp::{DeclareMode, Event as AmqpEvent, PublishSeq, Session, SessionConfig};
+use crate::proto::amqp::{
+    DeclareMode, Event as AmqpEvent, PublishSeq, QueueType as SessionQueueType, Session,
+    SessionConfig,
+};
 use crate::proto::resp::stream::StreamConsumer;
 use crate::proto::resp::{Subscriber, SubscriberConfig, SubscriberEvent};
 
@@ -51,6 +61,44 @@ pub(super) enum Session_ {
     Redis(Box<Subscriber>),
     Amqp(Box<Session>),
     Stream(Box<StreamConsumer>),
+}
+
+/// One node of a broker source, with its own reconnect backoff.
+pub(super) struct Node {
+    /// Where it listens (`host:port`, as `/status` and the log name it).
+    pub address: Address,
+    backoff: Backoff,
+    /// After a failure, the node is not tried again before this instant.
+    not_before: Option<Instant>,
+}
+
+impl Node {
+    /// Its connection failed or was lost at `now`: it backs off.
+    fn failed(&mut self, now: Instant) -> Duration {
+        let delay = self.backoff.next_delay();
+        self.not_before = Some(now + delay);
+        delay
+    }
+
+    /// It reached the point where the source is ready: its backoff starts over.
+    fn succeeded(&mut self) {
+        self.backoff.reset();
+        self.not_before = None;
+    }
+}
+
+/// The nodes of a broker source's `url` / `urls`, in their order.
+fn node_addresses(config: &SourceConfig) -> Vec<Address> {
+    let tcp = |host: &str, port: u16| Address::Tcp {
+        host: host.to_string(),
+        port,
+    };
+    match config {
+        SourceConfig::Redis(s) => s.urls.iter().map(|u| tcp(&u.host, u.port)).collect(),
+        SourceConfig::Amqp(s) => s.urls.iter().map(|u| tcp(&u.host, u.port)).collect(),
+        SourceConfig::RedisStream(s) => s.urls.iter().map(|u| tcp(&u.host, u.port)).collect(),
+        SourceConfig::RespEndpoint(_) => Vec::new(),
+    }
 }
 
 /// Where a source's connection stands.
@@ -95,7 +143,14 @@ pub(super) struct Source {
     pub(super) link: Link,
     pub(super) intake: Intake,
     pub(super) generation: u64,
+    /// A RESP endpoint's listen retries (broker sources back off per node).
     backoff: Backoff,
+    /// A broker source's nodes (empty for a RESP endpoint), and the one in use: connected,
+    /// being connected to, or next to try.
+    pub(super) nodes: Vec<Node>,
+    pub(super) node: usize,
+    /// The node the log last said ferry connects to (a retry of the same node is quieter).
+    logged_node: Option<usize>,
     /// Its counters (`/metrics`, `/status`).
     pub metrics: SourceMetrics,
     /// Publishes (retry copies, dead-letter copies) awaiting a broker confirm.
@@ -133,6 +188,15 @@ impl Source {
             }
             _ => None,
         };
+        let nodes = node_addresses(&config)
+            .into_iter()
+            .enumerate()
+            .map(|(n, address)| Node {
+                address,
+                backoff: backoff.clone().salted(n as u64),
+                not_before: None,
+            })
+            .collect();
         Source {
             name: config.name().to_string(),
             job,
@@ -142,6 +206,9 @@ impl Source {
             intake: Intake::Taking,
             generation: 0,
             backoff,
+            nodes,
+            node: 0,
+            logged_node: None,
             metrics: SourceMetrics::default(),
             pending: HashMap::new(),
             waiting_jobs: 0,
@@ -282,6 +349,34 @@ impl Source {
         }
     }
 
+    /// The node in use (`host:port`): connected, being connected to, or next to try;
+    /// `None` for a RESP endpoint (`/status` "node").
+    pub fn node_label(&self) -> Option<String> {
+        self.nodes.get(self.node).map(|n| n.address.to_string())
+    }
+
+    /// Picks the node to try next after the current one failed: the one that may be tried
+    /// soonest, the nodes after the current one first (in the order of `urls`), the
+    /// current one last. Returns when to try it.
+    fn pick_next_node(&mut self, now: Instant) -> Instant {
+        let count = self.nodes.len();
+        let mut best: Option<(usize, Instant)> = None;
+        for step in 1..=count {
+            let index = (self.node + step) % count;
+            let at = self.nodes[index].not_before.map_or(now, |t| t.max(now));
+            if best.is_none_or(|(_, soonest)| at < soonest) {
+                best = Some((index, at));
+            }
+        }
+        match best {
+            Some((index, at)) => {
+                self.node = index;
+                at
+            }
+            None => now,
+        }
+    }
+
     /// Its configuration (a reload compares it with the new one).
     pub fn config(&self) -> &SourceConfig {
         &self.config
@@ -355,7 +450,7 @@ impl Source {
     }
 }
 
-fn subscriber_config(name: &str, source: &RedisSource) -> SubscriberConfig {
+fn subscriber_config(name: &str, source: &RedisSource, url: &RedisUrl) -> SubscriberConfig {
     let mut config = SubscriberConfig::new(
         source
             .channels
@@ -368,9 +463,8 @@ fn subscriber_config(name: &str, source: &RedisSource) -> SubscriberConfig {
             .map(|p| p.as_bytes().to_vec())
             .collect(),
     );
-    config.username = source.url.username.as_ref().map(|u| u.as_bytes().to_vec());
-    config.password = source
-        .url
+    config.username = url.username.as_ref().map(|u| u.as_bytes().to_vec());
+    config.password = url
         .password
         .as_ref()
         .map(|p| p.expose().as_bytes().to_vec());
@@ -379,21 +473,39 @@ fn subscriber_config(name: &str, source: &RedisSource) -> SubscriberConfig {
     config
 }
 
-fn session_config(name: &str, source: &AmqpSource, pid: u32) -> Result<SessionConfig, String> {
+fn session_config(
+    name: &str,
+    source: &AmqpSource,
+    url: &AmqpUrl,
+    pid: u32,
+) -> Result<SessionConfig, String> {
+    let queue_type = source.queue_type.unwrap_or_default();
     let declare = match &source.declare {
         Declare::IfMissing => DeclareMode::IfMissing,
         Declare::CheckOnly => DeclareMode::CheckOnly,
-        Declare::Exactly { durable, arguments } => DeclareMode::Exactly {
-            durable: *durable,
-            arguments: table_from_json(arguments).map_err(|e| format!("declare.arguments: {e}"))?,
-        },
+        Declare::Exactly { durable, arguments } => {
+            let mut arguments = arguments.clone();
+            if queue_type == QueueType::Quorum {
+                // Validation made sure the object does not say otherwise.
+                arguments.insert("x-queue-type".into(), queue_type.as_str().into());
+            }
+            DeclareMode::Exactly {
+                durable: *durable,
+                arguments: table_from_json(&arguments)
+                    .map_err(|e| format!("declare.arguments: {e}"))?,
+            }
+        }
     };
     Ok(SessionConfig {
-        username: source.url.username.clone(),
-        password: source.url.password.expose().to_string(),
-        vhost: source.url.vhost.clone(),
+        username: url.username.clone(),
+        password: url.password.expose().to_string(),
+        vhost: url.vhost.clone(),
         queue: source.queue.clone(),
         declare,
+        queue_type: match queue_type {
+            QueueType::Classic => SessionQueueType::Classic,
+            QueueType::Quorum => SessionQueueType::Quorum,
+        },
         prefetch: source.prefetch.unwrap_or(1),
         heartbeat_s: source.heartbeat_s,
         max_message_bytes: source.max_message_bytes as u64,
@@ -415,18 +527,24 @@ impl Engine {
             return;
         }
         let address = match &self.sources[source].config {
-            SourceConfig::Redis(s) => Address::Tcp {
-                host: s.url.host.clone(),
-                port: s.url.port,
-            },
-            SourceConfig::Amqp(s) => Address::Tcp {
-                host: s.url.host.clone(),
-                port: s.url.port,
-            },
-            SourceConfig::RedisStream(s) => Address::Tcp {
-                host: s.url.host.clone(),
-                port: s.url.port,
-            },
+            SourceConfig::Redis(_) | SourceConfig::Amqp(_) | SourceConfig::RedisStream(_) => {
+                let s = &mut self.sources[source];
+                let Some(node) = s.nodes.get(s.node) else {
+                    return;
+                };
+                let address = node.address.clone();
+                let of = match s.nodes.len() {
+                    1 => String::new(),
+                    count => format!(" (node {} of {count})", s.node + 1),
+                };
+                if s.logged_node == Some(s.node) {
+                    debug!("source {}: connecting to {address}{of}", s.name);
+                } else {
+                    info!("source {}: connecting to {address}{of}", s.name);
+                    s.logged_node = Some(s.node);
+                }
+                address
+            }
             SourceConfig::RespEndpoint(endpoint) => {
                 let listen = endpoint.listen.clone();
                 match self.start_endpoint(source, &listen, io) {
@@ -465,6 +583,9 @@ impl Engine {
         }
     }
 
+    /// Arms the reconnect: a RESP endpoint after its own backoff; a broker source at the
+    /// node picked by [`Source::pick_next_node`], whose backoff was advanced when its
+    /// connection failed (`source_lost`).
     fn schedule_reconnect(&mut self, source: SourceId, now: Instant) {
         if self.phase != Phase::Running {
             self.sources[source].link = Link::Stopped;
@@ -478,14 +599,28 @@ impl Engine {
             }
             Intake::Taking => {}
         }
-        let delay = self.sources[source].backoff.next_delay();
+        let s = &mut self.sources[source];
+        if s.nodes.is_empty() {
+            let delay = s.backoff.next_delay();
+            debug!(
+                "source {}: listening again in {} ms (attempt {})",
+                s.name,
+                delay.as_millis(),
+                s.backoff.attempts()
+            );
+            self.timers.arm(TimerKey::Source(source), now + delay);
+            return;
+        }
+        let at = s.pick_next_node(now);
+        let node = &s.nodes[s.node];
         debug!(
-            "source {}: reconnecting in {} ms (attempt {})",
-            self.sources[source].name,
-            delay.as_millis(),
-            self.sources[source].backoff.attempts()
+            "source {}: connecting to {} in {} ms (its attempt {})",
+            s.name,
+            node.address,
+            at.saturating_duration_since(now).as_millis(),
+            node.backoff.attempts() + 1
         );
-        self.timers.arm(TimerKey::Source(source), now + delay);
+        self.timers.arm(TimerKey::Source(source), at);
     }
 
     /// The connection of `source` is gone: forget its session, void its tags, retry later.
@@ -495,7 +630,16 @@ impl Engine {
             self.mark_close(conn);
         }
         let was_stopping = matches!(self.phase, Phase::Closing { .. });
+        let was_open = self.sources[source].is_open();
         self.sources[source].link = Link::Idle;
+        if was_open {
+            // The node in use failed or was lost: it backs off on its own.
+            let s = &mut self.sources[source];
+            let node = s.node;
+            if let Some(n) = s.nodes.get_mut(node) {
+                n.failed(now);
+            }
+        }
         self.timers.cancel(TimerKey::Source(source));
         if self.sources[source].is_amqp() {
             // Every tag of the old connection is void; the broker requeues its deliveries.
@@ -531,9 +675,20 @@ impl Engine {
         let name = self.sources[source].name.clone();
         let session = match &self.sources[source].config {
             SourceConfig::Redis(s) => {
-                Session_::Redis(Box::new(Subscriber::new(subscriber_config(&name, s), now)))
+                let Some(url) = s.urls.get(self.sources[source].node) else {
+                    return;
+                };
+                Session_::Redis(Box::new(Subscriber::new(
+                    subscriber_config(&name, s, url),
+                    now,
+                )))
             }
-            SourceConfig::Amqp(s) => match session_config(&name, s, self.options.pid) {
+            SourceConfig::Amqp(s) => match s
+                .urls
+                .get(self.sources[source].node)
+                .ok_or_else(|| "no node".to_string())
+                .and_then(|url| session_config(&name, s, url, self.options.pid))
+            {
                 Ok(config) => Session_::Amqp(Box::new(Session::new(config, now))),
                 Err(why) => {
                     error!("source {name}: {why}");
@@ -541,10 +696,15 @@ impl Engine {
                     return;
                 }
             },
-            SourceConfig::RedisStream(s) => Session_::Stream(Box::new(StreamConsumer::new(
-                super::streams::stream_config(&name, s),
-                now,
-            ))),
+            SourceConfig::RedisStream(s) => {
+                let Some(url) = s.urls.get(self.sources[source].node) else {
+                    return;
+                };
+                Session_::Stream(Box::new(StreamConsumer::new(
+                    super::streams::stream_config(&name, s, url),
+                    now,
+                )))
+            }
             SourceConfig::RespEndpoint(_) => return,
         };
         self.sources[source].link = Link::Up {
@@ -778,10 +938,15 @@ impl Engine {
 
     /// Marks the current connection as subscribed / consuming.
     pub(super) fn set_ready(&mut self, source: SourceId) {
-        if let Link::Up { ready, .. } = &mut self.sources[source].link {
+        let s = &mut self.sources[source];
+        if let Link::Up { ready, .. } = &mut s.link {
             *ready = true;
         }
-        self.sources[source].backoff.reset();
+        s.backoff.reset();
+        let node = s.node;
+        if let Some(n) = s.nodes.get_mut(node) {
+            n.succeeded();
+        }
     }
 
     fn on_redis_event(&mut self, source: SourceId, event: SubscriberEvent, now: Instant) {
@@ -935,7 +1100,17 @@ impl Engine {
             }
             AmqpEvent::Delivery(delivery) => {
                 self.sources[source].metrics.on_received();
-                let attempt = attempt_of(delivery.properties.header("x-ferry-attempt"));
+                let attempt = attempt_of(
+                    delivery.properties.header("x-ferry-attempt"),
+                    delivery.properties.header("x-delivery-count"),
+                );
+                if let Some(count) = delivery_count(delivery.properties.header("x-delivery-count"))
+                {
+                    debug!(
+                        "source {name}: {:?} delivered before {count} times (x-delivery-count); attempt {attempt}",
+                        delivery.tag
+                    );
+                }
                 let generation = self.sources[source].generation;
                 let job = Job {
                     id: self.next_job_id(),
@@ -1241,11 +1416,54 @@ impl Engine {
     }
 }
 
-/// `x-ferry-attempt` as the attempt number (absent or unreadable: 1).
-fn attempt_of(header: Option<&crate::proto::amqp::HeaderValue>) -> u32 {
-    match header {
-        Some(crate::proto::amqp::HeaderValue::Int(n)) => u32::try_from(*n).unwrap_or(1).max(1),
-        Some(crate::proto::amqp::HeaderValue::Text(t)) => t.trim().parse().unwrap_or(1).max(1),
-        _ => 1,
+/// The attempt number of a delivery (`docs/SEMANTICS.md`, "Quorum queues and
+/// x-delivery-count"): `x-ferry-attempt` when ferry's retry path set it (its own count of
+/// the worker's answers, exact); otherwise the broker's `x-delivery-count` + 1 when a
+/// quorum queue set it (deliveries that ended without a settle, e.g. ferry or its
+/// connection died mid-request, are counted so a message that kills its handler cannot
+/// come back as attempt 1 forever); otherwise 1. Unreadable values count as absent.
+pub(super) fn attempt_of(
+    ferry_attempt: Option<&crate::proto::amqp::HeaderValue>,
+    delivery_count: Option<&crate::proto::amqp::HeaderValue>,
+) -> u32 {
+    if let Some(n) = header_number(ferry_attempt).filter(|&n| n >= 1) {
+        return n;
+    }
+    self::delivery_count(delivery_count).map_or(1, |count| count.saturating_add(1))
+}
+
+/// `x-delivery-count` as a number, when present and readable.
+fn delivery_count(header: Option<&crate::proto::amqp::HeaderValue>) -> Option<u32> {
+    header_number(header)
+}
+
+fn header_number(header: Option<&crate::proto::amqp::HeaderValue>) -> Option<u32> {
+    match header? {
+        crate::proto::amqp::HeaderValue::Int(n) => u32::try_from(*n).ok(),
+        crate::proto::amqp::HeaderValue::Text(t) => t.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attempt_of;
+    use crate::proto::amqp::HeaderValue;
+
+    #[test]
+    fn the_attempt_is_ferrys_count_else_the_brokers_plus_one_else_one() {
+        let int = HeaderValue::Int;
+        assert_eq!(attempt_of(None, None), 1);
+        assert_eq!(attempt_of(Some(&int(3)), None), 3);
+        assert_eq!(attempt_of(None, Some(&int(0))), 1);
+        assert_eq!(attempt_of(None, Some(&int(4))), 5);
+        assert_eq!(attempt_of(Some(&int(2)), Some(&int(9))), 2);
+        assert_eq!(
+            attempt_of(Some(&int(0)), Some(&int(1))),
+            2,
+            "0 is unreadable"
+        );
+        assert_eq!(attempt_of(Some(&HeaderValue::Text(" 4 ".into())), None), 4);
+        assert_eq!(attempt_of(Some(&HeaderValue::Other), Some(&int(-1))), 1);
     }
 }

@@ -124,21 +124,24 @@ impl StreamState {
 }
 
 /// The session settings of a stream source.
-pub(super) fn stream_config(name: &str, source: &RedisStreamSource) -> StreamConfig {
+pub(super) fn stream_config(
+    name: &str,
+    source: &RedisStreamSource,
+    url: &crate::config::RedisUrl,
+) -> StreamConfig {
     let mut config = StreamConfig::new(
         source.stream.as_bytes(),
         source.group.as_bytes(),
         source.consumer_name().as_bytes(),
     );
-    config.username = source.url.username.as_ref().map(|u| u.as_bytes().to_vec());
-    config.password = source
-        .url
+    config.username = url.username.as_ref().map(|u| u.as_bytes().to_vec());
+    config.password = url
         .password
         .as_ref()
         .map(|p| p.expose().as_bytes().to_vec());
     config.client_name = Some(format!("ferry:{name}").into_bytes());
     config.resp3 = source.resp != 2;
-    config.db = source.url.db;
+    config.db = url.db;
     config.create_group = source
         .create_group
         .then(|| source.start.as_bytes().to_vec());

@@ -22,6 +22,7 @@ fn config() -> SessionConfig {
         vhost: "/".into(),
         queue: QUEUE.into(),
         declare: DeclareMode::IfMissing,
+        queue_type: QueueType::Classic,
         prefetch: 4,
         heartbeat_s: 30,
         max_message_bytes: 16 << 20,
@@ -1366,6 +1367,100 @@ fn declare_retry_queue_sends_ttl_and_dead_letter_arguments() {
             ..
         })
     ));
+}
+
+fn quorum(config: SessionConfig) -> SessionConfig {
+    SessionConfig {
+        queue_type: QueueType::Quorum,
+        ..config
+    }
+}
+
+#[test]
+fn a_quorum_session_checks_passively_first_then_creates_a_durable_quorum_queue() {
+    let mut h = Harness::new(quorum(config()));
+    h.feed(&data::read("amqp/connection_start.bin")).unwrap();
+    h.feed(&frame(0, tune(131_072, 60))).unwrap();
+    h.feed(&frame(0, ConnectionOpenOk { known_hosts: b"" }))
+        .unwrap();
+    h.sent();
+    h.feed(&frame(1, ChannelOpenOk { channel_id: b"" }))
+        .unwrap();
+    // Someone else's queue is used whatever its arguments: a passive declare, no type.
+    assert_eq!(
+        h.sent(),
+        frame(
+            1,
+            QueueDeclare {
+                ticket: 0,
+                queue: b"jobs",
+                passive: true,
+                durable: false,
+                exclusive: false,
+                auto_delete: false,
+                no_wait: false,
+                arguments: FieldTable::EMPTY
+            }
+        )
+    );
+    h.feed(&channel_close(1, 404, b"NOT_FOUND - no queue 'jobs'"))
+        .unwrap();
+    h.sent();
+    h.feed(&frame(1, ChannelOpenOk { channel_id: b"" }))
+        .unwrap();
+    let mut args = TableBuilder::new();
+    args.insert(b"x-queue-type", FieldValue::LongStr(b"quorum"))
+        .unwrap();
+    assert_eq!(
+        h.sent(),
+        frame(
+            1,
+            QueueDeclare {
+                ticket: 0,
+                queue: b"jobs",
+                passive: false,
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                no_wait: false,
+                arguments: args.as_table()
+            }
+        ),
+        "created durable, not exclusive, with x-queue-type quorum"
+    );
+}
+
+#[test]
+fn a_quorum_session_declares_quorum_retry_queues() {
+    let mut h = consuming(quorum(publisher_config()), 131_072);
+    h.session
+        .declare_retry_queue("jobs.ferry-retry.1000", 1000, "jobs")
+        .unwrap();
+    let mut args = TableBuilder::new();
+    args.insert(b"x-message-ttl", FieldValue::I64(1000))
+        .unwrap()
+        .insert(b"x-dead-letter-exchange", FieldValue::LongStr(b""))
+        .unwrap()
+        .insert(b"x-dead-letter-routing-key", FieldValue::LongStr(b"jobs"))
+        .unwrap()
+        .insert(b"x-queue-type", FieldValue::LongStr(b"quorum"))
+        .unwrap();
+    assert_eq!(
+        h.sent(),
+        frame(
+            2,
+            QueueDeclare {
+                ticket: 0,
+                queue: b"jobs.ferry-retry.1000",
+                passive: false,
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                no_wait: false,
+                arguments: args.as_table()
+            }
+        )
+    );
 }
 
 #[test]

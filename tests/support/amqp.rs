@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use ferry::proto::amqp::{DeclareMode, Event, Session, SessionConfig};
+use ferry::proto::amqp::{DeclareMode, Event, QueueType, Session, SessionConfig};
 
 /// Polls [`queue_depth`] every 100 ms until `done(depth)` holds or `timeout` passes;
 /// returns the last depth seen, for the caller to assert on.
@@ -25,6 +25,12 @@ pub fn wait_for_depth(queue: &str, timeout: Duration, done: impl Fn(u32) -> bool
 
 /// Messages ready in `queue` (0 for a missing queue is an error: check-only declare).
 pub fn queue_depth(queue: &str) -> u32 {
+    declare(queue, DeclareMode::CheckOnly)
+}
+
+/// Declares `queue` as `declare` says (as another application would), returning the
+/// messages ready in it.
+pub fn declare(queue: &str, declare: DeclareMode) -> u32 {
     let mut stream = TcpStream::connect("127.0.0.1:5672")
         .expect("RabbitMQ must answer on 127.0.0.1:5672 (the test command starts it)");
     stream
@@ -35,7 +41,8 @@ pub fn queue_depth(queue: &str) -> u32 {
         password: "guest".into(),
         vhost: "/".into(),
         queue: queue.into(),
-        declare: DeclareMode::CheckOnly,
+        declare,
+        queue_type: QueueType::Classic,
         prefetch: 1,
         heartbeat_s: 0,
         max_message_bytes: 1 << 20,

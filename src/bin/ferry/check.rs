@@ -206,7 +206,16 @@ impl Report {
     fn gather(path: &str, config: &Config, run_scripts: bool) -> Report {
         let mut endpoints = Vec::new();
         for source in &config.sources {
-            endpoints.push(check_source(source));
+            // Every node of a source's `urls` is an endpoint of its own.
+            let nodes = match source {
+                SourceConfig::Redis(s) => s.urls.len(),
+                SourceConfig::Amqp(s) => s.urls.len(),
+                SourceConfig::RedisStream(s) => s.urls.len(),
+                SourceConfig::RespEndpoint(_) => 1,
+            };
+            for node in 0..nodes {
+                endpoints.push(check_source(source, node));
+            }
         }
         for (name, pool) in &config.pools {
             let Some(address) = &pool.address else {
@@ -277,18 +286,20 @@ impl Report {
     }
 }
 
-fn check_source(source: &SourceConfig) -> Endpoint {
+/// Checks node `node` of `source` (a RESP endpoint has one).
+fn check_source(source: &SourceConfig, node: usize) -> Endpoint {
     match source {
         SourceConfig::Redis(redis) => {
-            let (details, error) = redis::check(&redis.url, Instant::now() + STEP_TIMEOUT);
-            let mut endpoint =
-                Endpoint::new("redis", &redis.name, redis.url.to_string()).verdict(error);
+            let url = &redis.urls[node];
+            let (details, error) = redis::check(url, Instant::now() + STEP_TIMEOUT);
+            let mut endpoint = Endpoint::new("redis", &redis.name, url.to_string()).verdict(error);
             endpoint.redis = Some(details);
             endpoint
         }
         SourceConfig::Amqp(source) => {
+            let url = &source.urls[node];
             let (details, mut error) =
-                amqp::check(&source.url, &source.queue, Instant::now() + STEP_TIMEOUT);
+                amqp::check(url, &source.queue, Instant::now() + STEP_TIMEOUT);
             let mut note = None;
             if details.queue_exists == Some(false) {
                 if source.declare == Declare::CheckOnly {
@@ -305,17 +316,17 @@ fn check_source(source: &SourceConfig) -> Endpoint {
                     ));
                 }
             }
-            let mut endpoint =
-                Endpoint::new("amqp", &source.name, source.url.to_string()).verdict(error);
+            let mut endpoint = Endpoint::new("amqp", &source.name, url.to_string()).verdict(error);
             endpoint.note = note;
             endpoint.amqp = Some(details);
             endpoint
         }
         SourceConfig::RedisStream(source) => {
+            let url = &source.urls[node];
             let (details, stream, note, error) =
-                redis::check_stream(source, Instant::now() + STEP_TIMEOUT);
+                redis::check_stream(source, url, Instant::now() + STEP_TIMEOUT);
             let mut endpoint =
-                Endpoint::new("redis_stream", &source.name, source.url.to_string()).verdict(error);
+                Endpoint::new("redis_stream", &source.name, url.to_string()).verdict(error);
             endpoint.note = note;
             endpoint.redis = Some(details);
             endpoint.stream = Some(stream);

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry::config::{AmqpUrl, RedisUrl};
-use ferry::proto::amqp::{BasicProperties, DeclareMode, Event, Session, SessionConfig};
+use ferry::proto::amqp::{BasicProperties, DeclareMode, Event, QueueType, Session, SessionConfig};
 use ferry::proto::resp::{self, Frame};
 use ferry::proto::Status;
 
@@ -408,6 +408,7 @@ pub fn cli_session_config(
         vhost: url.vhost.clone(),
         queue: queue.to_string(),
         declare,
+        queue_type: QueueType::Classic,
         prefetch: 1,
         heartbeat_s: 30,
         max_message_bytes: 16 << 20,

@@ -321,3 +321,195 @@ fn a_message_that_is_not_json_fails_permanently_without_a_request() {
         1.0
     );
 }
+
+// ---- failover across nodes (`urls`) ----------------------------------------------------
+
+/// Redis source `events` on three nodes.
+fn three_nodes() -> String {
+    REDIS_CONFIG.replace(
+        r#""url": "redis://127.0.0.1:6379""#,
+        r#""urls": ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"]"#,
+    )
+}
+
+const NODE_1: &str = "10.0.0.1:6379";
+const NODE_2: &str = "10.0.0.2:6379";
+const NODE_3: &str = "10.0.0.3:6379";
+
+#[test]
+fn a_refusing_first_node_is_skipped_for_the_second() {
+    let mut io = FakeIo::default();
+    io.refuse.insert(NODE_1.into(), ConnectFailure::Refused);
+    let mut sim = Sim::with_io(&three_nodes(), io);
+    assert_eq!(sim.connects_to(NODE_1).len(), 1);
+    assert_eq!(
+        sim.connects_to(NODE_2).len(),
+        1,
+        "the next node is tried at once, not after a backoff"
+    );
+    assert!(sim.connects_to(NODE_3).is_empty());
+    assert_eq!(sim.status()["sources"][0]["node"], NODE_2);
+    let conn = redis_up(&mut sim, NODE_2, &["jobs"]);
+    assert_eq!(sim.status()["sources"][0]["state"], "connected");
+    sim.feed(conn, &message("jobs", b"hello"));
+    assert_eq!(sim.connects_to(PHP).len(), 1, "delivered through node 2");
+}
+
+#[test]
+fn a_dropped_node_moves_the_source_to_the_next_one() {
+    let mut sim = Sim::new(&three_nodes());
+    let first = redis_up(&mut sim, NODE_1, &["jobs"]);
+    assert_eq!(sim.status()["sources"][0]["node"], NODE_1);
+    sim.eof(first);
+    assert!(sim.is_closed(first));
+    assert_eq!(
+        sim.connects_to(NODE_2).len(),
+        1,
+        "the next node at once after a loss"
+    );
+    let second = redis_up(&mut sim, NODE_2, &["jobs"]);
+    assert_eq!(sim.status()["sources"][0]["node"], NODE_2);
+    assert_eq!(sim.status()["sources"][0]["state"], "connected");
+    sim.advance(Duration::from_secs(1));
+    sim.eof(second);
+    assert_eq!(sim.connects_to(NODE_3).len(), 1, "then the third");
+    let third = sim.last_connect(NODE_3);
+    sim.connect_failed(third, ConnectFailure::Refused);
+    // Node 1's first backoff step (250–500 ms) is over: the list goes round to it at
+    // once; node 2, lost just now, waits out its own step.
+    assert_eq!(sim.connects_to(NODE_1).len(), 2, "node 1 again");
+    assert_eq!(sim.connects_to(NODE_2).len(), 1);
+    assert_eq!(sim.status()["sources"][0]["node"], NODE_1);
+    assert_eq!(
+        sim.metric(r#"ferry_reconnects_total{source="events"}"#),
+        3.0
+    );
+}
+
+#[test]
+fn each_node_backs_off_on_its_own() {
+    let mut io = FakeIo::default();
+    for node in [NODE_1, NODE_2, NODE_3] {
+        io.refuse.insert(node.into(), ConnectFailure::Refused);
+    }
+    let mut sim = Sim::with_io(&three_nodes(), io);
+    // All three tried at start, one after the other, without waiting.
+    for node in [NODE_1, NODE_2, NODE_3] {
+        assert_eq!(sim.connects_to(node).len(), 1, "{node} tried at start");
+    }
+    // Then a minute of refusals: each node on its own 500 ms → 30 s schedule, so each
+    // sees about as many attempts as a single-node source would (5–10), not three times
+    // fewer (one shared schedule) or hundreds (no backoff).
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); 3];
+    let start = sim.now;
+    let mut seen = [1, 1, 1];
+    for _ in 0..600 {
+        sim.advance(Duration::from_millis(100));
+        for (n, node) in [NODE_1, NODE_2, NODE_3].iter().enumerate() {
+            let count = sim.connects_to(node).len();
+            if count > seen[n] {
+                times[n].push(sim.now.duration_since(start));
+                seen[n] = count;
+            }
+        }
+    }
+    for (n, node) in [NODE_1, NODE_2, NODE_3].iter().enumerate() {
+        let count = sim.connects_to(node).len();
+        assert!(
+            (5..=10).contains(&count),
+            "{node}: {count} connects in 60 s at {:?}",
+            times[n]
+        );
+        let gaps: Vec<u128> = times[n]
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis())
+            .collect();
+        assert!(
+            gaps.windows(2).take(3).all(|w| w[1] + 100 >= w[0]),
+            "{node}: its own backoff grows: {gaps:?}"
+        );
+    }
+}
+
+#[test]
+fn a_node_that_answers_again_starts_its_backoff_over() {
+    let mut io = FakeIo::default();
+    io.refuse.insert(NODE_2.into(), ConnectFailure::Refused);
+    io.refuse.insert(NODE_3.into(), ConnectFailure::Refused);
+    let mut sim = Sim::with_io(&three_nodes(), io);
+    let conn = redis_up(&mut sim, NODE_1, &["jobs"]);
+    sim.eof(conn);
+    // Node 2 and node 3 refuse at once; node 1 comes back after its first step only
+    // (it was reset when it subscribed), well before a grown backoff would allow.
+    assert_eq!(sim.connects_to(NODE_2).len(), 1);
+    assert_eq!(sim.connects_to(NODE_3).len(), 1);
+    sim.advance(Duration::from_millis(600));
+    assert_eq!(sim.connects_to(NODE_1).len(), 2);
+    redis_up(&mut sim, NODE_1, &["jobs"]);
+    assert_eq!(sim.status()["sources"][0]["node"], NODE_1);
+}
+
+// ---- quorum queues: x-delivery-count ---------------------------------------------------
+
+/// A delivery whose headers are `headers` (name, integer value).
+fn delivery_with(tag: u64, headers: &[(&str, i64)]) -> Vec<u8> {
+    let mut out = frame(
+        1,
+        amqp::BasicDeliver {
+            consumer_tag: consumer_tag("tasks").as_bytes(),
+            delivery_tag: tag,
+            redelivered: true,
+            exchange: b"",
+            routing_key: b"q",
+        },
+    );
+    let mut table = amqp::TableBuilder::new();
+    for (name, value) in headers {
+        table
+            .insert(name.as_bytes(), amqp::FieldValue::I64(*value))
+            .unwrap();
+    }
+    let props = amqp::BasicProperties {
+        headers: Some(table.as_table()),
+        ..Default::default()
+    };
+    amqp::encode_content(&mut out, 1, amqp::CLASS_BASIC, &props, b"work", 131_072).unwrap();
+    out
+}
+
+#[test]
+fn x_delivery_count_is_a_floor_for_the_attempt_without_x_ferry_attempt() {
+    let config = AMQP_CONFIG.replace(r#""max_in_flight": 2"#, r#""max_in_flight": 1"#);
+    let mut sim = Sim::new(&config);
+    let conn = amqp_up(&mut sim, AMQP_ADDRESS, "q", "tasks", true);
+    // Delivered twice before (ferry died mid-request, say): this is attempt 3 of 3.
+    sim.feed(conn, &delivery_with(1, &[("x-delivery-count", 2)]));
+    let worker = sim.last_connect(PHP);
+    sim.connected(worker);
+    let request = sim.written(worker);
+    assert!(contains(&request, b"FERRY_ATTEMPT3"), "attempt 3");
+    assert!(
+        contains(&request, b"FERRY_HEADER_X_DELIVERY_COUNT2"),
+        "the worker sees the count"
+    );
+    worker_answers(&mut sim, worker, request_id(&request), 500);
+    assert_eq!(
+        said(&sim.written(conn)),
+        [(
+            1,
+            Said::Reject {
+                tag: 1,
+                requeue: false
+            }
+        )],
+        "the last attempt failed: dead-lettered, not retried again"
+    );
+    // ferry's own count wins when it is there.
+    sim.feed(
+        conn,
+        &delivery_with(2, &[("x-ferry-attempt", 2), ("x-delivery-count", 5)]),
+    );
+    let worker = sim.last_connect(PHP);
+    sim.connected(worker);
+    assert!(contains(&sim.written(worker), b"FERRY_ATTEMPT2"));
+}

@@ -70,6 +70,6 @@ pub use method::*;
 pub use properties::{BasicProperties, ContentHeader, CLASS_BASIC};
 pub use session::{
     CommandError, DeclareMode, Delivery, DeliveryTag, Event, HeaderValue, MessageProperties,
-    PublishSeq, Session, SessionConfig, SessionError,
+    PublishSeq, QueueType, Session, SessionConfig, SessionError,
 };
 pub use table::{FieldArray, FieldTable, FieldValue, TableBuilder, MAX_TABLE_DEPTH};

@@ -159,13 +159,14 @@ pub struct StreamDetails {
 /// stream and the group exist (or `ferry run` will create them), pending entries, lag.
 pub fn check_stream(
     source: &ferry::config::RedisStreamSource,
+    url: &RedisUrl,
     deadline: Instant,
 ) -> (RedisDetails, StreamDetails, Option<String>, Option<String>) {
     let mut details = RedisDetails::default();
     let mut stream = StreamDetails::default();
     let mut note = None;
     let error = (|| -> Result<(), String> {
-        let mut replies = connect(&source.url, deadline, &mut details)?;
+        let mut replies = connect(url, deadline, &mut details)?;
         let key = source.stream.as_bytes();
         match replies.call(&[b"TYPE", key])? {
             Reply::Other(Some(t)) if t == "stream" => stream.stream_exists = true,

@@ -10,7 +10,8 @@ use crate::proto::amqp::{AmqpError, FieldValue, TableBuilder, MAX_TABLE_DEPTH};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum DeclareMode {
     /// Passive declare; when the broker answers 404, declare the queue durable,
-    /// non-exclusive, non-auto-delete, without arguments (as PHP consumers usually do).
+    /// non-exclusive, non-auto-delete, without arguments (as PHP consumers usually do)
+    /// but `x-queue-type` for a [`QueueType::Quorum`] session.
     #[default]
     IfMissing,
     /// Passive declare only: a missing queue ends the session with
@@ -27,6 +28,30 @@ pub enum DeclareMode {
     },
 }
 
+/// The type of the queues the session creates (`docs/CONFIGURATION.md`, "Quorum queues").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// No `x-queue-type` argument: RabbitMQ's default, classic, and queues declared so
+    /// before still match.
+    #[default]
+    Classic,
+    /// `x-queue-type: quorum` (durable, not exclusive, as RabbitMQ requires).
+    Quorum,
+}
+
+impl QueueType {
+    /// Adds `x-queue-type` to the arguments of a queue the session creates (nothing for
+    /// classic).
+    pub fn add_argument(self, table: &mut TableBuilder) -> Result<(), AmqpError> {
+        match self {
+            QueueType::Classic => Ok(()),
+            QueueType::Quorum => table
+                .insert(b"x-queue-type", FieldValue::LongStr(b"quorum"))
+                .map(drop),
+        }
+    }
+}
+
 /// Everything one AMQP session needs; `password` is never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -40,6 +65,9 @@ pub struct SessionConfig {
     pub queue: String,
     /// How the queue is declared.
     pub declare: DeclareMode,
+    /// The type of what the session creates: the queue under [`DeclareMode::IfMissing`]
+    /// and the retry queues. [`DeclareMode::Exactly`] carries its own arguments.
+    pub queue_type: QueueType,
     /// basic.qos prefetch_count (per consumer).
     pub prefetch: u16,
     /// Heartbeat proposed in tune-ok, seconds; 0 disables heartbeats.
@@ -67,6 +95,7 @@ impl fmt::Debug for SessionConfig {
             .field("vhost", &self.vhost)
             .field("queue", &self.queue)
             .field("declare", &self.declare)
+            .field("queue_type", &self.queue_type)
             .field("prefetch", &self.prefetch)
             .field("heartbeat_s", &self.heartbeat_s)
             .field("max_message_bytes", &self.max_message_bytes)
@@ -196,6 +225,7 @@ mod tests {
             vhost: "/".into(),
             queue: "q".into(),
             declare: DeclareMode::IfMissing,
+            queue_type: QueueType::Classic,
             prefetch: 1,
             heartbeat_s: 30,
             max_message_bytes: 1,

@@ -251,6 +251,25 @@ impl MessageProperties {
         Ok(())
     }
 
+    /// Removes every header named `name` (the broker's `x-delivery-count` from a copy);
+    /// nothing changes when there is none.
+    pub fn remove_header(&mut self, name: &str) -> Result<(), AmqpError> {
+        let Some(old) = self.headers_table() else {
+            return Ok(());
+        };
+        if old.iter().all(|(key, _)| key != name.as_bytes()) {
+            return Ok(());
+        }
+        let mut table = TableBuilder::new();
+        for (key, v) in old.iter().filter(|(key, _)| *key != name.as_bytes()) {
+            table.insert(key, v)?;
+        }
+        let built = table.as_table();
+        self.headers = render_headers(built);
+        self.headers_raw = Some(built.as_bytes().to_vec());
+        Ok(())
+    }
+
     /// Borrows these properties for [`Session::publish`](super::Session::publish).
     pub fn as_basic(&self) -> BasicProperties<'_> {
         BasicProperties {
@@ -287,6 +306,32 @@ fn render_headers(table: FieldTable<'_>) -> Vec<(String, HeaderValue)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_header_drops_that_name_and_keeps_the_rest() {
+        let mut headers = TableBuilder::new();
+        headers
+            .insert(b"x-delivery-count", FieldValue::I64(2))
+            .unwrap()
+            .insert(b"tenant", FieldValue::LongStr(b"acme"))
+            .unwrap();
+        let basic = BasicProperties {
+            headers: Some(headers.as_table()),
+            ..Default::default()
+        };
+        let mut props = MessageProperties::from_basic(&basic);
+        props.remove_header("x-delivery-count").unwrap();
+        assert_eq!(props.header("x-delivery-count"), None);
+        assert_eq!(
+            props.header("tenant"),
+            Some(&HeaderValue::Text("acme".into()))
+        );
+        let table = props.headers_table().unwrap();
+        assert_eq!(table.iter().count(), 1, "gone from the raw table too");
+        let mut none = MessageProperties::default();
+        none.remove_header("x").unwrap();
+        assert_eq!(none, MessageProperties::default());
+    }
 
     #[test]
     fn properties_round_trip_and_headers_are_replaced_not_duplicated() {

@@ -69,7 +69,7 @@ mod error;
 mod event;
 mod tags;
 
-pub use config::{table_from_json, DeclareMode, SessionConfig};
+pub use config::{table_from_json, DeclareMode, QueueType, SessionConfig};
 pub use error::{CommandError, SessionError};
 pub use event::{Delivery, DeliveryTag, Event, HeaderValue, MessageProperties, PublishSeq};
 
@@ -612,9 +612,10 @@ impl Session {
         Ok(PublishSeq(seq))
     }
 
-    /// Declares a retry queue on the publisher channel: durable, with `x-message-ttl`
-    /// `ttl_ms` and dead-lettering to `target_queue` through the default exchange
-    /// (`docs/SEMANTICS.md` "Retries": one queue per delay step).
+    /// Declares a retry queue on the publisher channel: durable, of the session's
+    /// [`QueueType`], with `x-message-ttl` `ttl_ms` and dead-lettering to `target_queue`
+    /// through the default exchange (`docs/SEMANTICS.md` "Retries": one queue per delay
+    /// step).
     /// [`Event::RetryQueueDeclared`] follows; a queue that exists with other arguments
     /// ends the session with [`SessionError::PreconditionFailed`].
     pub fn declare_retry_queue(
@@ -647,6 +648,10 @@ impl Session {
                     FieldValue::LongStr(target_queue.as_bytes()),
                 )
             })
+            .map_err(CommandError::Encode)?;
+        self.config
+            .queue_type
+            .add_argument(&mut arguments)
             .map_err(CommandError::Encode)?;
         let declare = QueueDeclare {
             ticket: 0,
@@ -1023,9 +1028,14 @@ impl Session {
     }
 
     fn send_declare(&mut self) -> Result<(), SessionError> {
+        let mut created = TableBuilder::new();
+        self.config
+            .queue_type
+            .add_argument(&mut created)
+            .map_err(SessionError::Encode)?;
         let (passive, durable, arguments) = match &self.config.declare {
             DeclareMode::IfMissing if !self.queue_missing => (true, false, FieldTable::EMPTY),
-            DeclareMode::IfMissing => (false, true, FieldTable::EMPTY),
+            DeclareMode::IfMissing => (false, true, created.as_table()),
             DeclareMode::CheckOnly => (true, false, FieldTable::EMPTY),
             DeclareMode::Exactly { durable, arguments } => (false, *durable, arguments.as_table()),
         };
