@@ -116,7 +116,7 @@ pub fn parse(
 mod tests {
     use super::*;
 
-    const SPEC: &[(&str, Kind)] = &[
+    const TEST_FLAGS: &[(&str, Kind)] = &[
         ("channel", Kind::Repeated),
         ("redis", Kind::Single),
         ("daemonize", Kind::Switch),
@@ -131,7 +131,7 @@ mod tests {
     fn flags_values_and_positionals() {
         let parsed = parse(
             "run",
-            SPEC,
+            TEST_FLAGS,
             &args(&[
                 "--redis=redis://h",
                 "--channel",
@@ -158,10 +158,10 @@ mod tests {
             (&["--daemonize=yes"], "--daemonize takes no value"),
             (&["-x"], "unknown option '-x'"),
         ] {
-            let err = parse("run", SPEC, &args(list)).unwrap_err();
+            let err = parse("run", TEST_FLAGS, &args(list)).unwrap_err();
             assert!(err.0.contains(expected), "{list:?}: {err}");
         }
-        let parsed = parse("run", SPEC, &args(&["--count", "x"])).unwrap();
+        let parsed = parse("run", TEST_FLAGS, &args(&["--count", "x"])).unwrap();
         assert!(parsed.number::<u32>("count").is_err());
     }
 }
