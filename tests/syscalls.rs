@@ -138,3 +138,71 @@ fn kept_connections_cost_no_epoll_ctl_per_message() {
         "kept connections are reused: {calls:?}"
     );
 }
+
+/// A burst larger than a source's read buffer makes ferry read the rest without an
+/// event (a re-read); once the burst is worked off, the loop sleeps again: an idle
+/// second costs a handful of system calls, not a spin.
+#[test]
+fn after_a_burst_larger_than_the_read_buffer_the_loop_sleeps() {
+    let dir = std::env::temp_dir().join(unique("ferry-syscalls-burst"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("w.sock");
+    let log = dir.join("w.log");
+    let _worker = Ferry::start_args(
+        &dir,
+        &[
+            "responder",
+            "--listen",
+            &format!("unix:{}", socket.display()),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let channel = unique("ferry-test-burst");
+    // Read buffer: max_message_bytes + 256 KiB; 3,000 messages of 1 KiB overflow it.
+    let ferry = Ferry::start(
+        &dir,
+        &json!({
+            "control": { "listen": null },
+            "pools": { "p": { "address": format!("unix:{}", socket.display()),
+                              "max_in_flight": 4 } },
+            "sources": [{ "name": "s", "kind": "redis", "url": "redis://127.0.0.1:6379",
+                          "channels": [channel], "backlog": 10000,
+                          "max_message_bytes": 2048,
+                          "job": { "pool": "p", "script": "/w.php", "body": "raw" } }]
+        }),
+    );
+    ferry.wait_for_log("s: subscribed", Duration::from_secs(10));
+    let payload = format!("{{\"n\": {{n}}, \"pad\": \"{}\"}}", "x".repeat(1000));
+    // Stopped while the burst is published, ferry finds far more than its read buffer
+    // waiting when it runs again: the fill stops at the limit and the rest is re-read.
+    ferry.signal("STOP");
+    publish(&[
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--channel",
+        &channel,
+        "--count",
+        "3000",
+        &payload,
+    ]);
+    ferry.signal("CONT");
+    let lines = wait_for_lines(&log, 3000, Duration::from_secs(60));
+    assert_eq!(lines.len(), 3000, "every message answered");
+    std::thread::sleep(Duration::from_millis(300));
+    let summary = dir.join("idle.txt");
+    let mut strace = Command::new("strace")
+        .args(["-c", "-f", "-o"])
+        .arg(&summary)
+        .args(["-p", &ferry.pid().to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace (scripts/test.sh installs it)");
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = nix_interrupt(strace.id());
+    strace.wait().unwrap();
+    let calls = parse_summary(&std::fs::read_to_string(&summary).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    let total: u64 = calls.values().sum();
+    assert!(total <= 50, "an idle second after the burst: {calls:?}");
+}

@@ -140,6 +140,7 @@ impl Reactor<'_> {
                             writable: event.is_writable(),
                             readable: event.is_readable(),
                             closed: event.is_read_closed() || event.is_error(),
+                            reread: false,
                         };
                         self.on_ready(ConnId(token), readiness, now);
                     }
@@ -247,7 +248,7 @@ impl Reactor<'_> {
         // EAGAIN. A short read drained the socket unless the peer also closed it.
         let read = ready.readable || ready.closed;
         if fill != Fill::Failed && read {
-            fill = match conn::fill(stream, buffers, true) {
+            fill = match conn::fill(stream, buffers, !ready.reread) {
                 Ok(conn::Fill::Drained) => Fill::Drained,
                 Ok(conn::Fill::Full) => Fill::Full,
                 Ok(conn::Fill::Eof) => Fill::Eof,
@@ -259,9 +260,11 @@ impl Reactor<'_> {
         }
         self.driver.update_interest(conn, buffers);
         self.engine.handle_ready(conn, fill, now, self.driver);
-        // The peer closed too: its EOF is read at once — unless the engine is done with
-        // the connection anyway (a worker's answer ended the request: no read for EOF).
-        if ready.closed && fill == Fill::Drained && !self.engine.is_closing(conn) {
+        // The peer closed too: its EOF is read at once (one re-read, which reads to EOF) —
+        // unless the engine is done with the connection anyway (a worker's answer ended
+        // the request: no read for EOF). Only an event's `closed` asks for it: a re-read
+        // never schedules another one, or a drained socket would be re-read forever.
+        if ready.closed && !ready.reread && fill == Fill::Drained && !self.engine.is_closing(conn) {
             self.driver.again.push(conn);
         }
     }
@@ -307,17 +310,20 @@ impl Reactor<'_> {
 struct Readiness {
     writable: bool,
     readable: bool,
-    /// The peer closed its side or the socket failed: read until EOF.
+    /// The peer closed its side or the socket failed: its EOF is read too.
     closed: bool,
+    /// Read again without an event: until `WouldBlock` (no short-read shortcut).
+    reread: bool,
 }
 
 impl Readiness {
-    /// A connection read again without an event (a fill stopped at its limit): read
-    /// until `WouldBlock`, whatever the last event said.
+    /// A connection read again without an event (a fill stopped at its limit, a peer
+    /// that closed after sending): read until `WouldBlock` or EOF.
     const REREAD: Readiness = Readiness {
         writable: false,
         readable: true,
-        closed: true,
+        closed: false,
+        reread: true,
     };
 }
 
