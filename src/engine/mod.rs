@@ -351,14 +351,6 @@ impl Engine {
         self.peers.get_mut(conn.0).and_then(Peer::buffers_mut)
     }
 
-    /// True when `conn` is a listener (the reactor accepts on it).
-    pub fn is_listener(&self, conn: ConnId) -> bool {
-        matches!(
-            self.peers.get(conn.0),
-            Some(Peer::ControlListener | Peer::RespListener { .. })
-        )
-    }
-
     /// A listener's name for log lines.
     pub fn listener_label(&self, conn: ConnId) -> String {
         match self.peers.get(conn.0) {
@@ -375,9 +367,9 @@ impl Engine {
         while let Some(key) = self.timers.pop_expired(now) {
             match key {
                 TimerKey::Source(source) => self.on_source_timer(source, now, io),
-                TimerKey::Worker(conn) => self.on_worker_timer(conn, now, io),
+                TimerKey::Worker(conn) => self.on_worker_timer(conn, now),
                 TimerKey::Probe(pool) => self.on_probe_timer(pool, now, io),
-                TimerKey::Release(pool) => self.on_release_timer(pool, now),
+                TimerKey::Release(pool) => self.on_release_timer(pool),
                 TimerKey::Retry(job) => self.on_retry_timer(job, now),
                 TimerKey::Stream(source) => self.on_stream_timer(source, now),
                 TimerKey::Client(conn) => self.on_client_timer(conn),
@@ -426,13 +418,7 @@ impl Engine {
     }
 
     /// A connect of `conn` failed (at once, after a lookup, or when it completed).
-    pub fn handle_connect_failed(
-        &mut self,
-        conn: ConnId,
-        error: &ConnectError,
-        now: Instant,
-        io: &mut dyn Io,
-    ) {
+    pub fn handle_connect_failed(&mut self, conn: ConnId, error: &ConnectError, now: Instant) {
         match self.peers.get(conn.0) {
             Some(Peer::Source { source, .. }) => {
                 let source = *source;
@@ -442,7 +428,7 @@ impl Engine {
                 );
                 self.source_lost(source, now);
             }
-            Some(Peer::Worker(_)) => self.worker_connect_failed(conn, error.failure, now, io),
+            Some(Peer::Worker(_)) => self.worker_connect_failed(conn, error.failure, now),
             _ => {}
         }
     }
@@ -495,9 +481,9 @@ impl Engine {
             }
         }
         self.tend_streams(now);
-        self.close_retired_sources(now, io);
+        self.close_retired_sources(now);
         self.tend_processes(now, io);
-        self.free_finished_entries(io);
+        self.free_finished_entries();
         self.flush_dirty_sources(now, io);
         self.flush_dirty_clients(io);
         self.close_marked(io);
@@ -580,7 +566,7 @@ impl Engine {
         io.notify(Notice::Stopping);
         self.timers.arm(TimerKey::DrainDeadline, deadline);
         for source in self.sources.keys() {
-            self.stop_intake(source, now);
+            self.stop_intake(source);
         }
     }
 

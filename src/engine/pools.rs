@@ -356,7 +356,7 @@ impl Engine {
             // wake-up for writability and no change of the poll's interest.
             Ok(Connect::Done) => self.on_worker_connected(conn, now, io),
             Ok(Connect::Pending) => {}
-            Err(e) => self.worker_connect_failed(conn, e.failure, now, io),
+            Err(e) => self.worker_connect_failed(conn, e.failure, now),
         }
     }
 
@@ -600,7 +600,6 @@ impl Engine {
         conn: ConnId,
         failure: ConnectFailure,
         now: Instant,
-        _io: &mut dyn Io,
     ) {
         let Some(Peer::Worker(worker)) = self.peers.get_mut(conn.0) else {
             return;
@@ -630,13 +629,13 @@ impl Engine {
     }
 
     /// A worker deadline: connect timeout, request timeout or idle timeout.
-    pub(super) fn on_worker_timer(&mut self, conn: ConnId, now: Instant, io: &mut dyn Io) {
+    pub(super) fn on_worker_timer(&mut self, conn: ConnId, now: Instant) {
         let Some(Peer::Worker(worker)) = self.peers.get_mut(conn.0) else {
             return;
         };
         match &mut worker.state {
             WorkerState::Connecting(_) => {
-                self.worker_connect_failed(conn, ConnectFailure::TimedOut, now, io);
+                self.worker_connect_failed(conn, ConnectFailure::TimedOut, now);
             }
             WorkerState::Busy(assignment) => {
                 assignment.exchange.handle_timeout(now);

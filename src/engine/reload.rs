@@ -84,7 +84,7 @@ impl Engine {
                 .any(|c| c.name() == s.name && *c == *s.config());
             if !kept {
                 let name = s.name.clone();
-                self.retire_source(source, now);
+                self.retire_source(source);
                 if !new.sources.iter().any(|c| c.name() == name) {
                     removed += 1;
                 }
@@ -133,17 +133,17 @@ impl Engine {
 
     /// Stops a source taking work; it closes once nothing of it is in flight
     /// ([`Engine::close_retired_sources`]).
-    fn retire_source(&mut self, source: SourceId, now: Instant) {
+    fn retire_source(&mut self, source: SourceId) {
         info!(
             "source {}: retired by the reload",
             self.sources[source].name
         );
         self.sources[source].intake = Intake::Retired;
-        self.stop_intake(source, now);
+        self.stop_intake(source);
     }
 
     /// Closes retired sources whose work is all settled.
-    pub(super) fn close_retired_sources(&mut self, now: Instant, _io: &mut dyn Io) {
+    pub(super) fn close_retired_sources(&mut self, now: Instant) {
         if !self.sources.values().any(|s| s.is_retired()) {
             return; // the common case, every loop turn: nothing to walk
         }
@@ -160,7 +160,7 @@ impl Engine {
 
     /// Frees the entries of retired sources that closed with nothing left in flight,
     /// and of retired pools with no work, connection, source or worker left.
-    pub(super) fn free_finished_entries(&mut self, _io: &mut dyn Io) {
+    pub(super) fn free_finished_entries(&mut self) {
         let retired =
             self.sources.values().any(|s| s.is_retired()) || self.pools.values().any(|p| p.retired);
         if !retired {

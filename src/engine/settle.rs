@@ -582,10 +582,9 @@ impl Engine {
         Some(job)
     }
 
-    /// Hands every AMQP job of `source` that has not started back to the broker: those
-    /// waiting in its pool's queue and those waiting out a retry delay (drain, pause,
-    /// circuit release). Returns how many were waiting in the queue.
-    pub(super) fn hand_back_unstarted(&mut self, source: SourceId) -> usize {
+    /// Hands the jobs of `source` waiting in its pool's queue back to the broker (circuit
+    /// release; part of [`Engine::hand_back_unstarted`]). Returns how many.
+    pub(super) fn hand_back_queued(&mut self, source: SourceId) -> usize {
         let pool = self.sources[source].pool;
         let unstarted = self.pools[pool].queue.take_source(source);
         self.sources[source].clear_waiting();
@@ -593,6 +592,14 @@ impl Engine {
         for job in unstarted {
             self.release_amqp(job);
         }
+        count
+    }
+
+    /// Hands every AMQP job of `source` that has not started back to the broker: those
+    /// waiting in its pool's queue and those waiting out a retry delay (drain, pause,
+    /// circuit release). Returns how many were waiting in the queue.
+    pub(super) fn hand_back_unstarted(&mut self, source: SourceId) -> usize {
+        let count = self.hand_back_queued(source);
         let held: Vec<JobId> = self
             .retrying
             .iter()

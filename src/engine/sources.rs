@@ -1215,8 +1215,7 @@ impl Engine {
 
     /// Drain or retirement: unsubscribe / cancel, and hand back what AMQP has not
     /// started. `retire` marks it removed by a reload.
-    pub(super) fn stop_intake(&mut self, source: SourceId, now: Instant) {
-        let _ = now;
+    pub(super) fn stop_intake(&mut self, source: SourceId) {
         if self.sources[source].intake != Intake::Retired {
             self.sources[source].intake = Intake::Draining;
         }
@@ -1315,7 +1314,7 @@ impl Engine {
     /// feeding it hand their unstarted messages back and leave, so other ferry hosts can
     /// take the work; they come back when the pool answers (`docs/SEMANTICS.md`,
     /// "Circuit breaker").
-    pub(super) fn on_release_timer(&mut self, pool: PoolId, _now: Instant) {
+    pub(super) fn on_release_timer(&mut self, pool: PoolId) {
         if self.pools[pool].circuit.is_closed() || self.phase != Phase::Running {
             return;
         }
@@ -1349,16 +1348,6 @@ impl Engine {
                 _ => {}
             }
             self.mark_dirty(source);
-        }
-    }
-
-    /// Hands the jobs of `source` waiting in its pool's queue back to the broker.
-    fn hand_back_queued(&mut self, source: SourceId) {
-        let pool = self.sources[source].pool;
-        let unstarted = self.pools[pool].queue.take_source(source);
-        self.sources[source].clear_waiting();
-        for job in unstarted {
-            self.release_amqp(job);
         }
     }
 

@@ -262,8 +262,7 @@ impl Sim {
             failure,
             message: "test".into(),
         };
-        self.engine
-            .handle_connect_failed(conn, &error, self.now, &mut self.io);
+        self.engine.handle_connect_failed(conn, &error, self.now);
         self.turn();
     }
 

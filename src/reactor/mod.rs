@@ -206,8 +206,7 @@ impl Reactor<'_> {
     fn on_lookups(&mut self, now: Instant) {
         for (conn, result) in self.driver.finished_lookups() {
             if let Err(e) = result {
-                self.engine
-                    .handle_connect_failed(conn, &e, now, self.driver);
+                self.engine.handle_connect_failed(conn, &e, now);
             }
         }
     }
@@ -222,8 +221,7 @@ impl Reactor<'_> {
             match result {
                 Ok(()) => self.engine.handle_connected(conn, now, self.driver),
                 Err(e) => {
-                    self.engine
-                        .handle_connect_failed(conn, &e, now, self.driver);
+                    self.engine.handle_connect_failed(conn, &e, now);
                     return;
                 }
             }

@@ -693,7 +693,7 @@ impl Sim {
                     failure,
                     message: "Connection refused".into(),
                 };
-                engine.handle_connect_failed(f, &error, self.w.now, &mut self.w);
+                engine.handle_connect_failed(f, &error, self.w.now);
             }
         }
         self.turn();
