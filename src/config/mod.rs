@@ -12,9 +12,11 @@
 //! # Layout
 //! - `mod.rs`: the configuration types and [`load`].
 //! - `address.rs`: `unix:`/`tcp:` addresses.
-//! - `url.rs`: `redis://` and `amqp://` URLs, and [`Secret`] for passwords.
+//! - `url.rs`: `redis://` and `amqp://` URLs (and their TLS forms), and [`Secret`].
+//! - `tls.rs`: a source's `tls` block, and the rustls client configuration built from it.
 
 mod address;
+pub mod tls;
 mod url;
 
 use serde::Deserialize;
@@ -23,6 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use address::Address;
+pub use tls::{TlsClient, TlsSettings};
 pub use url::{AmqpUrl, RedisUrl, Secret};
 
 /// A configuration error: which key, and why. Exit code 2.
@@ -218,6 +221,16 @@ impl SourceConfig {
         }
     }
 
+    /// The TLS client of a `rediss://` / `amqps://` source.
+    pub fn tls_client(&self) -> Option<&TlsClient> {
+        match self {
+            SourceConfig::Redis(s) => s.tls_client.as_ref(),
+            SourceConfig::Amqp(s) => s.tls_client.as_ref(),
+            SourceConfig::RedisStream(s) => s.tls_client.as_ref(),
+            SourceConfig::RespEndpoint(_) => None,
+        }
+    }
+
     /// The `kind` as written in the file.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -246,6 +259,12 @@ pub struct RedisSource {
     /// File holding the password (first line), kept out of the URL and `ps`.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The `tls` block (`docs/CONFIGURATION.md`, "TLS"); the URL's scheme turns TLS on.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// The client configuration of a TLS source, built by [`Config::validate`].
+    #[serde(skip)]
+    pub tls_client: Option<TlsClient>,
     /// Channels to SUBSCRIBE.
     #[serde(default)]
     pub channels: Vec<String>,
@@ -288,6 +307,12 @@ pub struct AmqpSource {
     /// File holding the password (first line).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The `tls` block (`docs/CONFIGURATION.md`, "TLS"); the URL's scheme turns TLS on.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// The client configuration of a TLS source, built by [`Config::validate`].
+    #[serde(skip)]
+    pub tls_client: Option<TlsClient>,
     /// Queue to consume.
     pub queue: String,
     /// How to declare the queue (see [`Declare`]).
@@ -387,6 +412,12 @@ pub struct RedisStreamSource {
     /// File holding the password (first line).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The `tls` block (`docs/CONFIGURATION.md`, "TLS"); the URL's scheme turns TLS on.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// The client configuration of a TLS source, built by [`Config::validate`].
+    #[serde(skip)]
+    pub tls_client: Option<TlsClient>,
     /// The stream's key.
     pub stream: String,
     /// The consumer group.
@@ -992,6 +1023,8 @@ impl Config {
                         ));
                     }
                     resolve_nodes(&at, redis.one_url.take(), &mut redis.urls)?;
+                    let nodes = redis.urls.iter().map(|u| (u.tls, u.host.as_str()));
+                    redis.tls_client = resolve_tls(&at, redis.tls.as_ref(), nodes, base)?;
                     check_retries(&at, redis.max_attempts, &redis.retry_delays_ms)?;
                     check_backlog(&at, redis.backlog, redis.backlog_bytes)?;
                     if let Some(file) = &redis.password_file {
@@ -1003,6 +1036,8 @@ impl Config {
                 }
                 SourceConfig::Amqp(amqp) => {
                     resolve_nodes(&at, amqp.one_url.take(), &mut amqp.urls)?;
+                    let nodes = amqp.urls.iter().map(|u| (u.tls, u.host.as_str()));
+                    amqp.tls_client = resolve_tls(&at, amqp.tls.as_ref(), nodes, base)?;
                     check_queue_type(&at, amqp)?;
                     amqp.queue_type = Some(amqp.queue_type.unwrap_or_default());
                     if amqp.queue.is_empty() || amqp.queue.len() > 255 {
@@ -1042,6 +1077,8 @@ impl Config {
                 }
                 SourceConfig::RedisStream(stream) => {
                     resolve_nodes(&at, stream.one_url.take(), &mut stream.urls)?;
+                    let nodes = stream.urls.iter().map(|u| (u.tls, u.host.as_str()));
+                    stream.tls_client = resolve_tls(&at, stream.tls.as_ref(), nodes, base)?;
                     for (field, value) in [("stream", &stream.stream), ("group", &stream.group)] {
                         if value.is_empty() {
                             return Err(ConfigError::new(
@@ -1202,6 +1239,44 @@ fn check_backlog(at: &str, messages: usize, bytes: usize) -> Result<(), ConfigEr
         ));
     }
     Ok(())
+}
+
+/// The TLS client of a source whose nodes are `(tls, host)`: `None` for plain nodes,
+/// built from `settings` (or the defaults: system roots, the URL's host) for TLS ones.
+/// Every node of a source speaks the same: a cluster is all TLS or all plain.
+fn resolve_tls<'a>(
+    at: &str,
+    settings: Option<&TlsSettings>,
+    nodes: impl Iterator<Item = (bool, &'a str)>,
+    base: Option<&Path>,
+) -> Result<Option<TlsClient>, ConfigError> {
+    let nodes: Vec<(bool, &str)> = nodes.collect();
+    let tls = nodes.iter().filter(|(tls, _)| *tls).count();
+    if tls == 0 {
+        return match settings {
+            Some(_) => Err(ConfigError::new(
+                format!("{at}.tls"),
+                "the URL is plain: use rediss:// or amqps:// for TLS",
+            )),
+            None => Ok(None),
+        };
+    }
+    if tls != nodes.len() {
+        return Err(ConfigError::new(
+            format!("{at}.urls"),
+            "mixes TLS and plain URLs: the nodes of one cluster speak the same",
+        ));
+    }
+    let defaults = TlsSettings::default();
+    let settings = settings.unwrap_or(&defaults);
+    let client = tls::build(settings, base)
+        .map_err(|(key, why)| ConfigError::new(format!("{at}.{key}"), why))?;
+    for (_, host) in &nodes {
+        client
+            .server_name_for(host)
+            .map_err(|why| ConfigError::new(format!("{at}.url"), why))?;
+    }
+    Ok(Some(client))
 }
 
 /// Reads the first line of a password file (relative paths from the config's folder).

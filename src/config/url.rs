@@ -48,6 +48,8 @@ pub struct RedisUrl {
     pub password: Option<Secret>,
     /// Database number from the path. Pub/sub ignores databases, so it is only checked.
     pub db: u32,
+    /// `rediss://`: the connection is TLS (`docs/CONFIGURATION.md`, "TLS").
+    pub tls: bool,
 }
 
 /// A parsed `amqp://` URL.
@@ -63,6 +65,8 @@ pub struct AmqpUrl {
     pub password: Secret,
     /// Virtual host, percent-decoded (default `/`).
     pub vhost: String,
+    /// `amqps://`: the connection is TLS (default port 5671).
+    pub tls: bool,
 }
 
 /// The parts every URL shares, before scheme-specific defaults.
@@ -74,11 +78,14 @@ struct Parts {
     path: Option<String>,
 }
 
-fn split(url: &str, scheme: &str) -> Result<Parts, String> {
-    let rest = url
-        .strip_prefix(scheme)
-        .and_then(|rest| rest.strip_prefix("://"))
-        .ok_or_else(|| format!("must start with {scheme}://"))?;
+/// Splits `url` of `scheme` or its TLS form `{scheme}s`; `.1` is true for the TLS form.
+fn split(url: &str, scheme: &str) -> Result<(Parts, bool), String> {
+    let after = |tail: &str| url.strip_prefix(scheme).and_then(|r| r.strip_prefix(tail));
+    let (rest, tls) = match (after("://"), after("s://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => return Err(format!("must start with {scheme}:// or {scheme}s:// (TLS)")),
+    };
     if rest.contains(['?', '#']) {
         return Err("query strings and fragments are not supported".into());
     }
@@ -107,19 +114,20 @@ fn split(url: &str, scheme: &str) -> Result<Parts, String> {
     if host.is_empty() {
         return Err("missing host".into());
     }
-    Ok(Parts {
+    let parts = Parts {
         username: username.filter(|u| !u.is_empty()),
         password,
         host,
         port,
         path: path.map(percent_decode).transpose()?,
-    })
+    };
+    Ok((parts, tls))
 }
 
 impl RedisUrl {
-    /// Parses `redis://[user:pass@]host[:port][/db]`.
+    /// Parses `redis://[user:pass@]host[:port][/db]` (`rediss://` for TLS).
     pub fn parse(url: &str) -> Result<RedisUrl, String> {
-        let parts = split(url, "redis")?;
+        let (parts, tls) = split(url, "redis")?;
         let db = match parts.path.as_deref() {
             None | Some("") => 0,
             Some(db) => db
@@ -132,22 +140,21 @@ impl RedisUrl {
             username: parts.username,
             password: parts.password.map(Secret),
             db,
+            tls,
         })
     }
 }
 
 impl AmqpUrl {
-    /// Parses `amqp://[user[:pass]@]host[:port][/vhost]`. A missing or empty vhost is `/`
+    /// Parses `amqp://[user[:pass]@]host[:port][/vhost]` (`amqps://` for TLS). A missing or empty vhost is `/`
     /// (`docs/CONFIGURATION.md` "URLs"; RabbitMQ's URI spec reads `amqp://host/` as the
     /// empty vhost, which no operator means).
     pub fn parse(url: &str) -> Result<AmqpUrl, String> {
-        if url.starts_with("amqps://") {
-            return Err("amqps:// (TLS) is not supported yet".into());
-        }
-        let parts = split(url, "amqp")?;
+        let (parts, tls) = split(url, "amqp")?;
         Ok(AmqpUrl {
             host: parts.host,
-            port: parts.port.unwrap_or(5672),
+            port: parts.port.unwrap_or(if tls { 5671 } else { 5672 }),
+            tls,
             username: parts.username.unwrap_or_else(|| "guest".into()),
             password: Secret(parts.password.unwrap_or_else(|| "guest".into())),
             vhost: match parts.path {
@@ -160,7 +167,7 @@ impl AmqpUrl {
 
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("redis://")?;
+        f.write_str(if self.tls { "rediss://" } else { "redis://" })?;
         match (&self.username, &self.password) {
             (Some(user), Some(_)) => write!(f, "{user}:***@")?,
             (Some(user), None) => write!(f, "{user}@")?,
@@ -180,7 +187,8 @@ impl fmt::Display for AmqpUrl {
         };
         write!(
             f,
-            "amqp://{}:***@{}:{}/{vhost}",
+            "{}://{}:***@{}:{}/{vhost}",
+            if self.tls { "amqps" } else { "amqp" },
             self.username,
             host_for_url(&self.host),
             self.port
@@ -253,6 +261,18 @@ mod tests {
     }
 
     #[test]
+    fn tls_schemes() {
+        let url = AmqpUrl::parse("amqps://u:p@rabbit/v").unwrap();
+        assert!(url.tls);
+        assert_eq!(url.port, 5671, "amqps' own port");
+        assert_eq!(url.to_string(), "amqps://u:***@rabbit:5671/v");
+        let url = RedisUrl::parse("rediss://:pw@cache:6380/0").unwrap();
+        assert!(url.tls);
+        assert_eq!(url.to_string(), "rediss://:***@cache:6380/0");
+        assert!(!RedisUrl::parse("redis://cache").unwrap().tls);
+    }
+
+    #[test]
     fn passwords_never_print() {
         let url = AmqpUrl::parse("amqp://u:topsecret@h/v").unwrap();
         assert!(!format!("{url} {url:?}").contains("topsecret"));
@@ -269,7 +289,8 @@ mod tests {
             "redis://h/x",
             "redis://h?db=1",
             "redis://u:%zz@h",
-            "amqps://h",
+            "redisss://h",
+            "amqpx://h",
         ] {
             let redis = RedisUrl::parse(bad);
             let amqp = AmqpUrl::parse(bad);

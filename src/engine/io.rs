@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use crate::config::Address;
+use crate::config::{Address, TlsClient};
 use crate::dispatch::outcome::ConnectFailure;
 use crate::metrics::ProcessStats;
 
@@ -127,8 +127,15 @@ pub trait Io {
     /// Starts a nonblocking connect of `conn` to `address`. [`Connect::Done`]: connected
     /// already (a unix socket connects at once or fails); [`Connect::Pending`]:
     /// [`Engine::handle_connected`](super::Engine::handle_connected) or
-    /// `handle_connect_failed` follows.
-    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<Connect, ConnectError>;
+    /// `handle_connect_failed` follows. With `tls`, the connection is TLS: the reactor
+    /// completes and verifies the handshake before it reports the connection connected,
+    /// so nothing the engine writes (credentials) leaves before the server is verified.
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        address: &Address,
+        tls: Option<&TlsClient>,
+    ) -> Result<Connect, ConnectError>;
     /// Listens on `address` with `conn` as the listener's id; accepted connections come
     /// back through `Engine::handle_accept`.
     fn listen(&mut self, conn: ConnId, address: &Address) -> Result<(), String>;

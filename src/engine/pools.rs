@@ -345,7 +345,7 @@ impl Engine {
     /// (a unix socket missing, refused, its backlog full) is handled now.
     fn connect_worker(&mut self, conn: ConnId, pool: PoolId, now: Instant, io: &mut dyn Io) {
         let result = match &self.pools[pool].address {
-            Some(address) => io.connect(conn, address),
+            Some(address) => io.connect(conn, address, None),
             None => Err(ConnectError {
                 failure: ConnectFailure::Other,
                 message: "no address yet".into(),

@@ -570,7 +570,15 @@ impl Engine {
         // A connect that hangs (a black-holed host) is retried.
         self.timers
             .arm(TimerKey::Source(source), now + CONNECT_TIMEOUT);
-        match io.connect(conn, &address) {
+        let tls = self.sources[source].config.tls_client();
+        if tls.is_some_and(|tls| tls.insecure) {
+            warn!(
+                "source {}: TLS to {address} without certificate verification \
+                 (insecure_skip_verify): the server is not authenticated",
+                self.sources[source].name
+            );
+        }
+        match io.connect(conn, &address, tls) {
             Ok(Connect::Done) => self.handle_connected(conn, now, io),
             Ok(Connect::Pending) => {}
             Err(e) => {
@@ -920,7 +928,19 @@ impl Engine {
         match &mut self.sources[source].link {
             Link::Idle => self.connect_source(source, now, io),
             Link::Connecting { .. } => {
-                warn!("source {}: connect timed out", self.sources[source].name);
+                let s = &self.sources[source];
+                if s.config.tls_client().is_some() {
+                    // A plain-text server may wait for a line that a ClientHello never
+                    // ends: the timeout is then the only sign.
+                    warn!(
+                        "source {}: connect timed out: no TLS handshake within {} s \
+                         (a plain-text port behind a TLS URL, or an unreachable host?)",
+                        s.name,
+                        CONNECT_TIMEOUT.as_secs()
+                    );
+                } else {
+                    warn!("source {}: connect timed out", s.name);
+                }
                 self.source_lost(source, now);
             }
             Link::Up { conn, session, .. } => {

@@ -66,7 +66,12 @@ pub struct FakeIo {
 }
 
 impl Io for FakeIo {
-    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<Connect, ConnectError> {
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        address: &Address,
+        _tls: Option<&crate::config::TlsClient>,
+    ) -> Result<Connect, ConnectError> {
         self.connects.push((conn, address.clone()));
         self.open.insert(conn);
         match self.refuse.get(&address.to_string()) {

@@ -18,7 +18,8 @@ use nix::sys::signal::Signal;
 use super::conn::{self, Stream};
 use super::connect::{self, Resolution, Resolver, Target};
 use super::listener::{nofile_limit, AcceptTrouble, Listener, ACCEPT_RETRY};
-use crate::config::Address;
+use super::tls::{Handshake, TlsSession};
+use crate::config::{Address, TlsClient};
 use crate::dispatch::outcome::ConnectFailure;
 use crate::engine::io::{
     BoundSocket, Buffers, ConnId, Connect, ConnectError, Io, Notice, ProcessExit, ProcessSignal,
@@ -31,17 +32,20 @@ use crate::process::Notifier;
 
 /// A socket the reactor holds for the engine.
 pub(super) enum Entry {
-    /// A connection; `connecting` until its nonblocking connect completes.
+    /// A connection; `connecting` until its nonblocking connect completes and, with
+    /// `tls`, until its handshake is done.
     Stream {
         stream: Stream,
         registered: Interest,
         connecting: bool,
+        tls: Option<Box<TlsSession>>,
     },
     /// Waiting for the lookup of `host` before connecting to it on `port`.
     Resolving {
         lookup: u64,
         host: String,
         port: u16,
+        tls: Option<Box<TlsSession>>,
     },
     /// A listener.
     Listener(Listener),
@@ -126,6 +130,7 @@ impl Driver {
         conn: ConnId,
         mut stream: Stream,
         connecting: bool,
+        tls: Option<Box<TlsSession>>,
     ) -> io::Result<()> {
         let interest = if connecting {
             Interest::READABLE | Interest::WRITABLE
@@ -140,6 +145,7 @@ impl Driver {
                 stream,
                 registered: interest,
                 connecting,
+                tls,
             },
         );
         Ok(())
@@ -151,9 +157,13 @@ impl Driver {
             stream,
             registered,
             connecting: false,
+            tls,
         }) = self.entries.get_mut(conn)
         {
-            let wanted = conn::interest(buffers);
+            let mut wanted = conn::interest(buffers);
+            if tls.as_ref().is_some_and(|t| t.wants_write()) {
+                wanted |= Interest::WRITABLE;
+            }
             if *registered != wanted
                 && self
                     .registry
@@ -167,10 +177,16 @@ impl Driver {
 
     /// Starts connecting `conn` to `target`. A unix socket connects at once (or fails
     /// with `EAGAIN` when its listen backlog is full): it is registered for reading only.
-    fn connect_target(&mut self, conn: ConnId, target: &Target) -> Result<Connect, ConnectError> {
+    /// With `tls`, the connection is not done before its handshake is.
+    fn connect_target(
+        &mut self,
+        conn: ConnId,
+        target: &Target,
+        tls: Option<Box<TlsSession>>,
+    ) -> Result<Connect, ConnectError> {
         let stream = connect::start(target).map_err(|e| connect_error(target, &e))?;
-        let done = matches!(target, Target::Unix(_));
-        self.insert_stream(conn, stream, !done)
+        let done = matches!(target, Target::Unix(_)) && tls.is_none();
+        self.insert_stream(conn, stream, !done, tls)
             .map_err(|e| connect_error(target, &e))?;
         Ok(if done {
             Connect::Done
@@ -186,7 +202,10 @@ impl Driver {
             let Some(conn) = self.lookups.remove(&lookup) else {
                 continue;
             };
-            let Some(Entry::Resolving { host, port, .. }) = self.entries.remove(conn) else {
+            let Some(Entry::Resolving {
+                host, port, tls, ..
+            }) = self.entries.remove(conn)
+            else {
                 continue;
             };
             let outcome = match result {
@@ -196,7 +215,7 @@ impl Driver {
                         self.resolved.insert((host, port), targets.clone());
                     }
                     match first {
-                        Some(target) => self.connect_target(conn, &target).map(drop),
+                        Some(target) => self.connect_target(conn, &target, tls).map(drop),
                         None => Err(lookup_failed("no address")),
                     }
                 }
@@ -207,11 +226,15 @@ impl Driver {
         done
     }
 
-    /// The connect of `conn` may have completed (a writable event): `Some(result)` when
-    /// it did, and the connection is then registered for what its buffers need.
-    pub fn finish_connect(&mut self, conn: ConnId) -> Option<Result<(), ConnectError>> {
+    /// The connect of `conn` may have progressed (an event): `Some(result)` when it
+    /// completed or failed — for a TLS connection, when its handshake did — and the
+    /// connection is then registered for what its buffers need.
+    pub fn advance_connect(&mut self, conn: ConnId) -> Option<Result<(), ConnectError>> {
         let Some(Entry::Stream {
-            stream, connecting, ..
+            stream,
+            connecting,
+            tls,
+            registered,
         }) = self.entries.get_mut(conn)
         else {
             return None;
@@ -219,15 +242,46 @@ impl Driver {
         if !*connecting {
             return None;
         }
+        // (During a TLS handshake this asks again on each of its few events: cheap.)
         match stream.connect_finished() {
-            Ok(false) => None,
-            Ok(true) => {
+            Ok(false) => return None,
+            Ok(true) => {}
+            Err(e) => {
+                return Some(Err(ConnectError {
+                    failure: ConnectFailure::from_io_error(&e),
+                    message: e.to_string(),
+                }))
+            }
+        }
+        let Some(session) = tls else {
+            *connecting = false;
+            return Some(Ok(()));
+        };
+        match session.handshake(stream) {
+            Handshake::Done => {
+                debug!("connection {}: TLS up ({})", conn.0, session.describe());
                 *connecting = false;
                 Some(Ok(()))
             }
-            Err(e) => Some(Err(ConnectError {
-                failure: ConnectFailure::from_io_error(&e),
-                message: e.to_string(),
+            Handshake::Pending => {
+                let wanted = if session.wants_write() {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                if *registered != wanted
+                    && self
+                        .registry
+                        .reregister(stream, Token(conn.0), wanted)
+                        .is_ok()
+                {
+                    *registered = wanted;
+                }
+                None
+            }
+            Handshake::Failed(why) => Some(Err(ConnectError {
+                failure: ConnectFailure::Other,
+                message: why,
             })),
         }
     }
@@ -243,12 +297,48 @@ impl Driver {
         )
     }
 
-    /// The stream of `conn`, if it has one.
-    pub fn stream_mut(&mut self, conn: ConnId) -> Option<&mut Stream> {
+    /// Reads `conn` into `buffers` (through its TLS session, if it has one); see
+    /// [`conn::fill`]. `None`: no such stream.
+    pub fn fill(
+        &mut self,
+        conn: ConnId,
+        buffers: &mut Buffers,
+        stop_short: bool,
+    ) -> Option<io::Result<conn::Fill>> {
         match self.entries.get_mut(conn) {
-            Some(Entry::Stream { stream, .. }) => Some(stream),
+            Some(Entry::Stream {
+                stream, tls: None, ..
+            }) => Some(conn::fill(stream, buffers, stop_short)),
+            Some(Entry::Stream {
+                stream,
+                tls: Some(session),
+                ..
+            }) => Some(session.fill(stream, buffers)),
             _ => None,
         }
+    }
+
+    /// Writes what `buffers` hold to `conn` (through its TLS session, if it has one).
+    fn write(&mut self, conn: ConnId, buffers: &mut Buffers) -> io::Result<()> {
+        match self.entries.get_mut(conn) {
+            Some(Entry::Stream {
+                stream, tls: None, ..
+            }) => conn::flush(stream, buffers),
+            Some(Entry::Stream {
+                stream,
+                tls: Some(session),
+                ..
+            }) => session.flush(stream, buffers),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes what `buffers` hold to `conn` and re-derives its interest; for the loop's
+    /// writable events.
+    pub fn write_ready(&mut self, conn: ConnId, buffers: &mut Buffers) -> io::Result<()> {
+        let written = self.write(conn, buffers);
+        self.update_interest(conn, buffers);
+        written
     }
 
     /// The listener of `conn`, if it is one.
@@ -287,20 +377,42 @@ fn describe_target(target: &Target) -> String {
 }
 
 impl Io for Driver {
-    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<Connect, ConnectError> {
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        address: &Address,
+        tls: Option<&TlsClient>,
+    ) -> Result<Connect, ConnectError> {
+        let session = match (tls, address) {
+            (None, _) => None,
+            (Some(client), Address::Tcp { host, .. }) => Some(Box::new(
+                TlsSession::new(client, host).map_err(|message| ConnectError {
+                    failure: ConnectFailure::Other,
+                    message,
+                })?,
+            )),
+            (Some(_), Address::Unix(_)) => {
+                return Err(ConnectError {
+                    failure: ConnectFailure::Other,
+                    message: "TLS needs a TCP address".into(),
+                })
+            }
+        };
         let (host, port) = match address {
-            Address::Unix(path) => return self.connect_target(conn, &Target::Unix(path.clone())),
+            Address::Unix(path) => {
+                return self.connect_target(conn, &Target::Unix(path.clone()), session)
+            }
             Address::Tcp { host, port } => (host.clone(), *port),
         };
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return self.connect_target(conn, &Target::Tcp((ip, port).into()));
+            return self.connect_target(conn, &Target::Tcp((ip, port).into()), session);
         }
         if let Some(target) = self
             .resolved
             .get(&(host.clone(), port))
             .and_then(|t| t.first().cloned())
         {
-            let result = self.connect_target(conn, &target);
+            let result = self.connect_target(conn, &target, session);
             if result.is_err() {
                 self.resolved.remove(&(host, port)); // look it up again next time
             }
@@ -308,13 +420,20 @@ impl Io for Driver {
         }
         match self.resolver.resolve(address) {
             Ok(Resolution::Ready(targets)) => match targets.first() {
-                Some(target) => self.connect_target(conn, target),
+                Some(target) => self.connect_target(conn, target, session),
                 None => Err(lookup_failed("no address")),
             },
             Ok(Resolution::Pending(lookup)) => {
                 self.lookups.insert(lookup, conn);
-                self.entries
-                    .insert(conn, Entry::Resolving { lookup, host, port });
+                self.entries.insert(
+                    conn,
+                    Entry::Resolving {
+                        lookup,
+                        host,
+                        port,
+                        tls: session,
+                    },
+                );
                 Ok(Connect::Pending)
             }
             Err(e) => Err(lookup_failed(&e.to_string())),
@@ -331,10 +450,19 @@ impl Io for Driver {
     }
 
     fn flush(&mut self, conn: ConnId, buffers: &mut Buffers) -> Result<(), WriteError> {
-        let Some(Entry::Stream { stream, .. }) = self.entries.get_mut(conn) else {
-            return Ok(()); // not connected yet: written once it is
-        };
-        conn::flush(stream, buffers).map_err(|e| WriteError(e.to_string()))?;
+        match self.entries.get(conn) {
+            // Not connected yet, or its TLS handshake runs: written once it is up.
+            Some(Entry::Stream {
+                connecting: true,
+                tls: Some(_),
+                ..
+            })
+            | Some(Entry::Resolving { .. } | Entry::Listener(_))
+            | None => return Ok(()),
+            Some(Entry::Stream { .. }) => {}
+        }
+        self.write(conn, buffers)
+            .map_err(|e| WriteError(e.to_string()))?;
         self.update_interest(conn, buffers);
         Ok(())
     }
@@ -343,7 +471,14 @@ impl Io for Driver {
         match self.entries.remove(conn) {
             // Closing the descriptor is enough: epoll forgets it, the peer sees EOF
             // (no deregister, no shutdown: two system calls per connection saved).
-            Some(Entry::Stream { stream, .. }) => drop(stream),
+            Some(Entry::Stream {
+                mut stream, tls, ..
+            }) => {
+                if let Some(mut session) = tls {
+                    session.close(&mut stream);
+                }
+                drop(stream)
+            }
             Some(Entry::Listener(mut listener)) => listener.close(&self.registry),
             Some(Entry::Resolving { lookup, .. }) => {
                 self.lookups.remove(&lookup);

@@ -14,12 +14,14 @@
 //! - `conn.rs`: sockets, and moving bytes between them and a connection's buffers.
 //! - `connect.rs`: nonblocking connects, host names resolved off the loop thread.
 //! - `listener.rs`: listeners, and accepting that survives running out of descriptors.
+//! - `tls.rs`: TLS sessions (rustls) driven on the loop's nonblocking sockets.
 //! - `driver.rs`: the engine's commands carried out ([`crate::engine::io::Io`]).
 
 pub mod conn;
 pub mod connect;
 mod driver;
 mod listener;
+mod tls;
 
 use std::io;
 use std::path::PathBuf;
@@ -217,7 +219,7 @@ impl Reactor<'_> {
             self.accept(conn, now);
             return;
         }
-        if let Some(result) = self.driver.finish_connect(conn) {
+        if let Some(result) = self.driver.advance_connect(conn) {
             match result {
                 Ok(()) => self.engine.handle_connected(conn, now, self.driver),
                 Err(e) => {
@@ -229,14 +231,12 @@ impl Reactor<'_> {
         if !self.driver.is_connected_stream(conn) {
             return;
         }
-        let (Some(buffers), Some(stream)) =
-            (self.engine.buffers_mut(conn), self.driver.stream_mut(conn))
-        else {
+        let Some(buffers) = self.engine.buffers_mut(conn) else {
             return;
         };
         let mut fill = Fill::Skipped;
-        if ready.writable && buffers.wants_write() {
-            if let Err(e) = conn::flush(stream, buffers) {
+        if ready.writable {
+            if let Err(e) = self.driver.write_ready(conn, buffers) {
                 debug!("connection {}: write failed: {e}", conn.0);
                 fill = Fill::Failed;
             }
@@ -246,12 +246,17 @@ impl Reactor<'_> {
         // EAGAIN. A short read drained the socket unless the peer also closed it.
         let read = ready.readable || ready.closed;
         if fill != Fill::Failed && read {
-            fill = match conn::fill(stream, buffers, !ready.reread) {
-                Ok(conn::Fill::Drained) => Fill::Drained,
-                Ok(conn::Fill::Full) => Fill::Full,
-                Ok(conn::Fill::Eof) => Fill::Eof,
-                Err(e) => {
-                    debug!("connection {}: read failed: {e}", conn.0);
+            fill = match self.driver.fill(conn, buffers, !ready.reread) {
+                Some(Ok(conn::Fill::Drained)) | None => Fill::Drained,
+                Some(Ok(conn::Fill::Full)) => Fill::Full,
+                Some(Ok(conn::Fill::Eof)) => Fill::Eof,
+                Some(Err(e)) => {
+                    // A TLS failure (an alert, a bad record) is worth more than debug.
+                    if e.kind() == io::ErrorKind::Other {
+                        warn!("connection {}: {e}", conn.0);
+                    } else {
+                        debug!("connection {}: read failed: {e}", conn.0);
+                    }
                     Fill::Failed
                 }
             };
@@ -290,7 +295,7 @@ impl Reactor<'_> {
             };
             match self.engine.handle_accept(listener, now) {
                 Some(Accept::Take(conn)) => {
-                    if let Err(e) = self.driver.insert_stream(conn, stream, false) {
+                    if let Err(e) = self.driver.insert_stream(conn, stream, false, None) {
                         warn!("cannot register a client: {e}");
                         self.engine
                             .handle_ready(conn, Fill::Failed, now, self.driver);

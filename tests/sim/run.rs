@@ -143,7 +143,12 @@ impl World {
 impl Io for World {
     /// Every connect completes later, through the world's own events (a real unix socket
     /// connects at once; the engine's `Connect::Done` path is covered by its unit tests).
-    fn connect(&mut self, conn: ConnId, address: &Address) -> Result<Connect, ConnectError> {
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        address: &Address,
+        _tls: Option<&ferry::config::TlsClient>,
+    ) -> Result<Connect, ConnectError> {
         let text = address.to_string();
         let peer = if text.contains("fpm.sock") {
             PeerKind::Fpm
