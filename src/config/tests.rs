@@ -195,8 +195,33 @@ fn mistakes_name_the_key_and_the_reason() {
         ),
         (
             r#""url": "amqp://127.0.0.1""#,
-            r#""url": "amqps://h""#,
-            "not supported yet",
+            r#""url": "amqp://127.0.0.1", "tls": {}"#,
+            "the URL is plain",
+        ),
+        (
+            r#""url": "amqp://127.0.0.1""#,
+            r#""urls": ["amqps://a", "amqp://b"]"#,
+            "mixes TLS and plain",
+        ),
+        (
+            r#""url": "amqp://127.0.0.1""#,
+            r#""url": "amqps://h", "tls": {"ca_file": "/nonexistent/ca.pem"}"#,
+            "tls.ca_file",
+        ),
+        (
+            r#""url": "amqp://127.0.0.1""#,
+            r#""url": "amqps://h", "tls": {"client_cert_file": "/etc/hostname"}"#,
+            "client_key_file",
+        ),
+        (
+            r#""url": "amqp://127.0.0.1""#,
+            r#""url": "amqps://h", "tls": {"verify": false}"#,
+            "unknown field `verify`",
+        ),
+        (
+            r#""url": "amqp://127.0.0.1""#,
+            r#""url": "amqps://h", "tls": {"ca_file": "/etc/hostname"}"#,
+            "holds no PEM certificate",
         ),
         (
             r#""address": "unix:/tmp/php.sock""#,
@@ -518,4 +543,26 @@ fn queue_type_defaults_to_classic_and_must_agree_with_declare() {
     assert_eq!(err.key, r#"sources[0] ("q").declare.durable"#);
     let err = parse_str(&with(r#""queue_type": "stream""#)).unwrap_err();
     assert!(err.reason.contains("unknown variant `stream`"), "{err}");
+}
+
+#[test]
+fn a_tls_url_builds_a_client_and_a_reload_compares_it() {
+    let tls = MINIMAL.replace(
+        r#""url": "amqp://127.0.0.1""#,
+        r#""url": "amqps://127.0.0.1", "tls": {"insecure_skip_verify": true}"#,
+    );
+    let one = parse_str(&tls).unwrap();
+    let two = parse_str(&tls).unwrap();
+    let client = one.sources[0].tls_client().expect("a TLS client");
+    assert!(client.insecure);
+    assert_eq!(one, two, "the same file loads equal");
+    let other = tls.replace("true}", r#"true, "server_name": "rabbit"}"#);
+    let other = parse_str(&other).unwrap();
+    assert_ne!(
+        one.sources[0], other.sources[0],
+        "a changed tls block is a change"
+    );
+    assert!(parse_str(MINIMAL).unwrap().sources[0]
+        .tls_client()
+        .is_none());
 }

@@ -16,7 +16,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, InvalidMessage, RootCertStore,
+    SignatureScheme,
+};
 use serde::Deserialize;
 
 /// A source's `tls` block, as written.
@@ -275,5 +278,41 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A rustls error in words that name the likely cause and the setting that fixes it.
+pub fn explain(error: &rustls::Error) -> String {
+    use rustls::Error as E;
+    let hint = match error {
+        E::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "the server's certificate has expired",
+        E::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        ) => "the server's certificate is not valid yet (check the clocks)",
+        E::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the server's certificate is signed by an authority ferry does not trust \
+             (set tls.ca_file to the CA that signed it)"
+        }
+        E::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => {
+            "the server's certificate is not valid for this host name \
+             (connect by the name in the certificate, or set tls.server_name)"
+        }
+        E::InvalidCertificate(_) => "the server's certificate was refused",
+        E::InvalidMessage(InvalidMessage::InvalidContentType)
+        | E::InvalidMessage(InvalidMessage::InvalidEmptyPayload)
+        | E::InvalidMessage(InvalidMessage::UnknownProtocolVersion) => {
+            "the server does not speak TLS (a plain-text port behind a TLS URL?)"
+        }
+        E::AlertReceived(_) => "the server refused the handshake",
+        _ => "",
+    };
+    if hint.is_empty() {
+        error.to_string()
+    } else {
+        format!("{hint} ({error})")
     }
 }

@@ -18,6 +18,7 @@
 //! - [`amqp`]: AMQP 0-9-1 frames, methods, field tables and content, as RabbitMQ speaks it.
 //! - [`fastcgi`]: FastCGI 1.0 records, the client (ferry → php-fpm) and responder roles.
 //! - [`form`]: JSON message bodies encoded as PHP's `http_build_query` would.
+//! - [`x509`]: the subject and expiry of a certificate, for `ferry check`.
 
 // Peer input reaches every function below: none may panic on it. Tests may.
 #![cfg_attr(
@@ -36,6 +37,7 @@ pub mod amqp;
 pub mod fastcgi;
 pub mod form;
 pub mod resp;
+pub mod x509;
 
 /// What a decoder found in the bytes it was handed.
 #[must_use]

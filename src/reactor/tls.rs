@@ -11,9 +11,10 @@
 use std::io::{self, Read, Write};
 
 use rustls::pki_types::ServerName;
-use rustls::{CertificateError, ClientConnection, InvalidMessage};
+use rustls::ClientConnection;
 
 use super::conn::{Fill, Stream};
+use crate::config::tls::explain;
 use crate::config::TlsClient;
 use crate::engine::io::Buffers;
 
@@ -187,41 +188,5 @@ impl TlsSession {
             self.session.send_close_notify();
             let _ = self.write_records(stream);
         }
-    }
-}
-
-/// A rustls error in words that name the likely cause and the setting that fixes it.
-fn explain(error: &rustls::Error) -> String {
-    use rustls::Error as E;
-    let hint = match error {
-        E::InvalidCertificate(
-            CertificateError::Expired | CertificateError::ExpiredContext { .. },
-        ) => "the server's certificate has expired",
-        E::InvalidCertificate(
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
-        ) => "the server's certificate is not valid yet (check the clocks)",
-        E::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "the server's certificate is signed by an authority ferry does not trust \
-             (set tls.ca_file to the CA that signed it)"
-        }
-        E::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        ) => {
-            "the server's certificate is not valid for this host name \
-             (connect by the name in the certificate, or set tls.server_name)"
-        }
-        E::InvalidCertificate(_) => "the server's certificate was refused",
-        E::InvalidMessage(InvalidMessage::InvalidContentType)
-        | E::InvalidMessage(InvalidMessage::InvalidEmptyPayload)
-        | E::InvalidMessage(InvalidMessage::UnknownProtocolVersion) => {
-            "the server does not speak TLS (a plain-text port behind a TLS URL?)"
-        }
-        E::AlertReceived(_) => "the server refused the handshake",
-        _ => "",
-    };
-    if hint.is_empty() {
-        error.to_string()
-    } else {
-        format!("{hint} ({error})")
     }
 }

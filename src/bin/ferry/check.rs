@@ -57,6 +57,9 @@ connects to every endpoint it names and reports what each peer says:
                  answers only FCGI_MPXS_CONNS=0), the php-fpm status page when the pool
                  sets status_path, and whether each job script answers
   resp_endpoint  whether ferry could listen on its address (free and bindable)
+  TLS source     (rediss://, amqps://) protocol version, cipher suite, and the server
+                 certificate's subject, issuer and days to expiry; a failed
+                 verification names its cause
   spawned pool   whether its program is found and executable (its scripts are not run:
                  nothing listens before 'ferry run' starts it)
 Each connection and step has a 3 s timeout (a job script: the pool's request timeout, at
@@ -291,15 +294,23 @@ fn check_source(source: &SourceConfig, node: usize) -> Endpoint {
     match source {
         SourceConfig::Redis(redis) => {
             let url = &redis.urls[node];
-            let (details, error) = redis::check(url, Instant::now() + STEP_TIMEOUT);
+            let (details, error) = redis::check(
+                url,
+                redis.tls_client.as_ref(),
+                Instant::now() + STEP_TIMEOUT,
+            );
             let mut endpoint = Endpoint::new("redis", &redis.name, url.to_string()).verdict(error);
             endpoint.redis = Some(details);
             endpoint
         }
         SourceConfig::Amqp(source) => {
             let url = &source.urls[node];
-            let (details, mut error) =
-                amqp::check(url, &source.queue, Instant::now() + STEP_TIMEOUT);
+            let (details, mut error) = amqp::check(
+                url,
+                source.tls_client.as_ref(),
+                &source.queue,
+                Instant::now() + STEP_TIMEOUT,
+            );
             let mut note = None;
             if details.queue_exists == Some(false) {
                 if source.declare == Declare::CheckOnly {
@@ -350,6 +361,22 @@ fn check_source(source: &SourceConfig, node: usize) -> Endpoint {
     }
 }
 
+/// `TLS: TLSv1_3 TLS13_AES_256_GCM_SHA384; certificate CN=…, issued by CN=…, expires
+/// 2027-03-01 (89 days)`.
+fn render_tls(out: &mut String, t: &conn::TlsDetails) {
+    let _ = write!(out, "     TLS: {} {}", t.protocol, t.cipher_suite);
+    if let (Some(subject), Some(issuer)) = (&t.subject, &t.issuer) {
+        let _ = write!(out, "; certificate {subject}, issued by {issuer}");
+    }
+    if let (Some(expires), Some(days)) = (&t.expires, t.days_to_expiry) {
+        let _ = write!(out, ", expires {expires} ({days} days)");
+    }
+    if t.unverified {
+        out.push_str(" — NOT VERIFIED (insecure_skip_verify)");
+    }
+    out.push('\n');
+}
+
 fn or_absent(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("?")
 }
@@ -365,6 +392,10 @@ fn render_endpoint(out: &mut String, e: &Endpoint) {
         kind => format!("{kind} source '{}'", e.name),
     };
     let _ = writeln!(out, "{verdict:<5}{what} at {}", e.address);
+    let tls = e.redis.as_ref().and_then(|r| r.tls.as_ref());
+    if let Some(t) = tls.or_else(|| e.amqp.as_ref().and_then(|a| a.tls.as_ref())) {
+        render_tls(out, t);
+    }
     if let Some(r) = &e.redis {
         if r.version.is_some() || r.protocol.is_some() {
             let _ = writeln!(

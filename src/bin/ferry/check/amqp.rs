@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::time::Instant;
 
-use ferry::config::AmqpUrl;
+use ferry::config::{AmqpUrl, TlsClient};
 use ferry::proto::amqp::{
     decode_frame, DeclareMode, Event, FieldTable, FieldValue, FramePayload, Method, Session,
     SessionConfig, SessionError, FRAME_MIN_SIZE,
@@ -18,11 +18,14 @@ use ferry::proto::amqp::{
 use ferry::proto::Status;
 use serde::Serialize;
 
-use super::conn::Conn;
+use super::conn::{Conn, TlsDetails};
 
 /// What the broker said.
 #[derive(Debug, Default, Serialize)]
 pub struct AmqpDetails {
+    /// The TLS session (`amqps://`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsDetails>,
     /// `product` from connection.start (`RabbitMQ`).
     pub product: Option<String>,
     /// `version`.
@@ -86,18 +89,29 @@ impl AmqpDetails {
 
 /// Connects, reads what the broker is, checks the queue; the details hold what was
 /// learnt even when an error follows.
-pub fn check(url: &AmqpUrl, queue: &str, deadline: Instant) -> (AmqpDetails, Option<String>) {
+pub fn check(
+    url: &AmqpUrl,
+    tls: Option<&TlsClient>,
+    queue: &str,
+    deadline: Instant,
+) -> (AmqpDetails, Option<String>) {
     let mut details = AmqpDetails {
         queue: queue.to_string(),
         ..AmqpDetails::default()
     };
-    let error = run(url, deadline, &mut details).err();
+    let error = run(url, tls, deadline, &mut details).err();
     (details, error)
 }
 
-fn run(url: &AmqpUrl, deadline: Instant, details: &mut AmqpDetails) -> Result<(), String> {
-    let mut conn = Conn::connect_tcp(&url.host, url.port, deadline)
+fn run(
+    url: &AmqpUrl,
+    tls: Option<&TlsClient>,
+    deadline: Instant,
+    details: &mut AmqpDetails,
+) -> Result<(), String> {
+    let (mut conn, session) = Conn::connect_broker(&url.host, url.port, tls, deadline)
         .map_err(|e| format!("connect {}:{}: {e}", url.host, url.port))?;
+    details.tls = session;
     let config = SessionConfig {
         heartbeat_s: 0,
         max_message_bytes: 1 << 20,

@@ -6,16 +6,19 @@
 
 use std::time::Instant;
 
-use ferry::config::RedisUrl;
+use ferry::config::{RedisUrl, TlsClient};
 use ferry::proto::resp::{encode_command, Decoder, Frame};
 use ferry::proto::Status;
 use serde::Serialize;
 
-use super::conn::Conn;
+use super::conn::{Conn, TlsDetails};
 
 /// What the Redis server said.
 #[derive(Debug, Default, Serialize)]
 pub struct RedisDetails {
+    /// The TLS session (`rediss://`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsDetails>,
     /// `server` from HELLO (`redis`, or another RESP server's name).
     pub server: Option<String>,
     /// `version` from HELLO (or `redis_version` from INFO).
@@ -126,14 +129,14 @@ impl Replies {
 }
 
 /// Connects and asks; the details hold what was learnt even when an error follows.
-pub fn check(url: &RedisUrl, deadline: Instant) -> (RedisDetails, Option<String>) {
+pub fn check(
+    url: &RedisUrl,
+    tls: Option<&TlsClient>,
+    deadline: Instant,
+) -> (RedisDetails, Option<String>) {
     let mut details = RedisDetails::default();
-    let error = run(url, deadline, &mut details).err();
+    let error = connect(url, tls, deadline, &mut details).err();
     (details, error)
-}
-
-fn run(url: &RedisUrl, deadline: Instant, details: &mut RedisDetails) -> Result<(), String> {
-    connect(url, deadline, details).map(drop)
 }
 
 /// What a stream source's stream and group look like.
@@ -166,7 +169,7 @@ pub fn check_stream(
     let mut stream = StreamDetails::default();
     let mut note = None;
     let error = (|| -> Result<(), String> {
-        let mut replies = connect(url, deadline, &mut details)?;
+        let mut replies = connect(url, source.tls_client.as_ref(), deadline, &mut details)?;
         let key = source.stream.as_bytes();
         match replies.call(&[b"TYPE", key])? {
             Reply::Other(Some(t)) if t == "stream" => stream.stream_exists = true,
@@ -228,11 +231,13 @@ pub fn check_stream(
 
 fn connect(
     url: &RedisUrl,
+    tls: Option<&TlsClient>,
     deadline: Instant,
     details: &mut RedisDetails,
 ) -> Result<Replies, String> {
-    let conn = Conn::connect_tcp(&url.host, url.port, deadline)
+    let (conn, session) = Conn::connect_broker(&url.host, url.port, tls, deadline)
         .map_err(|e| format!("connect {}:{}: {e}", url.host, url.port))?;
+    details.tls = session;
     let mut replies = Replies {
         conn,
         buf: Vec::new(),
