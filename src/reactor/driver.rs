@@ -242,21 +242,23 @@ impl Driver {
         if !*connecting {
             return None;
         }
-        // (During a TLS handshake this asks again on each of its few events: cheap.)
-        match stream.connect_finished() {
-            Ok(false) => return None,
-            Ok(true) => {}
-            Err(e) => {
-                return Some(Err(ConnectError {
-                    failure: ConnectFailure::from_io_error(&e),
-                    message: e.to_string(),
-                }))
+        if !tls.as_ref().is_some_and(|t| t.tcp_connected) {
+            match stream.connect_finished() {
+                Ok(false) => return None,
+                Ok(true) => {}
+                Err(e) => {
+                    return Some(Err(ConnectError {
+                        failure: ConnectFailure::from_io_error(&e),
+                        message: e.to_string(),
+                    }))
+                }
             }
         }
         let Some(session) = tls else {
             *connecting = false;
             return Some(Ok(()));
         };
+        session.tcp_connected = true;
         match session.handshake(stream) {
             Handshake::Done => {
                 debug!("connection {}: TLS up ({})", conn.0, session.describe());

@@ -25,6 +25,8 @@ const SEND_LIMIT: usize = 64 * 1024;
 /// One TLS client session.
 pub struct TlsSession {
     session: ClientConnection,
+    /// The TCP connect completed: from here on a socket error is the handshake's.
+    pub tcp_connected: bool,
     /// The host as configured, for messages.
     host: String,
 }
@@ -50,6 +52,7 @@ impl TlsSession {
         session.set_buffer_limit(Some(SEND_LIMIT));
         Ok(TlsSession {
             session,
+            tcp_connected: false,
             host: host.to_string(),
         })
     }
@@ -73,7 +76,7 @@ impl TlsSession {
                 Ok(0) => {
                     return Handshake::Failed(self.failed(
                         "the server closed the connection during the handshake \
-                         (is this a TLS port?)",
+                         (a plain-text port behind a TLS URL?)",
                     ))
                 }
                 Ok(_) => {
@@ -85,6 +88,12 @@ impl TlsSession {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Handshake::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Handshake::Failed(self.failed(
+                        "the server reset the connection during the handshake \
+                         (a plain-text port behind a TLS URL?)",
+                    ))
+                }
                 Err(e) => return Handshake::Failed(self.failed(&format!("read failed: {e}"))),
             }
         }

@@ -172,7 +172,7 @@ pub fn run(parsed: &Parsed) -> Result<u8, Failure> {
         (Some(url), None) if parsed.get("stream").is_some() => {
             let stream = parsed.get("stream").unwrap_or_default();
             let maxlen = parsed.number::<u64>("maxlen").map_err(|e| usage(e.0))?;
-            let url = RedisUrl::parse(url).map_err(|e| usage(format!("--redis: {e}")))?;
+            let url = plain_redis(url).map_err(|e| usage(format!("--redis: {e}")))?;
             publish_stream(&url, stream, maxlen, &mut outgoing).map_err(Failure::Runtime)?;
             eprintln!("added {count} entries to stream {stream}");
             Ok(0)
@@ -181,7 +181,7 @@ pub fn run(parsed: &Parsed) -> Result<u8, Failure> {
             let channel = parsed
                 .get("channel")
                 .ok_or_else(|| usage("--redis needs --channel NAME or --stream NAME".into()))?;
-            let url = RedisUrl::parse(url).map_err(|e| usage(format!("--redis: {e}")))?;
+            let url = plain_redis(url).map_err(|e| usage(format!("--redis: {e}")))?;
             let receivers =
                 publish_redis(&url, channel, &mut outgoing).map_err(Failure::Runtime)?;
             eprintln!(
@@ -193,7 +193,9 @@ pub fn run(parsed: &Parsed) -> Result<u8, Failure> {
             let queue = parsed
                 .get("queue")
                 .ok_or_else(|| usage("--amqp needs --queue NAME".into()))?;
-            let url = AmqpUrl::parse(url).map_err(|e| usage(format!("--amqp: {e}")))?;
+            let url = AmqpUrl::parse(url)
+                .and_then(|u| if u.tls { Err(PLAIN_ONLY.into()) } else { Ok(u) })
+                .map_err(|e| usage(format!("--amqp: {e}")))?;
             let failed = publish_amqp(&url, queue, DeclareMode::IfMissing, &mut outgoing)
                 .map_err(Failure::Runtime)?;
             if failed > 0 {
@@ -216,6 +218,19 @@ pub fn run(parsed: &Parsed) -> Result<u8, Failure> {
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connects to the first address of `host:port` (blocking is fine in a CLI command).
+/// The command-line tools speak plain TCP; TLS is for `ferry run`'s sources.
+pub const PLAIN_ONLY: &str = "TLS URLs (rediss://, amqps://) are for ferry run's sources; \
+     this command speaks plain TCP (use the server's plain port, or a local tunnel)";
+
+/// A `redis://` URL (a TLS one is refused with [`PLAIN_ONLY`]).
+pub fn plain_redis(text: &str) -> Result<RedisUrl, String> {
+    let url = RedisUrl::parse(text)?;
+    if url.tls {
+        return Err(PLAIN_ONLY.into());
+    }
+    Ok(url)
+}
+
 pub fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
     let stream = TcpStream::connect((host, port)).map_err(|e| format!("{host}:{port}: {e}"))?;
     let _ = stream.set_nodelay(true);

@@ -287,12 +287,20 @@ pub fn plan(parsed: &Parsed) -> Result<Plan, String> {
         .get("redis")
         .unwrap_or("redis://127.0.0.1:6379")
         .to_string();
-    let redis = RedisUrl::parse(&redis_text).map_err(|e| format!("--redis: {e}"))?;
+    let redis = crate::publish::plain_redis(&redis_text).map_err(|e| format!("--redis: {e}"))?;
     let amqp_text = parsed
         .get("amqp")
         .unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f")
         .to_string();
-    let amqp = AmqpUrl::parse(&amqp_text).map_err(|e| format!("--amqp: {e}"))?;
+    let amqp = AmqpUrl::parse(&amqp_text)
+        .and_then(|u| {
+            if u.tls {
+                Err(crate::publish::PLAIN_ONLY.into())
+            } else {
+                Ok(u)
+            }
+        })
+        .map_err(|e| format!("--amqp: {e}"))?;
     let prefetch = match number("prefetch")? {
         None => None,
         Some(n @ 1..=65_535) => Some(n as u16),

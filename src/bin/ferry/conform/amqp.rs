@@ -55,7 +55,13 @@ impl Ctx {
     /// Context for `amqp://user:pass@host:port/vhost`.
     pub fn new(target: &str, timeout: Duration) -> Result<Ctx, String> {
         Ok(Ctx {
-            url: AmqpUrl::parse(target)?,
+            url: AmqpUrl::parse(target).and_then(|u| {
+                if u.tls {
+                    Err(crate::publish::PLAIN_ONLY.into())
+                } else {
+                    Ok(u)
+                }
+            })?,
             timeout,
             suffix: random_suffix(),
             counter: 0,
