@@ -20,6 +20,8 @@ declare -A needed=(
   [/usr/sbin/rabbitmq-server]=rabbitmq-server
   [/etc/php/8.2/mods-available/redis.ini]=php8.2-redis
   [/usr/bin/strace]=strace
+  # ring (rustls' crypto provider) compiles C: a fresh machine needs a compiler.
+  [/usr/bin/cc]=gcc
 )
 missing=()
 for file in "${!needed[@]}"; do

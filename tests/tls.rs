@@ -181,6 +181,10 @@ fn redis_over_tls_delivers_and_check_reports_the_certificate() {
     let lines = wait_for_lines(&log, 20, Duration::from_secs(20));
     assert_eq!(lines.len(), 20, "{}", ferry.log());
     assert!(ferry.log().contains("TLS up (TLSv1_3"), "{}", ferry.log());
+    let control = config["control"]["listen"].as_str().unwrap();
+    let port: u16 = control.rsplit(':').next().unwrap().parse().unwrap();
+    let status = http::get_json(port, "/status");
+    assert_eq!(status["sources"][0]["tls"], "verified", "{status}");
 
     let (code, text) = check(&dir, &config, false);
     assert_eq!(code, 0, "{text}");

@@ -318,6 +318,9 @@ impl Engine {
                 json!({
                     "name": s.name, "kind": s.kind(), "state": s.state_label(),
                     "node": s.node_label(),
+                    "tls": s.config().tls_client().map(|t| {
+                        if t.insecure { "unverified" } else { "verified" }
+                    }),
                     "paused": s.paused,
                     "waiting": s.waiting(),
                     "received": s.metrics.received(),
