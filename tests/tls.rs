@@ -96,6 +96,31 @@ impl TlsRedis {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// PUBLISH of a message too large for a command line, over the plain port.
+    fn publish_large(&self, channel: &str, message: &str) {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut command = Vec::new();
+        for args in [vec!["AUTH", PASSWORD], vec!["PUBLISH", channel, message]] {
+            command.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for arg in args {
+                command.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+            }
+        }
+        conn.write_all(&command).unwrap();
+        let mut reply = [0u8; 64];
+        let mut got = Vec::new();
+        while got.iter().filter(|&&b| b == b'\n').count() < 2 {
+            let n = conn.read(&mut reply).unwrap();
+            assert!(n > 0, "redis closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&reply[..n]);
+        }
+        assert!(
+            got.starts_with(b"+OK\r\n:1\r\n"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+
     /// Publishes until a subscriber received one (ferry subscribed), then `count` more
     /// numbered messages.
     fn publish_when_subscribed(&self, channel: &str, count: u32) {
@@ -178,8 +203,13 @@ fn redis_over_tls_delivers_and_check_reports_the_certificate() {
     );
     let ferry = Ferry::start(&dir, &config);
     redis.publish_when_subscribed(&channel, 20);
-    let lines = wait_for_lines(&log, 20, Duration::from_secs(20));
-    assert_eq!(lines.len(), 20, "{}", ferry.log());
+    // One message of many TLS records (16 KiB each) and a larger read than one fill.
+    let blob = "x".repeat(300_000);
+    redis.publish_large(&channel, &json!({ "n": 21, "blob": blob }).to_string());
+    let lines = wait_for_lines(&log, 21, Duration::from_secs(20));
+    assert_eq!(lines.len(), 21, "{}", ferry.log());
+    let big = lines.iter().find(|l| l["post"]["n"] == "21").unwrap();
+    assert_eq!(big["post"]["blob"].as_str().map(str::len), Some(300_000));
     assert!(ferry.log().contains("TLS up (TLSv1_3"), "{}", ferry.log());
     let control = config["control"]["listen"].as_str().unwrap();
     let port: u16 = control.rsplit(':').next().unwrap().parse().unwrap();
@@ -194,6 +224,10 @@ fn redis_over_tls_delivers_and_check_reports_the_certificate() {
         text.contains("certificate CN=localhost, issued by CN=ferry test CA, expires 2099-01-01"),
         "{text}"
     );
+    let summary = ferry::proto::x509::summarize(&certs.server.der).unwrap();
+    assert_eq!(summary.subject, "CN=localhost");
+    assert_eq!(summary.issuer, "CN=ferry test CA");
+    assert_eq!(ferry::proto::x509::date(summary.not_after), "2099-01-01");
     let (_, report) = check(&dir, &config, true);
     let report: Value = serde_json::from_str(&report).unwrap();
     let tls = &report["endpoints"][0]["redis"]["tls"];

@@ -182,6 +182,21 @@ pub fn date(unix: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// The fuzz target's checks (`fuzz/fuzz_targets/x509.rs`), replayed on the committed
+/// corpus by the stable tests: any input answers without panicking, and a summary's
+/// date prints as a date.
+#[cfg(any(test, feature = "invariants"))]
+pub mod invariants {
+    /// Panics when an invariant is broken.
+    pub fn check(data: &[u8]) {
+        if let Some(summary) = super::summarize(data) {
+            assert!(summary.subject.len() <= data.len() * 4 + 16);
+            let date = super::date(summary.not_after);
+            assert!(date.len() >= 10, "{date}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,3 +69,8 @@ fn resp_server_corpus() {
 fn resp_stream_corpus() {
     replay("resp_stream", ferry::proto::resp::stream::invariants::check);
 }
+
+#[test]
+fn x509_corpus() {
+    replay("x509", ferry::proto::x509::invariants::check);
+}
