@@ -533,3 +533,33 @@ fn amqp_over_tls_with_a_client_certificate_consumes_and_acks() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_stream_source_reads_and_acks_over_tls() {
+    let dir = temp_dir("tls-stream");
+    let certs = certs::Set::new(&dir);
+    let redis = TlsRedis::start(&dir, &certs.ca.cert, &certs.server, "optional");
+    let fpm = PhpFpm::start();
+    let log = dir.join("worker.log");
+    let script = worker(&fpm, &log);
+    let stream = unique("tls-stream");
+    let source = json!({
+        "kind": "redis_stream", "name": "s",
+        "url": format!("rediss://localhost:{}", redis.tls_port),
+        "tls": { "ca_file": certs.ca.cert }, "password_file": "password",
+        "stream": stream, "group": "g", "start": "0",
+        "job": { "pool": "php", "script": script }
+    });
+    let config = config(&dir, &fpm, vec![source]);
+    for n in 1..=10 {
+        redis.cli(&["XADD", &stream, "*", "n", &n.to_string()]);
+    }
+    let ferry = Ferry::start(&dir, &config);
+    let lines = wait_for_lines(&log, 10, Duration::from_secs(20));
+    assert_eq!(lines.len(), 10, "{}", ferry.log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["XPENDING", &stream, "g"]).lines().next() != Some("0") {
+        assert!(Instant::now() < deadline, "every entry acked over TLS");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

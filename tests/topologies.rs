@@ -423,3 +423,79 @@ fn amqp_skips_a_dead_node_and_comes_back_after_its_connection_is_closed() {
     assert!(ferry.wait(Duration::from_secs(10)).success());
     delete_queue(&queue);
 }
+
+#[test]
+fn a_stream_source_skips_a_dead_node_and_acks_on_the_live_one() {
+    let fpm = PhpFpm::start();
+    let log = fpm.dir().join("worker.log");
+    let script = fpm.write_script("worker.php", &worker(&log));
+    let dead = http::free_port();
+    let control = http::free_port();
+    let source = unique("fo-stream");
+    let stream = unique("ferry-test-failover-stream");
+    let config = json!({
+        "control": { "listen": format!("127.0.0.1:{control}") },
+        "pools": { "php": pool(&fpm) },
+        "sources": [{ "name": source, "kind": "redis_stream",
+                      "urls": [format!("redis://127.0.0.1:{dead}"), REDIS],
+                      "stream": stream, "group": "g", "start": "0",
+                      "job": { "pool": "php", "script": script } }]
+    });
+    let mut ferry = Ferry::start(fpm.dir(), &config);
+    ferry.wait_for_log(
+        &format!("source {source}: consuming as"),
+        Duration::from_secs(10),
+    );
+    assert!(
+        ferry
+            .log()
+            .contains(&format!("connecting to 127.0.0.1:{dead} (node 1 of 2)")),
+        "{}",
+        ferry.log()
+    );
+    for n in 1..=3 {
+        publish(&[
+            "--redis",
+            REDIS,
+            "--stream",
+            &stream,
+            &format!(r#"{{"n": {n}}}"#),
+        ]);
+    }
+    wait_until("three entries", Duration::from_secs(10), || {
+        (1..=3).all(|n| !lines_of(&log, &n.to_string()).is_empty())
+    });
+    assert_eq!(
+        kill_redis_clients(&source),
+        1,
+        "one connection, on the live node"
+    );
+    ferry.wait_for_log_count(
+        &format!("source {source}: consuming as"),
+        2,
+        "consuming again",
+        Duration::from_secs(10),
+    );
+    publish(&["--redis", REDIS, "--stream", &stream, r#"{"n": 4}"#]);
+    wait_until("entry 4", Duration::from_secs(10), || {
+        !lines_of(&log, "4").is_empty()
+    });
+    // Every entry acked on the live node: nothing pending in the group.
+    wait_until("no pending entry", Duration::from_secs(10), || {
+        let out = Command::new("redis-cli")
+            .args(["XPENDING", &stream, "g"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().next() == Some("0")
+    });
+    assert_eq!(
+        http::get_json(control, "/status")["sources"][0]["node"],
+        "127.0.0.1:6379"
+    );
+    ferry.signal("TERM");
+    assert!(ferry.wait(Duration::from_secs(10)).success());
+    Command::new("redis-cli")
+        .args(["DEL", &stream])
+        .output()
+        .unwrap();
+}
