@@ -288,6 +288,14 @@ impl Driver {
         }
     }
 
+    /// Whether `conn` is a TLS connection.
+    pub fn is_tls(&self, conn: ConnId) -> bool {
+        matches!(
+            self.entries.get(conn),
+            Some(Entry::Stream { tls: Some(_), .. })
+        )
+    }
+
     /// Whether `conn` is a connected stream (ready to be read).
     pub fn is_connected_stream(&self, conn: ConnId) -> bool {
         matches!(

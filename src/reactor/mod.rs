@@ -214,14 +214,19 @@ impl Reactor<'_> {
     }
 
     /// Readiness of `conn` (or a re-read): see the module docs.
-    fn on_ready(&mut self, conn: ConnId, ready: Readiness, now: Instant) {
+    fn on_ready(&mut self, conn: ConnId, mut ready: Readiness, now: Instant) {
         if self.driver.listener(conn).is_some() {
             self.accept(conn, now);
             return;
         }
         if let Some(result) = self.driver.advance_connect(conn) {
             match result {
-                Ok(()) => self.engine.handle_connected(conn, now, self.driver),
+                Ok(()) => {
+                    self.engine.handle_connected(conn, now, self.driver);
+                    // The handshake's last read may have brought application data along:
+                    // it waits in the TLS session, where no event would announce it.
+                    ready.readable |= self.driver.is_tls(conn);
+                }
                 Err(e) => {
                     self.engine.handle_connect_failed(conn, &e, now);
                     return;
