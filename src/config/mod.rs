@@ -16,6 +16,7 @@
 //! - `tls.rs`: a source's `tls` block, and the rustls client configuration built from it.
 
 mod address;
+pub mod sentinel;
 pub mod tls;
 mod url;
 
@@ -25,6 +26,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use address::Address;
+pub use sentinel::SentinelSettings;
 pub use tls::{TlsClient, TlsSettings};
 pub use url::{AmqpUrl, RedisUrl, Secret};
 
@@ -265,6 +267,10 @@ pub struct RedisSource {
     /// The client configuration of a TLS source, built by [`Config::validate`].
     #[serde(skip)]
     pub tls_client: Option<TlsClient>,
+    /// Find the master through Redis Sentinel instead of `url`/`urls`
+    /// (`docs/CONFIGURATION.md`, "Redis Sentinel").
+    #[serde(default)]
+    pub sentinel: Option<SentinelSettings>,
     /// Channels to SUBSCRIBE.
     #[serde(default)]
     pub channels: Vec<String>,
@@ -418,6 +424,10 @@ pub struct RedisStreamSource {
     /// The client configuration of a TLS source, built by [`Config::validate`].
     #[serde(skip)]
     pub tls_client: Option<TlsClient>,
+    /// Find the master through Redis Sentinel instead of `url`/`urls`
+    /// (`docs/CONFIGURATION.md`, "Redis Sentinel").
+    #[serde(default)]
+    pub sentinel: Option<SentinelSettings>,
     /// The stream's key.
     pub stream: String,
     /// The consumer group.
@@ -1022,7 +1032,17 @@ impl Config {
                             "give at least one channel or pattern",
                         ));
                     }
-                    resolve_nodes(&at, redis.one_url.take(), &mut redis.urls)?;
+                    if !resolve_sentinel(
+                        &at,
+                        &mut redis.sentinel,
+                        &redis.urls,
+                        redis.tls.is_some(),
+                        base,
+                    )? {
+                        resolve_nodes(&at, redis.one_url.take(), &mut redis.urls)?;
+                    } else if redis.one_url.is_some() {
+                        return Err(sentinel_and_url(&at));
+                    }
                     let nodes = redis.urls.iter().map(|u| (u.tls, u.host.as_str()));
                     redis.tls_client = resolve_tls(&at, redis.tls.as_ref(), nodes, base)?;
                     check_retries(&at, redis.max_attempts, &redis.retry_delays_ms)?;
@@ -1031,6 +1051,9 @@ impl Config {
                         let password = read_password(&at, base, file)?;
                         for url in &mut redis.urls {
                             url.password = Some(password.clone());
+                        }
+                        if let Some(sentinel) = &mut redis.sentinel {
+                            sentinel.master_password = Some(password);
                         }
                     }
                 }
@@ -1076,7 +1099,17 @@ impl Config {
                     }
                 }
                 SourceConfig::RedisStream(stream) => {
-                    resolve_nodes(&at, stream.one_url.take(), &mut stream.urls)?;
+                    if !resolve_sentinel(
+                        &at,
+                        &mut stream.sentinel,
+                        &stream.urls,
+                        stream.tls.is_some(),
+                        base,
+                    )? {
+                        resolve_nodes(&at, stream.one_url.take(), &mut stream.urls)?;
+                    } else if stream.one_url.is_some() {
+                        return Err(sentinel_and_url(&at));
+                    }
                     let nodes = stream.urls.iter().map(|u| (u.tls, u.host.as_str()));
                     stream.tls_client = resolve_tls(&at, stream.tls.as_ref(), nodes, base)?;
                     for (field, value) in [("stream", &stream.stream), ("group", &stream.group)] {
@@ -1137,6 +1170,9 @@ impl Config {
                         let password = read_password(&at, base, file)?;
                         for url in &mut stream.urls {
                             url.password = Some(password.clone());
+                        }
+                        if let Some(sentinel) = &mut stream.sentinel {
+                            sentinel.master_password = Some(password);
                         }
                     }
                 }
@@ -1277,6 +1313,38 @@ fn resolve_tls<'a>(
             .map_err(|why| ConfigError::new(format!("{at}.url"), why))?;
     }
     Ok(Some(client))
+}
+
+/// Resolves a `sentinel` block; returns whether the source has one (then it names no
+/// URL: the sentinels say where the master is).
+fn resolve_sentinel(
+    at: &str,
+    sentinel: &mut Option<SentinelSettings>,
+    urls: &[RedisUrl],
+    tls: bool,
+    base: Option<&Path>,
+) -> Result<bool, ConfigError> {
+    let Some(sentinel) = sentinel else {
+        return Ok(false);
+    };
+    if !urls.is_empty() {
+        return Err(sentinel_and_url(at));
+    }
+    if tls {
+        return Err(ConfigError::new(
+            format!("{at}.tls"),
+            "TLS through Sentinel is not supported yet: name the TLS nodes in urls",
+        ));
+    }
+    sentinel.resolve(at, base, read_password)?;
+    Ok(true)
+}
+
+fn sentinel_and_url(at: &str) -> ConfigError {
+    ConfigError::new(
+        format!("{at}.sentinel"),
+        "give either url/urls or sentinel: with sentinel, the sentinels name the master",
+    )
 }
 
 /// Reads the first line of a password file (relative paths from the config's folder).

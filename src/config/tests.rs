@@ -566,3 +566,84 @@ fn a_tls_url_builds_a_client_and_a_reload_compares_it() {
         .tls_client()
         .is_none());
 }
+
+fn sentinel_source(sentinel: &str, extra: &str) -> Result<Config, ConfigError> {
+    parse_str(&format!(
+        r#"{{ "pools": {{ "p": {{ "address": "127.0.0.1:9000" }} }},
+      "sources": [ {{ "name": "r", "kind": "redis", {extra} "sentinel": {sentinel},
+                     "channels": ["c"], "job": {{ "pool": "p", "script": "/w.php" }} }} ] }}"#
+    ))
+}
+
+#[test]
+fn a_sentinel_block_names_the_master_and_its_sentinels() {
+    let dir = std::env::temp_dir().join(format!("ferry-sentinel-conf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("master"), "mpw\n").unwrap();
+    std::fs::write(dir.join("sentinel"), "spw\n").unwrap();
+    let config = sentinel_source(
+        &format!(
+            r#"{{ "master": "mymaster", "addresses": ["10.0.0.1:26380", "s2", "[::1]:26381"],
+                 "password_file": "{}/sentinel", "master_username": "ferry", "db": 2 }}"#,
+            dir.display()
+        ),
+        &format!(r#""password_file": "{}/master","#, dir.display()),
+    )
+    .unwrap();
+    let SourceConfig::Redis(redis) = &config.sources[0] else {
+        panic!("redis")
+    };
+    assert!(redis.urls.is_empty(), "the sentinels name the master");
+    let sentinel = redis.sentinel.as_ref().unwrap();
+    assert_eq!(
+        sentinel.nodes,
+        [
+            ("10.0.0.1".to_string(), 26380),
+            ("s2".to_string(), 26379),
+            ("::1".to_string(), 26381)
+        ]
+    );
+    assert_eq!(sentinel.password.as_ref().unwrap().expose(), "spw");
+    let url = sentinel.master_url("10.0.0.9", 6390);
+    assert_eq!(
+        (url.port, url.username.as_deref(), url.db),
+        (6390, Some("ferry"), 2)
+    );
+    assert_eq!(url.password.unwrap().expose(), "mpw");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn sentinel_mistakes_name_the_key() {
+    let cases = [
+        (
+            r#"{ "master": "m", "addresses": ["s:1"] }"#,
+            r#""url": "redis://a","#,
+            "sentinel",
+        ),
+        (r#"{ "master": "", "addresses": ["s:1"] }"#, "", "sentinel.master"),
+        (r#"{ "master": "m", "addresses": [] }"#, "", "sentinel.addresses"),
+        (
+            r#"{ "master": "m", "addresses": ["s:1", "s:1"] }"#,
+            "",
+            "sentinel.addresses[1]",
+        ),
+        (
+            r#"{ "master": "m", "addresses": ["s:99999"] }"#,
+            "",
+            "sentinel.addresses[0]",
+        ),
+        (
+            r#"{ "master": "m", "addresses": ["s:1"] }"#,
+            r#""tls": {},"#,
+            "tls",
+        ),
+    ];
+    for (sentinel, extra, key) in cases {
+        let err = sentinel_source(sentinel, extra).unwrap_err();
+        assert_eq!(err.key, format!(r#"sources[0] ("r").{key}"#), "{sentinel} {extra}");
+    }
+    let err = sentinel_source(r#"{ "master": "m", "addresses": ["s:1"], "port": 1 }"#, "")
+        .unwrap_err();
+    assert!(err.reason.contains("port"), "{err:?}");
+}

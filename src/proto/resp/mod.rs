@@ -26,6 +26,8 @@
 //! - `pubsub.rs`: [`PubSubEvent`].
 //! - `invariants.rs`: the fuzz target's assertions (feature `invariants` or tests only).
 //! - `subscriber/`: [`Subscriber`], the pub/sub subscriber session built on all of the above.
+//! - `sentinel.rs`: the Redis Sentinel conversations (ask for the master, follow its
+//!   switches, confirm `ROLE`).
 //! - `server/`: the server side — command reader, per-client session, glob matching —
 //!   for the RESP endpoint.
 
@@ -38,6 +40,7 @@ mod head;
 #[doc(hidden)]
 pub mod invariants;
 mod pubsub;
+pub mod sentinel;
 pub mod server;
 pub mod stream;
 pub mod subscriber;
