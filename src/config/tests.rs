@@ -621,8 +621,16 @@ fn sentinel_mistakes_name_the_key() {
             r#""url": "redis://a","#,
             "sentinel",
         ),
-        (r#"{ "master": "", "addresses": ["s:1"] }"#, "", "sentinel.master"),
-        (r#"{ "master": "m", "addresses": [] }"#, "", "sentinel.addresses"),
+        (
+            r#"{ "master": "", "addresses": ["s:1"] }"#,
+            "",
+            "sentinel.master",
+        ),
+        (
+            r#"{ "master": "m", "addresses": [] }"#,
+            "",
+            "sentinel.addresses",
+        ),
         (
             r#"{ "master": "m", "addresses": ["s:1", "s:1"] }"#,
             "",
@@ -641,9 +649,13 @@ fn sentinel_mistakes_name_the_key() {
     ];
     for (sentinel, extra, key) in cases {
         let err = sentinel_source(sentinel, extra).unwrap_err();
-        assert_eq!(err.key, format!(r#"sources[0] ("r").{key}"#), "{sentinel} {extra}");
+        assert_eq!(
+            err.key,
+            format!(r#"sources[0] ("r").{key}"#),
+            "{sentinel} {extra}"
+        );
     }
-    let err = sentinel_source(r#"{ "master": "m", "addresses": ["s:1"], "port": 1 }"#, "")
-        .unwrap_err();
+    let err =
+        sentinel_source(r#"{ "master": "m", "addresses": ["s:1"], "port": 1 }"#, "").unwrap_err();
     assert!(err.reason.contains("port"), "{err:?}");
 }

@@ -318,6 +318,7 @@ impl Engine {
                 json!({
                     "name": s.name, "kind": s.kind(), "state": s.state_label(),
                     "node": s.node_label(),
+                    "sentinel": s.sentinel_label(),
                     "tls": s.config().tls_client().map(|t| {
                         if t.insecure { "unverified" } else { "verified" }
                     }),

@@ -39,6 +39,7 @@ pub mod io;
 mod jobs;
 mod pools;
 mod reload;
+mod sentinel;
 pub mod settle;
 mod sources;
 mod spawned;
@@ -67,6 +68,8 @@ use timers::Timers;
 enum TimerKey {
     /// A source's session deadline (heartbeat, keepalive, handshake) or its reconnect.
     Source(SourceId),
+    /// A source's sentinel watch: its connect timeout, keepalive or reconnect.
+    Sentinel(SourceId),
     /// A worker connection's deadline (connect timeout, request timeout, idle timeout).
     Worker(ConnId),
     /// A pool's circuit probe.
@@ -93,6 +96,8 @@ enum TimerKey {
 enum Peer {
     /// A source's broker connection.
     Source { source: SourceId, buffers: Buffers },
+    /// A source's connection to a Redis sentinel (`sentinel.rs`).
+    Sentinel { source: SourceId, buffers: Buffers },
     /// A worker connection.
     Worker(Box<Worker>),
     /// The control endpoint's listener.
@@ -110,7 +115,9 @@ impl Peer {
     /// The buffers, for every peer that is a connection.
     fn buffers_mut(&mut self) -> Option<&mut Buffers> {
         match self {
-            Peer::Source { buffers, .. } | Peer::ControlClient { buffers, .. } => Some(buffers),
+            Peer::Source { buffers, .. }
+            | Peer::Sentinel { buffers, .. }
+            | Peer::ControlClient { buffers, .. } => Some(buffers),
             Peer::Worker(worker) => Some(&mut worker.buffers),
             Peer::RespClient(client) => Some(&mut client.buffers),
             Peer::ControlListener | Peer::RespListener { .. } => None,
@@ -367,6 +374,7 @@ impl Engine {
         while let Some(key) = self.timers.pop_expired(now) {
             match key {
                 TimerKey::Source(source) => self.on_source_timer(source, now, io),
+                TimerKey::Sentinel(source) => self.on_sentinel_timer(source, now, io),
                 TimerKey::Worker(conn) => self.on_worker_timer(conn, now),
                 TimerKey::Probe(pool) => self.on_probe_timer(pool, now, io),
                 TimerKey::Release(pool) => self.on_release_timer(pool),
@@ -395,6 +403,10 @@ impl Engine {
                 let source = *source;
                 self.on_source_ready(source, conn, fill, now, io);
             }
+            Some(Peer::Sentinel { source, .. }) => {
+                let source = *source;
+                self.on_sentinel_ready(source, conn, fill, now, io);
+            }
             Some(Peer::Worker(_)) => self.on_worker_ready(conn, fill, now),
             Some(Peer::ControlClient { .. }) => self.on_client_ready(conn, fill, now, io),
             Some(Peer::RespClient(_)) => self.on_resp_client_ready(conn, fill, now, io),
@@ -412,6 +424,10 @@ impl Engine {
                 // The session's first bytes (HELLO, the AMQP header) go out now.
                 self.on_source_ready(source, conn, Fill::Skipped, now, io);
             }
+            Some(Peer::Sentinel { source, .. }) => {
+                let source = *source;
+                self.on_sentinel_connected(source, conn, now, io);
+            }
             Some(Peer::Worker(_)) => self.on_worker_connected(conn, now, io),
             _ => {}
         }
@@ -427,6 +443,10 @@ impl Engine {
                     self.sources[source].name
                 );
                 self.source_lost(source, now);
+            }
+            Some(Peer::Sentinel { source, .. }) => {
+                let source = *source;
+                self.on_sentinel_connect_failed(source, &error.to_string(), now);
             }
             Some(Peer::Worker(_)) => self.worker_connect_failed(conn, error.failure, now),
             _ => {}

@@ -175,6 +175,7 @@ impl Engine {
                 && self.jobs_of(source) == 0;
             if done {
                 self.timers.cancel(TimerKey::Source(source));
+                self.timers.cancel(TimerKey::Sentinel(source));
                 self.dirty_sources.retain(|d| *d != source);
                 // Its successor took its counters at the reload; what it counted since,
                 // finishing its in-flight work (acks, retries), joins them now, or the

@@ -44,6 +44,7 @@ use crate::proto::amqp::{
     DeclareMode, Event as AmqpEvent, PublishSeq, QueueType as SessionQueueType, Session,
     SessionConfig,
 };
+use crate::proto::resp::sentinel::RoleCheck;
 use crate::proto::resp::stream::StreamConsumer;
 use crate::proto::resp::{Subscriber, SubscriberConfig, SubscriberEvent};
 
@@ -58,6 +59,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The protocol session of an established connection.
 pub(super) enum Session_ {
+    /// A master named by a sentinel proves its role before the real session starts.
+    Role(Box<RoleCheck>),
     Redis(Box<Subscriber>),
     Amqp(Box<Session>),
     Stream(Box<StreamConsumer>),
@@ -69,19 +72,27 @@ pub(super) struct Node {
     pub address: Address,
     backoff: Backoff,
     /// After a failure, the node is not tried again before this instant.
-    not_before: Option<Instant>,
+    pub(super) not_before: Option<Instant>,
 }
 
 impl Node {
+    pub(super) fn new(address: Address, backoff: Backoff) -> Node {
+        Node {
+            address,
+            backoff,
+            not_before: None,
+        }
+    }
+
     /// Its connection failed or was lost at `now`: it backs off.
-    fn failed(&mut self, now: Instant) -> Duration {
+    pub(super) fn failed(&mut self, now: Instant) -> Duration {
         let delay = self.backoff.next_delay();
         self.not_before = Some(now + delay);
         delay
     }
 
     /// It reached the point where the source is ready: its backoff starts over.
-    fn succeeded(&mut self) {
+    pub(super) fn succeeded(&mut self) {
         self.backoff.reset();
         self.not_before = None;
     }
@@ -94,6 +105,9 @@ fn node_addresses(config: &SourceConfig) -> Vec<Address> {
         port,
     };
     match config {
+        // Through Sentinel, one master whose address the sentinels give (`sentinel.rs`).
+        SourceConfig::Redis(s) if s.sentinel.is_some() => vec![tcp("?", 0)],
+        SourceConfig::RedisStream(s) if s.sentinel.is_some() => vec![tcp("?", 0)],
         SourceConfig::Redis(s) => s.urls.iter().map(|u| tcp(&u.host, u.port)).collect(),
         SourceConfig::Amqp(s) => s.urls.iter().map(|u| tcp(&u.host, u.port)).collect(),
         SourceConfig::RedisStream(s) => s.urls.iter().map(|u| tcp(&u.host, u.port)).collect(),
@@ -169,6 +183,8 @@ pub(super) struct Source {
     pub endpoint_metrics: EndpointMetrics,
     /// A stream source's entries and figures (`streams.rs`).
     pub(super) stream: Option<Box<super::streams::StreamState>>,
+    /// A source with a `sentinel` block: its sentinels and watch (`sentinel.rs`).
+    pub(super) sentinel: Option<Box<super::sentinel::Watch>>,
 }
 
 impl Source {
@@ -191,12 +207,14 @@ impl Source {
         let nodes = node_addresses(&config)
             .into_iter()
             .enumerate()
-            .map(|(n, address)| Node {
-                address,
-                backoff: backoff.clone().salted(n as u64),
-                not_before: None,
-            })
+            .map(|(n, address)| Node::new(address, backoff.clone().salted(n as u64)))
             .collect();
+        let sentinel = match &config {
+            SourceConfig::Redis(s) => s.sentinel.as_ref(),
+            SourceConfig::RedisStream(s) => s.sentinel.as_ref(),
+            _ => None,
+        }
+        .map(|settings| Box::new(super::sentinel::Watch::new(settings, &backoff)));
         Source {
             name: config.name().to_string(),
             job,
@@ -219,6 +237,7 @@ impl Source {
             server: None,
             endpoint_metrics: EndpointMetrics::default(),
             stream,
+            sentinel,
             config,
         }
     }
@@ -352,29 +371,24 @@ impl Source {
     /// The node in use (`host:port`): connected, being connected to, or next to try;
     /// `None` for a RESP endpoint (`/status` "node").
     pub fn node_label(&self) -> Option<String> {
+        if let Some(watch) = &self.sentinel {
+            // Before a sentinel named it, the master is unknown.
+            return watch.master.as_ref().map(|m| m.to_string());
+        }
         self.nodes.get(self.node).map(|n| n.address.to_string())
     }
 
-    /// Picks the node to try next after the current one failed: the one that may be tried
-    /// soonest, the nodes after the current one first (in the order of `urls`), the
-    /// current one last. Returns when to try it.
+    /// The sentinel asked (`/status` "sentinel"); `None` without a `sentinel` block.
+    pub fn sentinel_label(&self) -> Option<String> {
+        self.sentinel.as_ref().and_then(|w| w.sentinel_label())
+    }
+
+    /// Picks the node to try next after the current one failed (see [`pick_next`]).
+    /// Returns when to try it.
     fn pick_next_node(&mut self, now: Instant) -> Instant {
-        let count = self.nodes.len();
-        let mut best: Option<(usize, Instant)> = None;
-        for step in 1..=count {
-            let index = (self.node + step) % count;
-            let at = self.nodes[index].not_before.map_or(now, |t| t.max(now));
-            if best.is_none_or(|(_, soonest)| at < soonest) {
-                best = Some((index, at));
-            }
-        }
-        match best {
-            Some((index, at)) => {
-                self.node = index;
-                at
-            }
-            None => now,
-        }
+        let (index, at) = pick_next(&self.nodes, self.node, now);
+        self.node = index;
+        at
     }
 
     /// Its configuration (a reload compares it with the new one).
@@ -438,6 +452,27 @@ impl Source {
         }
     }
 
+    /// The Redis URL of the node in use: from `urls`, or made from the address a
+    /// sentinel gave.
+    fn redis_url(&self) -> Option<RedisUrl> {
+        if let Some(watch) = &self.sentinel {
+            let Address::Tcp { host, port } = &self.nodes.first()?.address else {
+                return None;
+            };
+            return Some(
+                watch.master_url(&crate::proto::resp::sentinel::MasterAddress {
+                    host: host.clone(),
+                    port: *port,
+                }),
+            );
+        }
+        match &self.config {
+            SourceConfig::Redis(s) => s.urls.get(self.node).cloned(),
+            SourceConfig::RedisStream(s) => s.urls.get(self.node).cloned(),
+            _ => None,
+        }
+    }
+
     fn read_cap(&self) -> usize {
         let largest = match &self.config {
             SourceConfig::Redis(s) => s.max_message_bytes,
@@ -448,6 +483,21 @@ impl Source {
         };
         largest.min(64 << 20) + READ_SLACK
     }
+}
+
+/// The node to try after `current` failed: the one that may be tried soonest, the nodes
+/// after `current` first (in the order configured), `current` last; and when.
+pub(super) fn pick_next(nodes: &[Node], current: usize, now: Instant) -> (usize, Instant) {
+    let count = nodes.len();
+    let mut best: Option<(usize, Instant)> = None;
+    for step in 1..=count {
+        let index = (current + step) % count;
+        let at = nodes[index].not_before.map_or(now, |t| t.max(now));
+        if best.is_none_or(|(_, soonest)| at < soonest) {
+            best = Some((index, at));
+        }
+    }
+    best.unwrap_or((current, now))
 }
 
 fn subscriber_config(name: &str, source: &RedisSource, url: &RedisUrl) -> SubscriberConfig {
@@ -529,6 +579,19 @@ impl Engine {
         let address = match &self.sources[source].config {
             SourceConfig::Redis(_) | SourceConfig::Amqp(_) | SourceConfig::RedisStream(_) => {
                 let s = &mut self.sources[source];
+                if let Some(watch) = s.sentinel.as_deref_mut() {
+                    // Through Sentinel: an address a sentinel just gave, or ask for one.
+                    let Some(master) = watch.take_fresh() else {
+                        self.ask_sentinels(source, now, io);
+                        return;
+                    };
+                    if let Some(node) = s.nodes.first_mut() {
+                        node.address = Address::Tcp {
+                            host: master.host,
+                            port: master.port,
+                        };
+                    }
+                }
                 let Some(node) = s.nodes.get(s.node) else {
                     return;
                 };
@@ -675,51 +738,79 @@ impl Engine {
         self.schedule_reconnect(source, now);
     }
 
-    /// The connect of a source completed: its session starts.
+    /// The connect of a source completed: its session starts (after the `ROLE` check of
+    /// a master named by a sentinel).
     pub(super) fn on_source_connected(&mut self, source: SourceId, conn: ConnId, now: Instant) {
         if !matches!(self.sources[source].link, Link::Connecting { conn: c } if c == conn) {
             return;
         }
-        let name = self.sources[source].name.clone();
-        let session = match &self.sources[source].config {
-            SourceConfig::Redis(s) => {
-                let Some(url) = s.urls.get(self.sources[source].node) else {
-                    return;
-                };
-                Session_::Redis(Box::new(Subscriber::new(
-                    subscriber_config(&name, s, url),
-                    now,
-                )))
+        let session = match &self.sources[source].sentinel {
+            Some(watch) => {
+                Session_::Role(Box::new(RoleCheck::new(&watch.master_credentials(), now)))
             }
-            SourceConfig::Amqp(s) => match s
-                .urls
-                .get(self.sources[source].node)
-                .ok_or_else(|| "no node".to_string())
-                .and_then(|url| session_config(&name, s, url, self.options.pid))
-            {
-                Ok(config) => Session_::Amqp(Box::new(Session::new(config, now))),
-                Err(why) => {
-                    error!("source {name}: {why}");
-                    self.source_lost(source, now);
-                    return;
-                }
+            None => match self.start_session(source, now) {
+                Some(session) => session,
+                None => return,
             },
-            SourceConfig::RedisStream(s) => {
-                let Some(url) = s.urls.get(self.sources[source].node) else {
-                    return;
-                };
-                Session_::Stream(Box::new(StreamConsumer::new(
-                    super::streams::stream_config(&name, s, url),
-                    now,
-                )))
-            }
-            SourceConfig::RespEndpoint(_) => return,
         };
         self.sources[source].link = Link::Up {
             conn,
             session,
             ready: false,
         };
+    }
+
+    /// The protocol session for the source's node; `None` (the source lost) when its
+    /// configuration cannot make one.
+    fn start_session(&mut self, source: SourceId, now: Instant) -> Option<Session_> {
+        let name = self.sources[source].name.clone();
+        let url = self.sources[source].redis_url();
+        match &self.sources[source].config {
+            SourceConfig::Redis(s) => Some(Session_::Redis(Box::new(Subscriber::new(
+                subscriber_config(&name, s, url.as_ref()?),
+                now,
+            )))),
+            SourceConfig::Amqp(s) => match s
+                .urls
+                .get(self.sources[source].node)
+                .ok_or_else(|| "no node".to_string())
+                .and_then(|url| session_config(&name, s, url, self.options.pid))
+            {
+                Ok(config) => Some(Session_::Amqp(Box::new(Session::new(config, now)))),
+                Err(why) => {
+                    error!("source {name}: {why}");
+                    self.source_lost(source, now);
+                    None
+                }
+            },
+            SourceConfig::RedisStream(s) => Some(Session_::Stream(Box::new(StreamConsumer::new(
+                super::streams::stream_config(&name, s, url.as_ref()?),
+                now,
+            )))),
+            SourceConfig::RespEndpoint(_) => None,
+        }
+    }
+
+    /// The master named by a sentinel confirmed its role: the real session takes the
+    /// connection over.
+    fn after_role_check(&mut self, source: SourceId, now: Instant) {
+        let confirmed = matches!(
+            &self.sources[source].link,
+            Link::Up { session: Session_::Role(check), .. } if check.confirmed()
+        );
+        if !confirmed {
+            return;
+        }
+        debug!(
+            "source {}: {} confirms it is the master",
+            self.sources[source].name,
+            self.sources[source].node_label().unwrap_or_default()
+        );
+        if let Some(session) = self.start_session(source, now) {
+            if let Link::Up { session: slot, .. } = &mut self.sources[source].link {
+                *slot = session;
+            }
+        }
     }
 
     /// The reactor read a source's connection (or found it writable).
@@ -747,6 +838,9 @@ impl Engine {
             let mut progressed = false;
             while buffers.unconsumed() > 0 {
                 let used = match session {
+                    Session_::Role(s) => s
+                        .handle_input(buffers.input())
+                        .map_err(|e| format!("the master a sentinel named: {e}")),
                     Session_::Redis(s) => s
                         .handle_input(buffers.input(), now)
                         .map_err(|e| e.to_string()),
@@ -782,6 +876,7 @@ impl Engine {
                 }
                 Fill::Eof | Fill::Failed => {
                     match session {
+                        Session_::Role(_) => {}
                         Session_::Redis(s) => s.handle_eof(now),
                         Session_::Amqp(s) => s.handle_eof(now),
                         Session_::Stream(s) => s.handle_eof(now),
@@ -789,6 +884,9 @@ impl Engine {
                     lost = true;
                 }
             }
+        }
+        if !lost {
+            self.after_role_check(source, now);
         }
         self.after_source_io(source, conn, now, io);
         let still_up = self.sources[source].up_conn() == Some(conn);
@@ -815,6 +913,10 @@ impl Engine {
                 return;
             };
             match session {
+                Session_::Role(s) => {
+                    s.poll_transmit(buffers.write_buf());
+                    deadline = s.poll_timeout();
+                }
                 Session_::Redis(s) => {
                     s.poll_transmit(buffers.write_buf());
                     while let Some(event) = s.poll_event() {
@@ -901,6 +1003,10 @@ impl Engine {
             return;
         };
         let deadline = match session {
+            Session_::Role(s) => {
+                s.poll_transmit(buffers.write_buf());
+                s.poll_timeout()
+            }
             Session_::Redis(s) => {
                 s.poll_transmit(buffers.write_buf());
                 s.poll_timeout()
@@ -946,6 +1052,13 @@ impl Engine {
             Link::Up { conn, session, .. } => {
                 let conn = *conn;
                 match session {
+                    Session_::Role(s) => {
+                        if let Err(e) = s.handle_timeout(now) {
+                            warn!("source {}: {e}", self.sources[source].name);
+                            self.source_lost(source, now);
+                            return;
+                        }
+                    }
                     Session_::Redis(s) => s.handle_timeout(now),
                     Session_::Amqp(s) => s.handle_timeout(now),
                     Session_::Stream(s) => s.handle_timeout(now),
@@ -1239,7 +1352,19 @@ impl Engine {
         if self.sources[source].intake != Intake::Retired {
             self.sources[source].intake = Intake::Draining;
         }
+        self.stop_watch(source);
         match &mut self.sources[source].link {
+            // A master still proving its role has taken nothing yet.
+            Link::Up {
+                conn,
+                session: Session_::Role(_),
+                ..
+            } => {
+                let conn = *conn;
+                self.mark_close(conn);
+                self.sources[source].link = Link::Stopped;
+                self.timers.cancel(TimerKey::Source(source));
+            }
             Link::Up {
                 session: Session_::Redis(s),
                 ..
@@ -1281,6 +1406,7 @@ impl Engine {
 
     /// Closing phase: close the connection cleanly.
     pub(super) fn close_source(&mut self, source: SourceId, now: Instant) {
+        self.stop_watch(source);
         match &mut self.sources[source].link {
             Link::Up {
                 session: Session_::Amqp(s),
@@ -1303,7 +1429,7 @@ impl Engine {
             }
             Link::Up {
                 conn,
-                session: Session_::Redis(_),
+                session: Session_::Redis(_) | Session_::Role(_),
                 ..
             } => {
                 let conn = *conn;

@@ -24,6 +24,8 @@ use crate::proto::Status;
 pub const WATCH_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Silence after a PING after which the sentinel is declared dead.
 pub const WATCH_PONG_TIMEOUT: Duration = Duration::from_secs(15);
+/// A master that does not answer `ROLE` within this is given up.
+pub const ROLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest text kept from a server's error.
 const MAX_ERROR_TEXT: usize = 200;
 /// Sentinel replies are small: names, addresses, roles.
@@ -120,6 +122,8 @@ pub enum SentinelError {
     Protocol(String),
     /// Nothing heard for too long after a PING.
     PeerDead,
+    /// No answer to `ROLE` in time.
+    NoAnswer,
     /// The server closed the connection.
     Closed,
 }
@@ -141,6 +145,9 @@ impl fmt::Display for SentinelError {
             SentinelError::Unexpected(what) => write!(f, "unexpected reply: {what}"),
             SentinelError::Protocol(why) => write!(f, "not RESP: {why}"),
             SentinelError::PeerDead => write!(f, "no answer to PING: the sentinel seems dead"),
+            SentinelError::NoAnswer => {
+                write!(f, "no answer to ROLE within {} s", ROLE_TIMEOUT.as_secs())
+            }
             SentinelError::Closed => write!(f, "connection closed"),
         }
     }
@@ -439,6 +446,7 @@ pub struct RoleCheck {
     expect: VecDeque<Expect>,
     /// `Some(Ok)` once the server said `master`.
     outcome: Option<Result<(), SentinelError>>,
+    deadline: Instant,
 }
 
 impl fmt::Debug for RoleCheck {
@@ -452,7 +460,7 @@ impl fmt::Debug for RoleCheck {
 
 impl RoleCheck {
     /// Starts the check: its commands wait in the output.
-    pub fn new(credentials: &Credentials) -> RoleCheck {
+    pub fn new(credentials: &Credentials, now: Instant) -> RoleCheck {
         let mut output = Vec::new();
         let mut expect = VecDeque::new();
         if credentials.encode_auth(&mut output) {
@@ -465,6 +473,24 @@ impl RoleCheck {
             output,
             expect,
             outcome: None,
+            deadline: now + ROLE_TIMEOUT,
+        }
+    }
+
+    /// Until the answer, the deadline for it.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.outcome.is_none().then_some(self.deadline)
+    }
+
+    /// Past the deadline without an answer: [`SentinelError::NoAnswer`].
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SentinelError> {
+        match &self.outcome {
+            Some(Err(e)) => Err(e.clone()),
+            None if now >= self.deadline => {
+                self.outcome = Some(Err(SentinelError::NoAnswer));
+                Err(SentinelError::NoAnswer)
+            }
+            _ => Ok(()),
         }
     }
 

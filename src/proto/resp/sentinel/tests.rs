@@ -140,7 +140,7 @@ fn a_quiet_sentinel_is_pinged_then_declared_dead() {
 
 #[test]
 fn role_check_passes_a_master_and_leaves_later_bytes_alone() {
-    let mut check = RoleCheck::new(&creds(None, Some("pw")));
+    let mut check = RoleCheck::new(&creds(None, Some("pw")), Instant::now());
     let mut out = Vec::new();
     check.poll_transmit(&mut out);
     assert_eq!(out, b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*1\r\n$4\r\nROLE\r\n");
@@ -154,17 +154,17 @@ fn role_check_passes_a_master_and_leaves_later_bytes_alone() {
 #[test]
 fn role_check_refuses_a_replica_and_bad_auth() {
     let replica = b"*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6390\r\n$9\r\nconnected\r\n:10\r\n";
-    let mut check = RoleCheck::new(&creds(None, None));
+    let mut check = RoleCheck::new(&creds(None, None), Instant::now());
     assert_eq!(
         check.handle_input(replica),
         Err(SentinelError::NotMaster("slave".into()))
     );
     assert!(!check.confirmed());
-    let mut check = RoleCheck::new(&creds(None, Some("x")));
+    let mut check = RoleCheck::new(&creds(None, Some("x")), Instant::now());
     assert!(matches!(
         check.handle_input(b"-WRONGPASS no\r\n"),
         Err(SentinelError::AuthFailed(_))
     ));
-    let mut check = RoleCheck::new(&creds(None, None));
+    let mut check = RoleCheck::new(&creds(None, None), Instant::now());
     assert!(check.handle_input(b"%1\r\n+a\r\n+b\r\n").is_err());
 }
