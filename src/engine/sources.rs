@@ -586,10 +586,15 @@ impl Engine {
                         return;
                     };
                     if let Some(node) = s.nodes.first_mut() {
-                        node.address = Address::Tcp {
+                        let address = Address::Tcp {
                             host: master.host,
                             port: master.port,
                         };
+                        if node.address != address {
+                            // A new master is worth a line of its own in the log.
+                            s.logged_node = None;
+                            node.address = address;
+                        }
                     }
                 }
                 let Some(node) = s.nodes.get(s.node) else {
