@@ -10,10 +10,12 @@
 //! - `lifecycle.rs`: drain, reload (and freeing removed entries), spawned workers.
 //! - `endpoint.rs`: the RESP endpoint's publish, fan-out and backpressure.
 //! - `streams.rs`: Redis Streams sources against a scripted Redis.
+//! - `sentinel.rs`: Redis Sentinel against scripted sentinels and masters.
 
 mod endpoint;
 mod lifecycle;
 mod pools;
+mod sentinel;
 mod settle;
 mod sources;
 mod streams;
