@@ -187,6 +187,45 @@ fn ferry_follows_a_sentinel_failover_and_keeps_delivering() {
               "job": { "pool": "php", "script": script } }
         ]
     });
+    let config_file = dir.join("ferry.json");
+    std::fs::write(&config_file, config.to_string()).unwrap();
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args([
+                "check",
+                "--no-script",
+                "--config",
+                config_file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let report = check();
+    assert!(
+        report.contains(&format!(
+            "FAIL sentinel of source 'events' at 127.0.0.1:{dead}"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "OK   sentinel of source 'tasks' at 127.0.0.1:{}",
+            sentinels[2]
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("master \"mymaster\" is at 127.0.0.1:{master}")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "OK   redis source 'events' at redis://:***@127.0.0.1:{master}"
+        )),
+        "{report}"
+    );
+    assert!(report.contains("role master"), "{report}");
     let mut ferry = Ferry::start(fpm.dir(), &config);
     ferry.wait_for_log("source events: subscribed", Duration::from_secs(20));
     ferry.wait_for_log("source tasks: consuming as", Duration::from_secs(20));
@@ -279,6 +318,11 @@ fn ferry_follows_a_sentinel_failover_and_keeps_delivering() {
     assert!(
         text.contains(&format!("connecting to 127.0.0.1:{replica}")),
         "{text}"
+    );
+    let report = check();
+    assert!(
+        report.contains(&format!("master \"mymaster\" is at 127.0.0.1:{replica}")),
+        "{report}"
     );
     ferry.signal("TERM");
     assert!(ferry.wait(Duration::from_secs(10)).success());

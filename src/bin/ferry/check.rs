@@ -26,6 +26,7 @@ mod conn;
 mod fastcgi;
 mod listen;
 mod redis;
+mod sentinel;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -50,6 +51,9 @@ Usage: ferry check --config FILE [--json] [--no-script]
 
 Validates the configuration (exit 2 naming the bad key, as 'ferry run' does), then
 connects to every endpoint it names and reports what each peer says:
+  sentinel       (a source with a \"sentinel\" block) each sentinel's answer to SENTINEL
+                 GET-MASTER-ADDR-BY-NAME; the master the first answer names is then
+                 checked as a redis source and must say role master
   redis source   HELLO 3 (with AUTH when a password is given): server, version, protocol
   amqp source    RabbitMQ's product, version and capabilities (connection.start), and
                  whether the queue exists (a passive declare: nothing is created)
@@ -93,7 +97,7 @@ struct Report {
 /// One endpoint's verdict and what its peer said.
 #[derive(Debug, Serialize)]
 struct Endpoint {
-    /// `redis`, `amqp`, `resp_endpoint` or `pool`.
+    /// `redis`, `amqp`, `redis_stream`, `sentinel`, `resp_endpoint` or `pool`.
     kind: &'static str,
     /// The source's or pool's name.
     name: String,
@@ -209,6 +213,10 @@ impl Report {
     fn gather(path: &str, config: &Config, run_scripts: bool) -> Report {
         let mut endpoints = Vec::new();
         for source in &config.sources {
+            if let Some(settings) = sentinel_of(source) {
+                endpoints.extend(check_sentinel_source(source, settings));
+                continue;
+            }
             // Every node of a source's `urls` is an endpoint of its own.
             let nodes = match source {
                 SourceConfig::Redis(s) => s.urls.len(),
@@ -287,6 +295,69 @@ impl Report {
         );
         out
     }
+}
+
+fn sentinel_of(source: &SourceConfig) -> Option<&config::SentinelSettings> {
+    match source {
+        SourceConfig::Redis(s) => s.sentinel.as_ref(),
+        SourceConfig::RedisStream(s) => s.sentinel.as_ref(),
+        _ => None,
+    }
+}
+
+/// A source behind Sentinel: one row per sentinel (what it says the master is), then
+/// the master the first answer named, checked as a node of its own (it must say
+/// `role: master`).
+fn check_sentinel_source(
+    source: &SourceConfig,
+    settings: &config::SentinelSettings,
+) -> Vec<Endpoint> {
+    let mut endpoints = Vec::new();
+    let mut master = None;
+    for (host, port) in &settings.nodes {
+        let address = config::Address::Tcp {
+            host: host.clone(),
+            port: *port,
+        };
+        let answer = sentinel::ask(settings, host, *port, Instant::now() + STEP_TIMEOUT);
+        let mut endpoint = Endpoint::new("sentinel", source.name(), address.to_string());
+        match answer {
+            Ok(at) => {
+                endpoint = endpoint.verdict(None);
+                endpoint.note = Some(format!("master {:?} is at {at}", settings.master));
+                master.get_or_insert(at);
+            }
+            Err(why) => endpoint = endpoint.verdict(Some(why)),
+        }
+        endpoints.push(endpoint);
+    }
+    let Some(at) = master else {
+        let endpoint = Endpoint::new(
+            "redis",
+            source.name(),
+            format!("master {:?}", settings.master),
+        )
+        .verdict(Some("no sentinel named the master".into()));
+        endpoints.push(endpoint);
+        return endpoints;
+    };
+    let url = settings.master_url(&at.host, at.port);
+    let mut node = source.clone();
+    match &mut node {
+        SourceConfig::Redis(s) => s.urls = vec![url],
+        SourceConfig::RedisStream(s) => s.urls = vec![url],
+        _ => {}
+    }
+    let mut endpoint = check_source(&node, 0);
+    let role = endpoint.redis.as_ref().and_then(|r| r.role.clone());
+    if endpoint.ok && role.as_deref().is_some_and(|r| r != "master") {
+        let role = role.unwrap_or_default();
+        endpoint = endpoint.verdict(Some(format!(
+            "a sentinel named it as the master, but its role is {role}"
+        )));
+    }
+    endpoints.push(endpoint);
+    endpoints
 }
 
 /// Checks node `node` of `source` (a RESP endpoint has one).
@@ -389,6 +460,7 @@ fn render_endpoint(out: &mut String, e: &Endpoint) {
     };
     let what = match e.kind {
         "pool" => format!("pool '{}'", e.name),
+        "sentinel" => format!("sentinel of source '{}'", e.name),
         kind => format!("{kind} source '{}'", e.name),
     };
     let _ = writeln!(out, "{verdict:<5}{what} at {}", e.address);
