@@ -74,3 +74,11 @@ fn resp_stream_corpus() {
 fn x509_corpus() {
     replay("x509", ferry::proto::x509::invariants::check);
 }
+
+#[test]
+fn resp_sentinel_corpus() {
+    replay(
+        "resp_sentinel",
+        ferry::proto::resp::sentinel::invariants::check,
+    );
+}

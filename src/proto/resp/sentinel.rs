@@ -564,5 +564,8 @@ impl RoleCheck {
     }
 }
 
+#[cfg(any(test, feature = "invariants"))]
+#[doc(hidden)]
+pub mod invariants;
 #[cfg(test)]
 mod tests;
