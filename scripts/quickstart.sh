@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=/tmp/ferry-quickstart
 mkdir -p "$dir"
-rm -f "$dir/worker.log"
+: > "$dir/worker.log"   # fresh, and there from the start (a cat right after a publish finds it)
 cp examples/worker.php "$dir/worker.php"
 
 worker=${QUICKSTART_WORKER:-}
