@@ -97,6 +97,12 @@ fi
 
 log() { printf '%s cluster-demo: %s\n' "$(date +%T.%3N)" "$*"; }
 now() { date +%s.%N; }
+# sleep that a signal interrupts at once (bash runs traps only between commands, or
+# during `wait`).
+pause() {
+  sleep "$1" &
+  wait "$!"
+}
 
 COOKIE="FERRYDEMO$$$(date +%s)"
 NODE_ENV=(
@@ -409,12 +415,12 @@ wait_for 60 "host 1 to process again" started_after 1 "$T"
 after_fault 1
 
 # ---- fault 2: cut host 2 from the network ----------------------------------------------
-sleep 2
+pause 2
 T=$(now)
 ip link set "${SHORT}h2r" down
 event cut "$T"
 log "fault 2: host 2 cut from the network for $CUT_S s"
-sleep "$CUT_S"
+pause "$CUT_S"
 ip link set "${SHORT}h2r" up
 T_UP=$(now)
 event up "$T_UP"
@@ -423,7 +429,7 @@ wait_for 120 "host 2 to process again" started_after 2 "$T_UP"
 after_fault 2
 
 # ---- fault 3: stop the node that leads the quorum queue, start it again ----------------
-sleep 2
+pause 2
 read -r _ LEADER _ < <(queue_info a b c)
 STOP="${LEADER#"$RUN-"}"
 STOP="${STOP%%@*}"
