@@ -2,7 +2,7 @@
 //! three-node RabbitMQ cluster with a quorum queue and three ferry hosts in network
 //! namespaces, each with its own php-fpm, through a kill -9, a network cut and a node
 //! stop — smaller than the default run (2,000 messages, slower jobs so the faults still
-//! hit a busy system, a 5 s cut). Asserts the script's exit status and printed checks,
+//! hit a busy system, an 8 s cut). Asserts the script's exit status and printed checks,
 //! then that nothing of the run is left: no namespace, veth, RabbitMQ node, php-fpm,
 //! ferry or temporary directory.
 //!
@@ -84,8 +84,9 @@ fn the_cluster_demo_survives_its_faults_and_leaves_nothing_behind() {
             "2000",
             "--work-ms",
             "200",
+            // Longer than two heartbeat intervals (3 s): the cut connection dies.
             "--cut-seconds",
-            "5",
+            "8",
             "--timeout",
             "120",
             "--ferry",
