@@ -333,7 +333,7 @@ pid = $d/php-fpm.pid
 error_log = $d/php-fpm.log
 daemonize = no
 
-[demo-h$h]
+[$RUN-h$h]
 user = $(id -un)
 group = $(id -gn)
 listen = $d/php-fpm.sock
