@@ -141,8 +141,11 @@ cleanup() {
   done
   for name in "${!PGIDS[@]}"; do kill -KILL -- "-${PGIDS[$name]}" 2>/dev/null || true; done
   for n in "${NODES[@]}"; do
-    local pidfile="$DIR/rabbit-$n/node.pid"
-    [ -s "$pidfile" ] && kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+    # The node's Erlang VM by the pid it wrote, if that pid is still this node's.
+    local pidfile="$DIR/rabbit-$n/node.pid" pid
+    pid="$(cat "$pidfile" 2>/dev/null)" || continue
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$RUN-$n@" &&
+      kill -KILL "$pid" 2>/dev/null || true
   done
   for h in "${HOSTS[@]}"; do
     if ip netns list | grep -qw "$RUN-h$h"; then
