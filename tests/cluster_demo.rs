@@ -63,6 +63,25 @@ fn line<'a>(report: &'a str, prefix: &str) -> &'a str {
 }
 
 #[test]
+fn a_bad_option_is_a_usage_error_and_makes_nothing() {
+    for args in [
+        &["--messages", "many"][..],
+        &["--messages", "10"],
+        &["--bogus"],
+    ] {
+        let out = Command::new(repo().join("scripts/cluster-demo.sh"))
+            .args(args)
+            .output()
+            .expect("run scripts/cluster-demo.sh");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cluster-demo:"),
+            "{args:?} names the problem: {out:?}"
+        );
+    }
+}
+
+#[test]
 fn the_cluster_demo_survives_its_faults_and_leaves_nothing_behind() {
     assert!(
         is_root(),
