@@ -4,7 +4,8 @@
 //! stop — smaller than the default run (2,000 messages, slower jobs so the faults still
 //! hit a busy system, an 8 s cut). Asserts the script's exit status and printed checks,
 //! then that nothing of the run is left: no namespace, veth, RabbitMQ node, php-fpm,
-//! ferry or temporary directory.
+//! ferry or temporary directory. A second run, stopped with SIGTERM once its hosts
+//! consume, must leave nothing either; a bad option exits 2 before anything is made.
 //!
 //! Needs root (network namespaces), iproute2, rabbitmq-server, php8.2-fpm, curl and
 //! python3 (`scripts/test.sh` installs them); a missing one fails the test.
@@ -12,6 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The runs share two cores: one at a time.
+static ONE_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,6 +58,48 @@ fn command_output(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts that nothing of the run of the script with PID `pid` is left: namespaces,
+/// veth links, processes (RabbitMQ nodes, php-fpm masters and children, ferries: their
+/// command lines name the run), the temporary directory.
+fn assert_nothing_left(pid: u32) {
+    let run = format!("ferry-demo-{pid}");
+    let namespaces = command_output("ip", &["netns", "list"]);
+    assert!(
+        !namespaces.contains(&run),
+        "namespaces left behind:\n{namespaces}"
+    );
+    let links = command_output("ip", &["-o", "link", "show"]);
+    let veth = format!("fd{pid}h");
+    assert!(!links.contains(&veth), "veth links left behind:\n{links}");
+    let left = processes_mentioning(&run);
+    assert!(
+        left.is_empty(),
+        "processes of the run left behind (RabbitMQ, php-fpm or ferry):\n{}",
+        left.join("\n")
+    );
+    let dirs: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{run}."))
+        })
+        .collect();
+    assert!(dirs.is_empty(), "temporary directory left behind: {dirs:?}");
+}
+
+fn check_prerequisites() {
+    assert!(
+        is_root(),
+        "the cluster demo makes network namespaces: run the tests as root (scripts/test.sh)"
+    );
+    assert!(
+        Path::new("/usr/sbin/ip").exists() || Path::new("/sbin/ip").exists(),
+        "ip not found: install iproute2"
+    );
+}
+
 /// The value after `prefix` on the report line that starts with it.
 fn line<'a>(report: &'a str, prefix: &str) -> &'a str {
     report
@@ -83,14 +129,8 @@ fn a_bad_option_is_a_usage_error_and_makes_nothing() {
 
 #[test]
 fn the_cluster_demo_survives_its_faults_and_leaves_nothing_behind() {
-    assert!(
-        is_root(),
-        "the cluster demo makes network namespaces: run the tests as root (scripts/test.sh)"
-    );
-    assert!(
-        Path::new("/usr/sbin/ip").exists() || Path::new("/sbin/ip").exists(),
-        "ip not found: install iproute2"
-    );
+    check_prerequisites();
+    let _one = ONE_RUN.lock().unwrap_or_else(|e| e.into_inner());
     let out_path = std::env::temp_dir().join(format!(
         "ferry-cluster-demo-test-{}.out",
         std::process::id()
@@ -117,8 +157,7 @@ fn the_cluster_demo_survives_its_faults_and_leaves_nothing_behind() {
         .spawn()
         .expect("run scripts/cluster-demo.sh");
     // The script runs as itself (its shebang), so its PID names everything it makes.
-    let run = format!("ferry-demo-{}", child.id());
-    let veth = format!("fd{}h", child.id());
+    let pid = child.id();
     let deadline = started + Duration::from_secs(300);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -143,29 +182,7 @@ fn the_cluster_demo_survives_its_faults_and_leaves_nothing_behind() {
     eprintln!("cluster demo ({:.0} s):\n{report}", elapsed.as_secs_f64());
 
     // Nothing of the run is left, whatever the outcome.
-    let namespaces = command_output("ip", &["netns", "list"]);
-    assert!(
-        !namespaces.contains(&run),
-        "namespaces left behind:\n{namespaces}"
-    );
-    let links = command_output("ip", &["-o", "link", "show"]);
-    assert!(!links.contains(&veth), "veth links left behind:\n{links}");
-    let left = processes_mentioning(&run);
-    assert!(
-        left.is_empty(),
-        "processes of the run left behind (RabbitMQ, php-fpm or ferry):\n{}",
-        left.join("\n")
-    );
-    let dirs: Vec<_> = std::fs::read_dir("/tmp")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("{run}."))
-        })
-        .collect();
-    assert!(dirs.is_empty(), "temporary directory left behind: {dirs:?}");
+    assert_nothing_left(pid);
 
     assert!(status.success(), "the demo failed ({status}):\n{report}");
     assert_eq!(line(&report, "result: "), "PASS");
@@ -212,4 +229,61 @@ fn the_cluster_demo_survives_its_faults_and_leaves_nothing_behind() {
         recoveries.iter().all(|l| !l.contains("never")),
         "a fault never recovered:\n{report}"
     );
+}
+
+#[test]
+fn a_demo_stopped_halfway_cleans_up_everything() {
+    check_prerequisites();
+    let _one = ONE_RUN.lock().unwrap_or_else(|e| e.into_inner());
+    let out_path = std::env::temp_dir().join(format!(
+        "ferry-cluster-demo-term-{}.out",
+        std::process::id()
+    ));
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = Command::new(repo().join("scripts/cluster-demo.sh"))
+        .args(["--messages", "2000", "--work-ms", "200"])
+        .args(["--ferry", env!("CARGO_BIN_EXE_ferry")])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("run scripts/cluster-demo.sh");
+    let pid = child.id();
+    // Once the three hosts consume — nodes, namespaces, php-fpm and ferries all up — stop it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let so_far = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if so_far.contains("ferry on 3 hosts consuming") {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the demo ended ({status}) before its hosts consumed:\n{so_far}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hosts did not consume within 120 s:\n{so_far}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let report = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "exit status after SIGTERM:\n{report}"
+    );
+    assert!(report.contains("cleaning up"), "{report}");
+    assert_nothing_left(pid);
 }
