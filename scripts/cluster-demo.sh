@@ -381,7 +381,7 @@ log "publishing $MESSAGES messages to node a"
   { echo "cluster-demo: ferry publish failed:"; cat "$DIR/publish.out"; exit 1; } >&2
 log "published (broker confirmed all) in $(python3 -c "print(f'{$(now) - $T_PUBLISH:.1f}')") s"
 
-processed() { cat "$DIR"/h*/seen.log | wc -l; }
+processed() { cat "$DIR"/h*/seen.log | wc -l; } # requests recorded so far
 depth() { # messages in the queue (ready + unacked)
   local n
   for n in a b c; do
@@ -406,7 +406,8 @@ after_fault() {
 started_after() { awk -v t="$2" '$5 > t {found=1; exit} END {exit !found}' "$DIR/h$1/seen.log"; }
 
 # ---- fault 1: kill -9 the ferry of host 1, start it again ------------------------------
-wait_for 300 "10% of the messages" bash -c "(( \$(cat $DIR/h*/seen.log | wc -l) >= $MESSAGES / 10 ))"
+tenth_done() { (($(processed) >= MESSAGES / 10)); }
+wait_for 300 "10% of the messages" tenth_done
 read -r _ node1 _ _ < <(status_line 1)
 kill -KILL -- "-${PGIDS[ferry-h1]}"
 T=$(now)
