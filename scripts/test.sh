@@ -20,6 +20,10 @@ declare -A needed=(
   [/usr/sbin/rabbitmq-server]=rabbitmq-server
   [/etc/php/8.2/mods-available/redis.ini]=php8.2-redis
   [/usr/bin/strace]=strace
+  # The cluster demo (tests/cluster_demo.rs): network namespaces and veth pairs, and
+  # curl for each ferry's control endpoint inside its namespace.
+  [/usr/sbin/ip]=iproute2
+  [/usr/bin/curl]=curl
   # ring (rustls' crypto provider) compiles C: a fresh machine needs a compiler.
   [/usr/bin/cc]=gcc
 )

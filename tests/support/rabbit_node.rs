@@ -65,6 +65,8 @@ impl RabbitNode {
         std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400)).unwrap();
         let log = std::fs::File::create(dir.join("node.out")).unwrap();
         let child = Command::new(SERVER)
+            // Erlang writes its crash dumps to the working directory: keep them in `dir`.
+            .current_dir(dir)
             .envs(node_env(dir, &name))
             .env("RABBITMQ_NODE_PORT", amqp_port.to_string())
             .env("RABBITMQ_DIST_PORT", free_port().to_string())
