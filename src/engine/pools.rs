@@ -774,6 +774,17 @@ impl Engine {
     /// learned capacity grow by one every [`CAPACITY_RECHECK`].
     fn note_starved(&mut self, pool: PoolId, finished: ConnId, now: Instant) -> bool {
         let completed = self.pools[pool].completed;
+        // The other connections a waiting request is measured against: every connection
+        // of the pool but itself, the one that just finished included. (Not the requests
+        // in flight: answers read in one batch each lower that count before the next
+        // request is dispatched, so equal jobs finishing together made the last of them
+        // look starved.)
+        let connections = self
+            .peers
+            .iter()
+            .filter(|(_, p)| matches!(p, Peer::Worker(w) if w.pool == pool))
+            .count();
+        let others = connections.saturating_sub(1).max(1) as u64;
         let mut served = 0usize;
         let mut starved = false;
         for (key, peer) in self.peers.iter() {
@@ -791,7 +802,6 @@ impl Engine {
                     continue;
                 }
                 let rounds = completed.saturating_sub(a.started_at_completed);
-                let others = (self.pools[pool].in_flight.max(1)) as u64;
                 if !a.answered && rounds >= STARVED_AFTER * others {
                     starved = true;
                 }

@@ -416,3 +416,55 @@ fn kept_connections_beyond_the_workers_are_not_left_waiting() {
         sim.connects_to(PHP).len()
     );
 }
+
+/// Four workers that finish together (equal jobs started at once) answer in one batch:
+/// the first three completions must not make the fourth look starved — it was served,
+/// its answer is just read last (a wrong "keeping at most 3 connections" used to follow).
+#[test]
+fn answers_read_in_one_batch_do_not_look_like_a_starved_connection() {
+    let config = REDIS_CONFIG.replace(
+        r#""max_in_flight": 2, "keep_conn": false"#,
+        r#""max_in_flight": 4, "keep_conn": true"#,
+    );
+    let (mut sim, redis) = redis_sim(&config);
+    sim.io.connect_at_once = true;
+    for round in 0..3 {
+        for n in 0..4 {
+            sim.feed(redis, &message("jobs", format!("{round}-{n}").as_bytes()));
+        }
+        let conns: Vec<ConnId> = sim
+            .io
+            .open
+            .iter()
+            .copied()
+            .filter(|c| {
+                sim.io
+                    .connects
+                    .iter()
+                    .any(|(k, a)| k == c && a.to_string() == PHP)
+            })
+            .collect();
+        assert_eq!(conns.len(), 4, "round {round}: four connections");
+        let head = "Status: 200\r\nContent-Type: text/plain\r\n\r\nok";
+        for conn in &conns {
+            let request = sim.written(*conn);
+            let bytes = answer(request_id(&request), head, 0);
+            sim.engine.buffers_mut(*conn).unwrap().push_input(&bytes);
+        }
+        // One readiness batch, then the end of the loop turn.
+        for conn in &conns {
+            sim.ready(*conn, Fill::Drained);
+        }
+        sim.turn();
+    }
+    let pool = sim.engine.pools.keys()[0];
+    assert_eq!(
+        sim.engine.pools[pool].capacity.learned, None,
+        "nothing starved: no capacity learned"
+    );
+    assert_eq!(
+        sim.connects_to(PHP).len(),
+        4,
+        "the four kept connections served every round"
+    );
+}
