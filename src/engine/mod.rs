@@ -19,6 +19,8 @@
 //! - `sources.rs`: Redis and AMQP sources — connection state, sessions, intake.
 //! - `streams.rs`: Redis Streams sources — reads sized to the pool, acks, retries by
 //!   claim, dead letters, recovery and takeover of idle entries.
+//! - `sentinel.rs`: sources behind Redis Sentinel — the watch connection to a sentinel,
+//!   the master's address, `+switch-master`.
 //! - `settle.rs`: what an outcome does to a message (the settlement table) and how it is
 //!   carried out with the broker.
 //! - `pools.rs`: worker connections, starting jobs, outcomes, the circuit breaker.
