@@ -1032,16 +1032,10 @@ impl Config {
                             "give at least one channel or pattern",
                         ));
                     }
-                    if !resolve_sentinel(
-                        &at,
-                        &mut redis.sentinel,
-                        &redis.urls,
-                        redis.tls.is_some(),
-                        base,
-                    )? {
+                    let names_nodes = redis.one_url.is_some() || !redis.urls.is_empty();
+                    let tls = redis.tls.is_some();
+                    if !resolve_sentinel(&at, &mut redis.sentinel, names_nodes, tls, base)? {
                         resolve_nodes(&at, redis.one_url.take(), &mut redis.urls)?;
-                    } else if redis.one_url.is_some() {
-                        return Err(sentinel_and_url(&at));
                     }
                     let nodes = redis.urls.iter().map(|u| (u.tls, u.host.as_str()));
                     redis.tls_client = resolve_tls(&at, redis.tls.as_ref(), nodes, base)?;
@@ -1099,16 +1093,10 @@ impl Config {
                     }
                 }
                 SourceConfig::RedisStream(stream) => {
-                    if !resolve_sentinel(
-                        &at,
-                        &mut stream.sentinel,
-                        &stream.urls,
-                        stream.tls.is_some(),
-                        base,
-                    )? {
+                    let names_nodes = stream.one_url.is_some() || !stream.urls.is_empty();
+                    let tls = stream.tls.is_some();
+                    if !resolve_sentinel(&at, &mut stream.sentinel, names_nodes, tls, base)? {
                         resolve_nodes(&at, stream.one_url.take(), &mut stream.urls)?;
-                    } else if stream.one_url.is_some() {
-                        return Err(sentinel_and_url(&at));
                     }
                     let nodes = stream.urls.iter().map(|u| (u.tls, u.host.as_str()));
                     stream.tls_client = resolve_tls(&at, stream.tls.as_ref(), nodes, base)?;
@@ -1315,20 +1303,23 @@ fn resolve_tls<'a>(
     Ok(Some(client))
 }
 
-/// Resolves a `sentinel` block; returns whether the source has one (then it names no
-/// URL: the sentinels say where the master is).
+/// Resolves a `sentinel` block; returns whether the source has one (then it must name
+/// no node — `url`, `urls` — nor TLS: the sentinels say where the master is).
 fn resolve_sentinel(
     at: &str,
     sentinel: &mut Option<SentinelSettings>,
-    urls: &[RedisUrl],
+    names_nodes: bool,
     tls: bool,
     base: Option<&Path>,
 ) -> Result<bool, ConfigError> {
     let Some(sentinel) = sentinel else {
         return Ok(false);
     };
-    if !urls.is_empty() {
-        return Err(sentinel_and_url(at));
+    if names_nodes {
+        return Err(ConfigError::new(
+            format!("{at}.sentinel"),
+            "give either url/urls or sentinel: with sentinel, the sentinels name the master",
+        ));
     }
     if tls {
         return Err(ConfigError::new(
@@ -1336,15 +1327,8 @@ fn resolve_sentinel(
             "TLS through Sentinel is not supported yet: name the TLS nodes in urls",
         ));
     }
-    sentinel.resolve(at, base, read_password)?;
+    sentinel.resolve(at, base)?;
     Ok(true)
-}
-
-fn sentinel_and_url(at: &str) -> ConfigError {
-    ConfigError::new(
-        format!("{at}.sentinel"),
-        "give either url/urls or sentinel: with sentinel, the sentinels name the master",
-    )
 }
 
 /// Reads the first line of a password file (relative paths from the config's folder).

@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use super::address::split_host_port;
 use super::url::{RedisUrl, Secret};
-use super::ConfigError;
+use super::{read_password, ConfigError};
+use crate::proto::resp::sentinel::Credentials;
 
 /// The port sentinels listen on unless told otherwise.
 pub const SENTINEL_PORT: u16 = 26379;
@@ -49,12 +50,7 @@ pub struct SentinelSettings {
 
 impl SentinelSettings {
     /// Checks the block and parses the addresses.
-    pub(super) fn resolve(
-        &mut self,
-        at: &str,
-        base: Option<&Path>,
-        read_password: impl Fn(&str, Option<&Path>, &Path) -> Result<Secret, ConfigError>,
-    ) -> Result<(), ConfigError> {
+    pub(super) fn resolve(&mut self, at: &str, base: Option<&Path>) -> Result<(), ConfigError> {
         let at = format!("{at}.sentinel");
         if self.master.is_empty() || self.master.contains([' ', '\r', '\n']) {
             return Err(ConfigError::new(
@@ -105,5 +101,22 @@ impl SentinelSettings {
             db: self.db,
             tls: false,
         }
+    }
+
+    /// `AUTH` for the sentinels (`ferry run`'s watch and `ferry check`).
+    pub fn sentinel_credentials(&self) -> Credentials {
+        credentials(self.username.as_ref(), self.password.as_ref())
+    }
+
+    /// `AUTH` for the master's `ROLE` check.
+    pub fn master_credentials(&self) -> Credentials {
+        credentials(self.master_username.as_ref(), self.master_password.as_ref())
+    }
+}
+
+fn credentials(username: Option<&String>, password: Option<&Secret>) -> Credentials {
+    Credentials {
+        username: username.map(|u| u.as_bytes().to_vec()),
+        password: password.map(|p| p.expose().as_bytes().to_vec()),
     }
 }

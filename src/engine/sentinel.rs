@@ -28,7 +28,7 @@ use super::io::{Buffers, ConnId, Connect, Fill, Io};
 use super::sources::{pick_next, Intake, Link, Node};
 use super::{Engine, Peer, Phase, TimerKey};
 use crate::config::{Address, SentinelSettings};
-use crate::proto::resp::sentinel::{Credentials, MasterAddress, SentinelWatch, WatchEvent};
+use crate::proto::resp::sentinel::{MasterAddress, SentinelWatch, WatchEvent};
 
 /// A sentinel that takes longer to accept is given up and the next one tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,9 +62,6 @@ pub(super) struct Watch {
     waiting: bool,
     /// An address a sentinel gave that the next master connect uses.
     fresh: Option<MasterAddress>,
-    /// The master's address as last learned (`/status`), and whether a connection was
-    /// ever made there.
-    pub(super) master: Option<MasterAddress>,
 }
 
 impl Watch {
@@ -90,7 +87,6 @@ impl Watch {
             link: WatchLink::Idle,
             waiting: false,
             fresh: None,
-            master: None,
         }
     }
 
@@ -101,40 +97,9 @@ impl Watch {
             .map(|n| n.address.to_string())
     }
 
-    /// The master's URL at `address` (its user, password and db from the settings).
-    pub(super) fn master_url(&self, address: &MasterAddress) -> crate::config::RedisUrl {
-        self.settings.master_url(&address.host, address.port)
-    }
-
-    /// The credentials for the master's `ROLE` check.
-    pub(super) fn master_credentials(&self) -> Credentials {
-        Credentials {
-            username: self
-                .settings
-                .master_username
-                .as_ref()
-                .map(|u| u.as_bytes().to_vec()),
-            password: self
-                .settings
-                .master_password
-                .as_ref()
-                .map(|p| p.expose().as_bytes().to_vec()),
-        }
-    }
-
-    fn sentinel_credentials(&self) -> Credentials {
-        Credentials {
-            username: self
-                .settings
-                .username
-                .as_ref()
-                .map(|u| u.as_bytes().to_vec()),
-            password: self
-                .settings
-                .password
-                .as_ref()
-                .map(|p| p.expose().as_bytes().to_vec()),
-        }
+    /// The block as configured (the master's URL and credentials).
+    pub(super) fn settings(&self) -> &SentinelSettings {
+        &self.settings
     }
 
     fn conn(&self) -> Option<ConnId> {
@@ -147,6 +112,15 @@ impl Watch {
     /// The address of the next master connect, if a sentinel gave one since the last.
     pub(super) fn take_fresh(&mut self) -> Option<MasterAddress> {
         self.fresh.take()
+    }
+}
+
+/// The master's address until a sentinel names it: one no sentinel can give (its
+/// answers with port 0 are refused).
+pub(super) fn unknown_master() -> Address {
+    Address::Tcp {
+        host: "?".to_string(),
+        port: 0,
     }
 }
 
@@ -236,7 +210,7 @@ impl Engine {
         }
         let session = SentinelWatch::new(
             watch.settings.master.as_bytes(),
-            &watch.sentinel_credentials(),
+            &watch.settings.sentinel_credentials(),
             now,
         );
         watch.link = WatchLink::Up {
@@ -397,8 +371,7 @@ impl Engine {
             return;
         };
         let on = s.nodes.first().map(|n| n.address.clone());
-        let same = on.as_ref() == Some(&tcp(&to)) && watch.master.is_some();
-        watch.master = Some(to.clone());
+        let same = on.as_ref() == Some(&tcp(&to));
         let taking = self.phase == Phase::Running && s.intake == Intake::Taking;
         if watch.waiting {
             watch.waiting = false;

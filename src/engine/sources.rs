@@ -106,8 +106,10 @@ fn node_addresses(config: &SourceConfig) -> Vec<Address> {
     };
     match config {
         // Through Sentinel, one master whose address the sentinels give (`sentinel.rs`).
-        SourceConfig::Redis(s) if s.sentinel.is_some() => vec![tcp("?", 0)],
-        SourceConfig::RedisStream(s) if s.sentinel.is_some() => vec![tcp("?", 0)],
+        SourceConfig::Redis(s) if s.sentinel.is_some() => vec![super::sentinel::unknown_master()],
+        SourceConfig::RedisStream(s) if s.sentinel.is_some() => {
+            vec![super::sentinel::unknown_master()]
+        }
         SourceConfig::Redis(s) => s.urls.iter().map(|u| tcp(&u.host, u.port)).collect(),
         SourceConfig::Amqp(s) => s.urls.iter().map(|u| tcp(&u.host, u.port)).collect(),
         SourceConfig::RedisStream(s) => s.urls.iter().map(|u| tcp(&u.host, u.port)).collect(),
@@ -371,11 +373,10 @@ impl Source {
     /// The node in use (`host:port`): connected, being connected to, or next to try;
     /// `None` for a RESP endpoint (`/status` "node").
     pub fn node_label(&self) -> Option<String> {
-        if let Some(watch) = &self.sentinel {
-            // Before a sentinel named it, the master is unknown.
-            return watch.master.as_ref().map(|m| m.to_string());
-        }
-        self.nodes.get(self.node).map(|n| n.address.to_string())
+        let node = self.nodes.get(self.node)?;
+        // Through Sentinel, `null` until a sentinel named the master.
+        let unknown = self.sentinel.is_some() && node.address == super::sentinel::unknown_master();
+        (!unknown).then(|| node.address.to_string())
     }
 
     /// The sentinel asked (`/status` "sentinel"); `None` without a `sentinel` block.
@@ -459,12 +460,7 @@ impl Source {
             let Address::Tcp { host, port } = &self.nodes.first()?.address else {
                 return None;
             };
-            return Some(
-                watch.master_url(&crate::proto::resp::sentinel::MasterAddress {
-                    host: host.clone(),
-                    port: *port,
-                }),
-            );
+            return Some(watch.settings().master_url(host, *port));
         }
         match &self.config {
             SourceConfig::Redis(s) => s.urls.get(self.node).cloned(),
@@ -750,9 +746,10 @@ impl Engine {
             return;
         }
         let session = match &self.sources[source].sentinel {
-            Some(watch) => {
-                Session_::Role(Box::new(RoleCheck::new(&watch.master_credentials(), now)))
-            }
+            Some(watch) => Session_::Role(Box::new(RoleCheck::new(
+                &watch.settings().master_credentials(),
+                now,
+            ))),
             None => match self.start_session(source, now) {
                 Some(session) => session,
                 None => return,
@@ -1359,17 +1356,6 @@ impl Engine {
         }
         self.stop_watch(source);
         match &mut self.sources[source].link {
-            // A master still proving its role has taken nothing yet.
-            Link::Up {
-                conn,
-                session: Session_::Role(_),
-                ..
-            } => {
-                let conn = *conn;
-                self.mark_close(conn);
-                self.sources[source].link = Link::Stopped;
-                self.timers.cancel(TimerKey::Source(source));
-            }
             Link::Up {
                 session: Session_::Redis(s),
                 ..
@@ -1385,8 +1371,15 @@ impl Engine {
                 session: Session_::Stream(_),
                 ..
             } => {}
-            Link::Idle | Link::Connecting { .. } => {
-                if let Link::Connecting { conn } = self.sources[source].link {
+            // Not connected, or a master still proving its role: nothing taken yet.
+            Link::Idle
+            | Link::Connecting { .. }
+            | Link::Up {
+                session: Session_::Role(_),
+                ..
+            } => {
+                if let Link::Connecting { conn } | Link::Up { conn, .. } = self.sources[source].link
+                {
                     self.mark_close(conn);
                 }
                 self.sources[source].link = Link::Stopped;

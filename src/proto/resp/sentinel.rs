@@ -124,8 +124,6 @@ pub enum SentinelError {
     PeerDead,
     /// No answer to `ROLE` in time.
     NoAnswer,
-    /// The server closed the connection.
-    Closed,
 }
 
 impl fmt::Display for SentinelError {
@@ -148,7 +146,6 @@ impl fmt::Display for SentinelError {
             SentinelError::NoAnswer => {
                 write!(f, "no answer to ROLE within {} s", ROLE_TIMEOUT.as_secs())
             }
-            SentinelError::Closed => write!(f, "connection closed"),
         }
     }
 }
@@ -379,11 +376,6 @@ impl SentinelWatch {
             },
             Expect::Role => Err(SentinelError::Unexpected(describe(frame))),
         }
-    }
-
-    /// The connection reached its end.
-    pub fn handle_eof(&mut self) {
-        self.failed.get_or_insert(SentinelError::Closed);
     }
 
     /// When [`SentinelWatch::handle_timeout`] wants to be called.

@@ -6,20 +6,9 @@
 use std::time::Instant;
 
 use ferry::config::SentinelSettings;
-use ferry::proto::resp::sentinel::{Credentials, MasterAddress, SentinelWatch, WatchEvent};
+use ferry::proto::resp::sentinel::{MasterAddress, SentinelWatch, WatchEvent};
 
 use super::conn::Conn;
-
-/// The sentinels' own credentials from the block.
-fn credentials(settings: &SentinelSettings) -> Credentials {
-    Credentials {
-        username: settings.username.as_ref().map(|u| u.as_bytes().to_vec()),
-        password: settings
-            .password
-            .as_ref()
-            .map(|p| p.expose().as_bytes().to_vec()),
-    }
-}
 
 /// Asks the sentinel at `host:port` for the master's address.
 pub fn ask(
@@ -31,7 +20,7 @@ pub fn ask(
     let mut conn = Conn::connect_tcp(host, port, deadline).map_err(|e| format!("connect: {e}"))?;
     let mut watch = SentinelWatch::new(
         settings.master.as_bytes(),
-        &credentials(settings),
+        &settings.sentinel_credentials(),
         Instant::now(),
     );
     let mut out = Vec::new();
