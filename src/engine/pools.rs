@@ -774,39 +774,35 @@ impl Engine {
     /// learned capacity grow by one every [`CAPACITY_RECHECK`].
     fn note_starved(&mut self, pool: PoolId, finished: ConnId, now: Instant) -> bool {
         let completed = self.pools[pool].completed;
-        // The other connections a waiting request is measured against: every connection
-        // of the pool but itself, the one that just finished included. (Not the requests
-        // in flight: answers read in one batch each lower that count before the next
-        // request is dispatched, so equal jobs finishing together made the last of them
-        // look starved.)
-        let connections = self
-            .peers
-            .iter()
-            .filter(|(_, p)| matches!(p, Peer::Worker(w) if w.pool == pool))
-            .count();
-        let others = connections.saturating_sub(1).max(1) as u64;
+        // The pool's connections but the one that just finished, and the longest a
+        // request that no worker ever answered has waited, in completed requests.
+        let mut others = 0u64;
+        let mut longest_unanswered = 0u64;
         let mut served = 0usize;
-        let mut starved = false;
         for (key, peer) in self.peers.iter() {
             let Peer::Worker(w) = peer else { continue };
             if w.pool != pool || ConnId(key) == finished {
                 continue;
             }
+            others += 1;
             if w.served > 0 || matches!(&w.state, WorkerState::Busy(a) if a.answered) {
                 served += 1;
             }
             // Only a connection no worker ever answered can wait in the backlog: a kept
             // connection that served before belongs to a worker.
             if let WorkerState::Busy(a) = &w.state {
-                if w.served > 0 {
-                    continue;
-                }
-                let rounds = completed.saturating_sub(a.started_at_completed);
-                if !a.answered && rounds >= STARVED_AFTER * others {
-                    starved = true;
+                if w.served == 0 && !a.answered {
+                    let rounds = completed.saturating_sub(a.started_at_completed);
+                    longest_unanswered = longest_unanswered.max(rounds);
                 }
             }
         }
+        // A waiting request is measured against every other connection of the pool, the
+        // one that just finished included (the count above holds the waiter itself, not
+        // the finished one: the same number). Not against the requests in flight: answers
+        // read in one batch each lower that count before the next request is dispatched,
+        // so equal jobs finishing together made the last of them look starved.
+        let starved = longest_unanswered >= STARVED_AFTER * others.max(1);
         // The connection that just finished was served too.
         let served = served + 1;
         let p = &mut self.pools[pool];
